@@ -1,0 +1,82 @@
+import { assign } from 'xstate';
+import { toRunchartErrorData } from '../../../src/errors.js';
+import type { ModelResponse } from '../../../src/models/contract.js';
+import { modelRequestFor, planToolCalls } from '../plan.js';
+import { runSetup, traced } from '../setup.js';
+import type { RunContext } from '../types.js';
+
+type Done = { context: RunContext; event: { output: ModelResponse } };
+const response = ({ event }: Done) => ({ response: event.output });
+const counted = [
+  {
+    type: 'mark',
+    params: ({ context, event }: Done) => ({
+      mark: {
+        kind: 'model.step' as const,
+        model: context.settings.model,
+        usage: event.output.usage,
+        finishReason: event.output.finishReason,
+        toolCalls: event.output.toolCalls.length,
+      },
+    }),
+  },
+  { type: 'countModelCall', params: response },
+] as const;
+const failWith = (kind: 'budget-exceeded' | 'model-behavior', message: (done: Done) => string) =>
+  ({ type: 'fail', params: (done: Done) => ({ error: { kind, layer: 'model' as const, message: message(done), retryable: false } }) }) as const;
+
+/** One model step; the chart, not the model, decides whether another tool round fits the budgets. */
+export const modelStep = runSetup.createStateConfig({
+  ...traced('modelStep'),
+  invoke: {
+    id: 'callModel',
+    src: 'callModel',
+    input: ({ context }) => modelRequestFor(context),
+    onDone: [
+      {
+        guard: { type: 'isOverTokenBudget', params: response },
+        target: 'failed',
+        actions: [...counted, failWith('budget-exceeded', ({ context }) => `model: the run spent its budget of ${context.settings.maxTotalTokens} tokens`)],
+      },
+      {
+        guard: { type: 'isEmptyAnswer', params: response },
+        target: 'failed',
+        actions: [...counted, failWith('model-behavior', () => 'model: the model returned neither text nor tool calls')],
+      },
+      {
+        guard: { type: 'asksForToolsPastHopBudget', params: response },
+        target: 'failed',
+        actions: [
+          ...counted,
+          failWith('budget-exceeded', ({ context }) => `model: the model asked for tools after ${context.hops} tool rounds; max_tool_hops is ${context.settings.maxToolHops}`),
+        ],
+      },
+      {
+        guard: { type: 'asksForTooManyTools', params: response },
+        target: 'failed',
+        actions: [
+          ...counted,
+          failWith(
+            'budget-exceeded',
+            ({ context, event }) =>
+              `model: the model asked for ${event.output.toolCalls.length} tool calls in one step; max_tool_calls_per_step is ${context.settings.maxToolCallsPerStep}`,
+          ),
+        ],
+      },
+      {
+        guard: { type: 'asksForTools', params: response },
+        target: 'toolExecution',
+        actions: [
+          ...counted,
+          assign(({ context, event }) => ({
+            calls: planToolCalls(event.output.toolCalls, context.capabilities, context.hops, context.settings.maxToolArgumentChars),
+            cursor: 0,
+            messages: [...context.messages, { role: 'assistant' as const, content: event.output.text, toolCalls: event.output.toolCalls }],
+          })),
+        ],
+      },
+      { target: 'assembly', actions: [...counted, assign({ output: ({ event }) => event.output.text })] },
+    ],
+    onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'model') }) } },
+  },
+});

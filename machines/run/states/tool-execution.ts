@@ -1,0 +1,213 @@
+import { assign } from 'xstate';
+import { toRunchartErrorData } from '../../../src/errors.js';
+import type { PolicyDecision } from '../../../src/policy/contract.js';
+import { closeCall } from '../plan.js';
+import { decisionRecord, runSetup, traced } from '../setup.js';
+import type { RunContext } from '../types.js';
+
+type Decided = { context: RunContext; event: { output: PolicyDecision } };
+const decision = ({ event }: Decided) => ({ decision: event.output });
+const current = (context: RunContext) => context.calls[context.cursor]!;
+const toolDecision = ({ context, event }: Decided) =>
+  decisionRecord(context, 'tool', event.output, { callId: current(context).callId, capability: current(context).capability });
+const reviewDecision = ({ context, event }: Decided) =>
+  decisionRecord(context, 'approval', event.output, {
+    callId: current(context).callId,
+    capability: current(context).capability,
+    principalId: context.review!.principalId,
+    argsHash: current(context).argsHash,
+  });
+const callMark = (outcome: 'ok' | 'error' | 'denied' | 'rejected' | 'invalid', message?: (context: RunContext) => string) =>
+  ({
+    type: 'mark',
+    params: ({ context }: { context: RunContext }) => ({
+      mark: {
+        kind: 'tool.call' as const,
+        callId: current(context).callId,
+        toolName: current(context).toolName,
+        ...(current(context).capability ? { capability: current(context).capability! } : {}),
+        outcome,
+        ...(message ? { message: message(context) } : {}),
+      },
+    }),
+  }) as const;
+
+/**
+ * The tool calls of one model step, one at a time: each is authorized (policy stage `tool`),
+ * possibly parked for approval, then executed through the gateway; then back to the model.
+ */
+export const toolExecution = runSetup.createStateConfig({
+  ...traced('toolExecution'),
+  initial: 'next',
+  states: {
+    next: {
+      always: [
+        {
+          guard: 'hasNoMoreCalls',
+          target: '#run.modelStep',
+          actions: assign({ hops: ({ context }) => context.hops + 1, calls: [], cursor: 0 }),
+        },
+        {
+          guard: 'isCurrentCallInvalid',
+          actions: [
+            callMark('invalid', (context) => current(context).problem!),
+            assign(({ context }) => closeCall(context, { status: 'invalid', reason: current(context).problem! })),
+          ],
+        },
+        { target: 'authorizing' },
+      ],
+    },
+    authorizing: {
+      ...traced('toolExecution.authorizing'),
+      invoke: {
+        id: 'evaluatePolicy',
+        src: 'evaluatePolicy',
+        input: ({ context }) => ({
+          stage: 'tool' as const,
+          runId: context.runId,
+          tenantId: context.tenantId,
+          principalId: context.principalId,
+          capability: current(context).capability!,
+          version: current(context).version!,
+          callId: current(context).callId,
+        }),
+        onDone: [
+          {
+            guard: { type: 'isAllowed', params: decision },
+            target: 'executing',
+            actions: [
+              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
+              assign({ pendingDecision: toolDecision }),
+            ],
+          },
+          {
+            guard: { type: 'needsApproval', params: decision },
+            target: 'awaitingApproval',
+            actions: [
+              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
+              assign({ pendingDecision: toolDecision }),
+            ],
+          },
+          {
+            target: 'next',
+            actions: [
+              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
+              assign({ pendingDecision: toolDecision }),
+              callMark('denied', (context) => context.pendingDecision!.reason),
+              assign(({ context }) => closeCall(context, { status: 'denied', reason: `${context.pendingDecision!.reason} (rule ${context.pendingDecision!.ruleId})` })),
+            ],
+          },
+        ],
+        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+      },
+    },
+    awaitingApproval: {
+      ...traced('toolExecution.awaitingApproval'),
+      on: {
+        'tool.approve': {
+          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, argsHash: event.argsHash }) },
+          target: 'reviewing',
+          actions: assign({
+            review: ({ event }) => ({ kind: 'approve' as const, callId: event.callId, principalId: event.principalId, reason: '', refusal: null }),
+          }),
+        },
+        'tool.reject': {
+          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId }) },
+          target: 'reviewing',
+          actions: assign({
+            review: ({ event }) => ({
+              kind: 'reject' as const,
+              callId: event.callId,
+              principalId: event.principalId,
+              reason: event.reason ?? 'no reason given',
+              refusal: null,
+            }),
+          }),
+        },
+      },
+    },
+    reviewing: {
+      ...traced('toolExecution.reviewing'),
+      invoke: {
+        id: 'evaluatePolicy',
+        src: 'evaluatePolicy',
+        input: ({ context }) => ({
+          stage: 'approval' as const,
+          runId: context.runId,
+          tenantId: context.tenantId,
+          principalId: context.review!.principalId,
+          capability: current(context).capability!,
+          version: current(context).version!,
+          callId: current(context).callId,
+        }),
+        onDone: [
+          {
+            guard: { type: 'isAllowed', params: decision },
+            target: 'reviewed',
+            actions: { type: 'recordDecision', params: (done) => ({ decision: reviewDecision(done) }) },
+          },
+          {
+            target: 'awaitingApproval',
+            actions: [
+              { type: 'recordDecision', params: (done) => ({ decision: reviewDecision(done) }) },
+              assign({ review: (done) => ({ ...done.context.review!, refusal: reviewDecision(done) }) }),
+            ],
+          },
+        ],
+        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+      },
+    },
+    reviewed: {
+      always: [
+        { guard: 'isApproval', target: 'executing', actions: assign({ review: null }) },
+        {
+          target: 'next',
+          actions: [
+            callMark('rejected', (context) => context.review!.reason),
+            assign(({ context }) => closeCall(context, { status: 'rejected', reason: `${context.review!.reason} (by ${context.review!.principalId})` })),
+          ],
+        },
+      ],
+    },
+    executing: {
+      ...traced('toolExecution.executing'),
+      invoke: {
+        id: 'executeTool',
+        src: 'executeTool',
+        input: ({ context }) => ({
+          capability: current(context).capability!,
+          version: current(context).version!,
+          arguments: current(context).arguments,
+          idempotencyKey: `${context.runId}:${current(context).callId}`,
+          runId: context.runId,
+          callId: current(context).callId,
+          tenantId: context.tenantId,
+          principalId: context.principalId,
+        }),
+        onDone: {
+          target: 'next',
+          actions: [
+            {
+              type: 'mark',
+              params: ({ context, event }) => ({
+                mark: {
+                  kind: 'tool.call' as const,
+                  callId: current(context).callId,
+                  toolName: current(context).toolName,
+                  capability: current(context).capability!,
+                  outcome: event.output.status,
+                  ...(event.output.status === 'error' ? { message: event.output.error.message } : {}),
+                },
+              }),
+            },
+            assign(({ context, event }) => ({
+              ...closeCall(context, event.output),
+              usage: { ...context.usage, toolCalls: context.usage.toolCalls + 1 },
+            })),
+          ],
+        },
+        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'execution') }) } },
+      },
+    },
+  },
+});

@@ -1,0 +1,131 @@
+import type { RunchartErrorData } from '../../src/errors.js';
+import type { PinnedCapability } from '../../src/catalog/contract.js';
+import type { ExecuteResult } from '../../src/execution/contract.js';
+import type { ChatMessage, ModelResponse } from '../../src/models/contract.js';
+import type { HistoryTurn, MemoryItem } from '../../src/memory/contract.js';
+import type { DecisionRecord } from '../../src/policy/contract.js';
+import type { BackgroundTask } from '../../src/background/contract.js';
+
+/** The parts of the config a run needs, resolved once at start and kept in context. */
+export interface RunSettings {
+  model: string;
+  systemPrompt: string;
+  maxToolHops: number;
+  maxToolCallsPerStep: number;
+  /** null: no token budget. */
+  maxTotalTokens: number | null;
+  precheckRequired: boolean;
+  backgroundUpdates: boolean;
+  recallLimit: number;
+  maxToolArgumentChars: number;
+}
+
+/** What starts a run: the caller's raw request (ingress parses it) and the resolved settings. */
+export interface RunInput {
+  runId: string;
+  request: unknown;
+  settings: RunSettings;
+}
+
+/** What ingress hands the chart once the request is parsed: identity, input and pinned capabilities. */
+export interface AcceptedRequest {
+  traceId: string;
+  parentSpanId?: string;
+  tenantId: string;
+  principalId: string;
+  sessionId?: string;
+  input: string;
+  capabilities: PinnedCapability[];
+}
+
+/** A tool call of the current model step, as the chart plans it. */
+export interface PlannedCall {
+  /** Unique in the run (`c<hop>.<index>`); the approval and the idempotency key use it. */
+  callId: string;
+  /** The id the model gave; tool results are sent back under it. */
+  modelCallId: string;
+  toolName: string;
+  arguments: string;
+  argsHash: string;
+  capability: string | null;
+  version: string | null;
+  /** Set when the call cannot run at all (unknown tool, malformed JSON): the model is told why. */
+  problem: string | null;
+}
+
+/** How one tool call ended. */
+export type CallOutcome =
+  | ExecuteResult
+  | { status: 'denied'; reason: string }
+  | { status: 'rejected'; reason: string }
+  | { status: 'invalid'; reason: string }
+  | { status: 'awaiting_approval' };
+
+/** A finished (or parked) tool call as the run result shows it. */
+export interface CallRecord {
+  callId: string;
+  toolName: string;
+  capability: string | null;
+  version: string | null;
+  args: string;
+  argsHash: string;
+  outcome: CallOutcome;
+  decision: DecisionRecord | null;
+  approval: DecisionRecord | null;
+}
+
+/** A pending review of a parked call: who asked to approve or reject it. */
+export interface Review {
+  kind: 'approve' | 'reject';
+  callId: string;
+  principalId: string;
+  reason: string;
+  /** Set when policy refused the reviewer; the call stays parked. */
+  refusal: DecisionRecord | null;
+}
+
+export interface RunUsage {
+  modelCalls: number;
+  toolCalls: number;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+/** The run's context: plain JSON, persisted and restored as it is. */
+export interface RunContext {
+  runId: string;
+  settings: RunSettings;
+  request: unknown;
+  traceId: string;
+  parentSpanId: string | null;
+  tenantId: string;
+  principalId: string;
+  sessionId: string | null;
+  input: string;
+  capabilities: PinnedCapability[];
+  recalled: MemoryItem[];
+  history: HistoryTurn[];
+  /** Assistant tool-call messages and tool results of this run, in order. */
+  messages: ChatMessage[];
+  hops: number;
+  calls: PlannedCall[];
+  cursor: number;
+  /** The current call's tool-stage decision while it is being authorized, approved or executed. */
+  pendingDecision: DecisionRecord | null;
+  review: Review | null;
+  toolCalls: CallRecord[];
+  decisions: DecisionRecord[];
+  usage: RunUsage;
+  output: string | null;
+  warnings: string[];
+  background: 'queued' | 'skipped' | 'denied' | 'failed' | null;
+  error: RunchartErrorData | null;
+  cancelReason: string | null;
+}
+
+export type RunEvent =
+  | { type: 'run.cancel'; reason?: string }
+  | { type: 'tool.approve'; callId: string; principalId: string; argsHash?: string }
+  | { type: 'tool.reject'; callId: string; principalId: string; reason?: string };
+
+export type { ModelResponse, BackgroundTask };

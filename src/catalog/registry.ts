@@ -1,0 +1,70 @@
+import { RunchartError } from '../errors.js';
+import type { Capability, CatalogLayer, PinnedCapability } from './contract.js';
+
+/**
+ * The in-process catalog: capabilities by `name@version` in a Map.
+ * @example
+ * const catalog = createCatalog([add, multiply]);
+ */
+export function createCatalog(capabilities: readonly Capability[]): CatalogLayer {
+  const byKey = new Map<string, Capability>();
+  for (const capability of capabilities) {
+    const key = `${capability.name}@${capability.version}`;
+    if (byKey.has(key)) throw new RunchartError('invalid-input', 'catalog', `catalog: "${key}" is defined twice`);
+    byKey.set(key, capability);
+  }
+  const list = Object.freeze([...byKey.values()]);
+  return { list: () => list, get: (name, version) => byKey.get(`${name}@${version}`) };
+}
+
+/** OpenAI tool names allow letters, digits, `_` and `-`, at most 64 characters. */
+export function toolNameFor(name: string): string {
+  return name.replace(/[^a-zA-Z0-9_-]/g, '_').slice(0, 64);
+}
+
+/** Compares two semantic versions by their numeric parts (pre-release tags rank below the release). */
+export function compareVersions(left: string, right: string): number {
+  const parse = (version: string) => {
+    const [core, pre] = version.split(/[-+]/, 2);
+    return { parts: core!.split('.').map(Number), pre: version.includes('-') ? pre : undefined };
+  };
+  const a = parse(left);
+  const b = parse(right);
+  for (let index = 0; index < 3; index++) {
+    const difference = (a.parts[index] ?? 0) - (b.parts[index] ?? 0);
+    if (difference !== 0) return difference;
+  }
+  if (a.pre === b.pre) return 0;
+  if (a.pre === undefined) return 1;
+  if (b.pre === undefined) return -1;
+  return a.pre < b.pre ? -1 : 1;
+}
+
+/**
+ * Pins the newest version of each visible capability and gives each a model-facing name that
+ * is unique in the run and maps back exactly.
+ */
+export function pinCapabilities(visible: readonly Capability[]): PinnedCapability[] {
+  const newest = new Map<string, Capability>();
+  for (const capability of visible) {
+    const current = newest.get(capability.name);
+    if (!current || compareVersions(capability.version, current.version) > 0) newest.set(capability.name, capability);
+  }
+  const taken = new Set<string>();
+  const pinned: PinnedCapability[] = [];
+  for (const capability of [...newest.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const base = toolNameFor(capability.name);
+    let toolName = base;
+    for (let suffix = 2; taken.has(toolName); suffix++) toolName = `${base.slice(0, 60)}_${suffix}`;
+    taken.add(toolName);
+    pinned.push({
+      name: capability.name,
+      version: capability.version,
+      toolName,
+      description: capability.description,
+      effects: capability.effects,
+      parameters: capability.parameters,
+    });
+  }
+  return pinned;
+}

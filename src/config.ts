@@ -1,0 +1,118 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { describeIssues, RunchartError } from './errors.js';
+import { PolicyStage, PolicyVerdict } from './policy/contract.js';
+
+/** A policy rule; every decision names the rule that produced it. */
+export const PolicyRule = z.strictObject({
+  id: z.string().min(1, 'a rule needs an id: decisions name it'),
+  stage: z.union([PolicyStage, z.array(PolicyStage).min(1)]),
+  effect: PolicyVerdict,
+  capabilities: z.array(z.string().min(1)).min(1).optional(),
+  tenants: z.array(z.string().min(1)).min(1).optional(),
+  principals: z.array(z.string().min(1)).min(1).optional(),
+  reason: z.string().optional(),
+});
+export type PolicyRule = z.infer<typeof PolicyRule>;
+
+/** The rules used when a config gives none: runs may start, answer and remember; no capability is allowed. */
+export const defaultRules: PolicyRule[] = [
+  { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'], effect: 'allow', reason: 'default: runs may start, answer and remember' },
+];
+
+const Runtime = z.strictObject({
+  max_tool_hops: z.number().int().min(0).max(50).default(3),
+  max_tool_calls_per_step: z.number().int().min(1).max(64).default(8),
+  max_total_tokens: z.number().int().positive().optional(),
+  require_trace_id: z.boolean().default(false),
+  enable_background_updates: z.boolean().default(true),
+  default_model: z.string().min(1).default('gpt-5.4'),
+  system_prompt: z.string().default('You are a helpful assistant. Use the tools you are given when they help.'),
+  tool_deadline_ms: z.number().int().positive().default(60_000),
+});
+
+const Policy = z.strictObject({
+  precheck_required: z.boolean().default(true),
+  rules: z
+    .array(PolicyRule)
+    .default(defaultRules)
+    .superRefine((rules, context) => {
+      const seen = new Set<string>();
+      rules.forEach((rule, index) => {
+        if (seen.has(rule.id)) context.addIssue({ code: 'custom', path: [index, 'id'], message: `rule id "${rule.id}" is used twice; ids must be unique` });
+        seen.add(rule.id);
+      });
+    }),
+});
+
+const Telemetry = z.strictObject({
+  emit_structured_events: z.boolean().default(true),
+  capture_content: z.boolean().default(false),
+  redact_patterns: z.array(z.string()).default([]),
+});
+
+const Execution = z.strictObject({
+  gateway_required: z.literal(true, 'every tool runs through the gateway; remove the key or set it to true').default(true),
+  concurrency: z.number().int().min(1).max(1024).default(16),
+});
+
+const Limits = z.strictObject({
+  max_input_chars: z.number().int().positive().default(32_000),
+  max_tool_argument_chars: z.number().int().positive().default(16_000),
+  max_tool_result_chars: z.number().int().positive().default(32_000),
+});
+
+const Memory = z.strictObject({
+  recall_limit: z.number().int().min(0).max(50).default(5),
+  history_turns: z.number().int().min(0).max(100).default(10),
+});
+
+const Store = z.strictObject({
+  dir: z.string().min(1).default('.runchart'),
+});
+
+/** The whole config: YAML or a plain object of the same shape. Unknown keys are errors. */
+export const RunchartConfig = z.strictObject({
+  runtime: Runtime.default(Runtime.parse({})),
+  policy: Policy.default(Policy.parse({})),
+  telemetry: Telemetry.default(Telemetry.parse({})),
+  execution: Execution.default(Execution.parse({})),
+  limits: Limits.default(Limits.parse({})),
+  memory: Memory.default(Memory.parse({})),
+  store: Store.default(Store.parse({})),
+});
+export type RunchartConfig = z.output<typeof RunchartConfig>;
+export type RunchartConfigInput = z.input<typeof RunchartConfig>;
+
+/**
+ * Validates a config object; an unknown or mistyped key throws naming its path.
+ * @example
+ * const config = parseConfig({ runtime: { max_tool_hops: 2 } });
+ */
+export function parseConfig(value: unknown, source = 'config'): RunchartConfig {
+  const result = RunchartConfig.safeParse(value ?? {});
+  if (result.success) return result.data;
+  throw new RunchartError('invalid-input', 'config', `config: ${source} is invalid: ${describeIssues(result.error)}`, { cause: result.error });
+}
+
+/**
+ * Reads and validates a YAML config file.
+ * @example
+ * const config = await loadConfig('runchart.yaml');
+ */
+export async function loadConfig(path: string): Promise<RunchartConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new RunchartError('invalid-input', 'config', `config: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (error) {
+    throw new RunchartError('invalid-input', 'config', `config: ${path} is not valid YAML: ${(error as Error).message}`, { cause: error });
+  }
+  return parseConfig(value, path);
+}

@@ -1,0 +1,166 @@
+import { describeIssues, isRunchartError } from '../errors.js';
+import type { CatalogLayer, Capability } from '../catalog/contract.js';
+import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalEntry, ToolError } from './contract.js';
+
+/** Options of the default gateway. */
+export interface GatewayOptions {
+  catalog: CatalogLayer;
+  journal?: ExecutionJournal;
+  /** Characters of raw argument text accepted from the model. */
+  maxArgumentChars?: number;
+  /** Characters of serialized tool output handed back to the model. */
+  maxResultChars?: number;
+  /** Tool calls running at once across all runs of this gateway. */
+  concurrency?: number;
+  now?: () => number;
+}
+
+/** A journal kept in a Map: enough for one process; the lowdb journal survives restarts. */
+export function createMemoryJournal(): ExecutionJournal & { entries: Map<string, JournalEntry> } {
+  const entries = new Map<string, JournalEntry>();
+  return {
+    entries,
+    get: async (key) => entries.get(key),
+    put: async (entry) => void entries.set(entry.key, entry),
+  };
+}
+
+const fail = (kind: ToolError['kind'], message: string, retryable = false): ExecuteResult => ({
+  status: 'error',
+  error: { kind, message, retryable },
+});
+
+/**
+ * The execution gateway: finds the capability in the catalog, parses the model's arguments with
+ * its input schema, enforces size limits, the timeout and retries, validates the output, and
+ * journals each call by idempotency key so a completed call never runs twice.
+ * @example
+ * const gateway = createGateway({ catalog: createCatalog([add]) });
+ */
+export function createGateway(options: GatewayOptions): ExecutionGateway {
+  const journal = options.journal ?? createMemoryJournal();
+  const maxArgumentChars = options.maxArgumentChars ?? 16_000;
+  const maxResultChars = options.maxResultChars ?? 32_000;
+  const now = options.now ?? Date.now;
+  const slots = createSemaphore(options.concurrency ?? 16);
+
+  async function execute(request: ExecuteRequest, { signal }: { signal: AbortSignal }): Promise<ExecuteResult> {
+    const journaled = await journal.get(request.idempotencyKey);
+    if (journaled?.state === 'completed' && journaled.result) return journaled.result;
+
+    const capability = options.catalog.get(request.capability, request.version);
+    if (!capability) return fail('invalid-input', `execution: no capability named "${request.capability}@${request.version}"`);
+    const args = parseArguments(capability, request.arguments, maxArgumentChars);
+    if ('status' in args) return args;
+
+    let attempts = journaled?.attempts ?? 0;
+    let result: ExecuteResult = fail('internal', 'execution: the call was never attempted');
+    for (let attempt = 0; attempt <= capability.retries; attempt++) {
+      if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);
+      attempts++;
+      await journal.put({ key: request.idempotencyKey, state: 'started', attempts, updatedAt: now() });
+      result = await slots.run(() => attemptCall(capability, args.value, request, signal));
+      if (result.status === 'ok' || !result.error.retryable) break;
+    }
+    await journal.put({ key: request.idempotencyKey, state: 'completed', result, attempts, updatedAt: now() });
+    return result;
+  }
+
+  async function attemptCall(capability: Capability, args: unknown, request: ExecuteRequest, runSignal: AbortSignal): Promise<ExecuteResult> {
+    const remaining = Math.min(capability.timeoutMs, request.deadline - now());
+    if (remaining <= 0) return fail('timeout', `execution: "${capability.name}" passed its deadline before it could start`);
+    runSignal.throwIfAborted();
+    const timeout = AbortSignal.timeout(remaining);
+    const signal = AbortSignal.any([runSignal, timeout]);
+    let output: unknown;
+    try {
+      output = await abortable(
+        capability.handler(args, {
+          signal,
+          idempotencyKey: request.idempotencyKey,
+          runId: request.runId,
+          callId: request.callId,
+          tenantId: request.tenantId,
+          principalId: request.principalId,
+        }),
+        signal,
+      );
+    } catch (error) {
+      if (runSignal.aborted) throw runSignal.reason;
+      if (timeout.aborted) return fail('timeout', `execution: "${capability.name}" timed out after ${remaining} ms`, true);
+      const retryable = isRunchartError(error) ? error.retryable : false;
+      const message = error instanceof Error ? error.message : String(error);
+      return fail('tool-failed', `execution: "${capability.name}" failed: ${message}`, retryable);
+    }
+    const checked = capability.output.safeParse(output);
+    if (!checked.success) {
+      return fail('tool-failed', `execution: "${capability.name}" returned output that breaks its output schema (${describeIssues(checked.error)})`);
+    }
+    const text = JSON.stringify(checked.data ?? null);
+    if (text.length > maxResultChars) {
+      return fail('tool-failed', `execution: "${capability.name}" returned ${text.length} characters, over the limit of ${maxResultChars}`);
+    }
+    return { status: 'ok', output: checked.data ?? null };
+  }
+
+  return { execute };
+}
+
+function parseArguments(capability: Capability, raw: string, maxChars: number): { value: unknown } | ExecuteResult {
+  if (raw.length > maxChars) {
+    return fail('invalid-input', `execution: the arguments for "${capability.name}" are ${raw.length} characters, over the limit of ${maxChars}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (error) {
+    return fail('invalid-input', `execution: the arguments for "${capability.name}" are not valid JSON (${(error as Error).message}); send a JSON object`);
+  }
+  const parsed = capability.input.safeParse(json);
+  if (!parsed.success) {
+    return fail('invalid-input', `execution: the arguments for "${capability.name}" do not match its input schema: ${describeIssues(parsed.error)}`);
+  }
+  return { value: parsed.data };
+}
+
+/** Resolves with the promise, or rejects as soon as the signal aborts (a handler may ignore it). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => (signal.removeEventListener('abort', onAbort), resolve(value)),
+      (error) => (signal.removeEventListener('abort', onAbort), reject(error)),
+    );
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    const onAbort = () => (clearTimeout(timer), reject(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A counting semaphore: at most `limit` tasks at once, the rest wait in order. */
+export function createSemaphore(limit: number) {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    async run<T>(task: () => Promise<T>): Promise<T> {
+      if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+      else active++;
+      try {
+        return await task();
+      } finally {
+        const next = waiting.shift();
+        if (next) next();
+        else active--;
+      }
+    },
+  };
+}
+

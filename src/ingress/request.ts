@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { describeIssues, RunchartError } from '../errors.js';
+
+const TraceId = z
+  .string()
+  .regex(/^[0-9a-f]{32}$/, 'a trace id is 32 lower-case hex characters')
+  .refine((value) => !/^0+$/.test(value), 'the all-zero trace id is invalid');
+const Traceparent = z
+  .string()
+  .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"');
+const Identity = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\s*?]+$/, 'use no spaces and no "*" or "?" (rules match identities with globs)');
+
+/** What a caller sends to start a run. Tenant and principal are required; the trace is continued or started. */
+export const RunRequest = z.strictObject({
+  input: z.string().min(1, 'the input is empty; send the question or task as "input"'),
+  tenantId: Identity,
+  principalId: Identity,
+  sessionId: Identity.optional(),
+  traceId: TraceId.optional(),
+  traceparent: Traceparent.optional(),
+});
+export type RunRequest = z.infer<typeof RunRequest>;
+
+/** The trace a run belongs to: the caller's, or a new one. */
+export interface TraceContext {
+  traceId: string;
+  parentSpanId?: string;
+}
+
+/** Reads trace id and parent span id from a W3C `traceparent` header value. */
+export function parseTraceparent(value: string): TraceContext | undefined {
+  const match = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value.trim());
+  if (!match || match[1] === 'ff' || /^0+$/.test(match[2]!) || /^0+$/.test(match[3]!)) return undefined;
+  return { traceId: match[2]!, parentSpanId: match[3]! };
+}
+
+/**
+ * Parses a caller's request at the edge: a bad field throws an `invalid-input` error naming it.
+ * @example
+ * const request = parseRunRequest({ input: 'hi', tenantId: 'acme', principalId: 'u-1' }, { maxInputChars: 32_000, requireTraceId: false });
+ */
+export function parseRunRequest(value: unknown, options: { maxInputChars: number; requireTraceId: boolean }): RunRequest {
+  const result = RunRequest.safeParse(value);
+  if (!result.success) {
+    throw new RunchartError('invalid-input', 'ingress', `ingress: the request is invalid: ${describeIssues(result.error)}`, { cause: result.error });
+  }
+  const request = result.data;
+  if (request.input.length > options.maxInputChars) {
+    throw new RunchartError(
+      'invalid-input',
+      'ingress',
+      `ingress: the request is invalid: input: ${request.input.length} characters, over the limit of ${options.maxInputChars} (limits.max_input_chars)`,
+    );
+  }
+  if (options.requireTraceId && !request.traceId && !request.traceparent) {
+    throw new RunchartError(
+      'invalid-input',
+      'ingress',
+      'ingress: the request is invalid: traceId: required because runtime.require_trace_id is true; send "traceId" or a W3C "traceparent"',
+    );
+  }
+  return request;
+}
+
+/** The run's trace: `traceId` if given, else the `traceparent`'s, else a new one. */
+export function traceContextFor(request: RunRequest, newTraceId: () => string): TraceContext {
+  const parent = request.traceparent ? parseTraceparent(request.traceparent) : undefined;
+  if (request.traceId) return { traceId: request.traceId, ...(parent && parent.traceId === request.traceId ? { parentSpanId: parent.parentSpanId } : {}) };
+  if (parent) return parent;
+  return { traceId: newTraceId() };
+}

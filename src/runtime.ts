@@ -1,0 +1,354 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createActor, type InspectionEvent, type Observer } from 'xstate';
+import { backgroundActor } from '../actors/background.actor.js';
+import { executionActor } from '../actors/execution.actor.js';
+import { ingressActor } from '../actors/ingress.actor.js';
+import { recallActor } from '../actors/memory.actor.js';
+import { modelActor } from '../actors/model.actor.js';
+import { policyActor } from '../actors/policy.actor.js';
+import { telemetryActor } from '../actors/telemetry.actor.js';
+import { runMachine } from '../machines/run/machine.js';
+import { statusOf, toRunResult, type RunResult } from '../machines/run/result.js';
+import type { RunContext, RunInput, RunSettings } from '../machines/run/types.js';
+import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
+import { createMemoryQueue } from './background/queue.js';
+import type { Capability } from './catalog/contract.js';
+import { createCatalog } from './catalog/registry.js';
+import { parseConfig, type RunchartConfig, type RunchartConfigInput } from './config.js';
+import { RunchartError } from './errors.js';
+import type { ExecutionGateway, ExecutionJournal } from './execution/contract.js';
+import { createGateway } from './execution/gateway.js';
+import type { MemoryLayer } from './memory/contract.js';
+import { createInMemoryMemory } from './memory/in-memory.js';
+import type { ModelAdapter } from './models/contract.js';
+import { demoModel } from './models/demo.js';
+import type { PolicyLayer } from './policy/contract.js';
+import { createRulesPolicy } from './policy/rules.js';
+import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
+import { createInMemoryRunStore } from './store/in-memory.js';
+import { noopTelemetry, type TelemetryLayer } from './telemetry/contract.js';
+
+/** Everything `createRuntime` takes; every layer is optional and has a default. */
+export interface RuntimeOptions {
+  /** A parsed config or the same structure as a plain object; defaults follow DESIGN §5. */
+  config?: RunchartConfig | RunchartConfigInput;
+  /** Any `ModelAdapter`; without one, the offline demo model. */
+  model?: ModelAdapter;
+  capabilities?: readonly Capability[];
+  policy?: PolicyLayer;
+  memory?: MemoryLayer;
+  runStore?: RunStore;
+  gateway?: ExecutionGateway;
+  journal?: ExecutionJournal;
+  background?: BackgroundQueue;
+  /** User hooks run after each completed turn, as background tasks behind policy stage `memory.write`. */
+  hooks?: Record<string, BackgroundHandler>;
+  telemetry?: TelemetryLayer;
+  /** An XState inspection observer (the Stately inspector, or a recorder). */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  clock?: { now(): number };
+  idFor?: (kind: 'run' | 'trace') => string;
+  /** Told about failures that never fail a run: telemetry, background give-ups, store writes. */
+  onWarning?: (message: string, error?: unknown) => void;
+}
+
+/** A started run: its id, its actor, its first settled result, and a way to cancel it. */
+export interface RunHandle {
+  runId: string;
+  actor: RunActor;
+  /** Resolves when the run finishes or parks for approval. */
+  result: Promise<RunResult>;
+  cancel(reason?: string): void;
+}
+
+/** Who approves or rejects a parked call. */
+export interface ReviewOptions {
+  principalId: string;
+  /** When given, the run must belong to this tenant (otherwise it is not found). */
+  tenantId?: string;
+  /** When given, the approval holds only for these exact arguments. */
+  argsHash?: string;
+}
+
+export type RunActor = ReturnType<typeof createActor<typeof runMachine>>;
+
+/** The runtime: starts runs, approves parked calls, resumes runs after a restart. */
+export interface Runtime {
+  readonly config: RunchartConfig;
+  run(request: unknown): Promise<RunResult>;
+  start(request: unknown): RunHandle;
+  approve(runId: string, callId: string, options: ReviewOptions): Promise<RunResult>;
+  reject(runId: string, callId: string, options: ReviewOptions & { reason?: string }): Promise<RunResult>;
+  /** The run's latest result, live or from the run store. */
+  get(runId: string, options?: { tenantId?: string }): Promise<RunResult | undefined>;
+  /** Resumes every non-final run from the run store; returns their handles. */
+  recover(): Promise<RunHandle[]>;
+  /** Resolves when background tasks and store writes are done. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface LiveRun {
+  handle: RunHandle;
+  waiters: ((result: RunResult) => void)[];
+  saving: Promise<void>;
+}
+
+/** The settings a run keeps in context, resolved from the config once per runtime. */
+export function settingsFrom(config: RunchartConfig): RunSettings {
+  return {
+    model: config.runtime.default_model,
+    systemPrompt: config.runtime.system_prompt,
+    maxToolHops: config.runtime.max_tool_hops,
+    maxToolCallsPerStep: config.runtime.max_tool_calls_per_step,
+    maxTotalTokens: config.runtime.max_total_tokens ?? null,
+    precheckRequired: config.policy.precheck_required,
+    backgroundUpdates: config.runtime.enable_background_updates,
+    recallLimit: config.memory.recall_limit,
+    maxToolArgumentChars: config.limits.max_tool_argument_chars,
+  };
+}
+
+/**
+ * Composes the layers and returns a runtime. The only place that knows which implementation
+ * backs each layer.
+ * @example
+ * const runtime = createRuntime({ model: scriptedModel([{ text: 'hi' }]), config: { runtime: { max_tool_hops: 2 } } });
+ * const result = await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' });
+ */
+export function createRuntime(options: RuntimeOptions = {}): Runtime {
+  const config = parseConfig(options.config ?? {});
+  const settings = settingsFrom(config);
+  const now = () => (options.clock ?? Date).now();
+  const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : randomBytes(16).toString('hex')));
+  const warn = options.onWarning ?? (() => {});
+  const catalog = createCatalog(options.capabilities ?? []);
+  const policy = options.policy ?? createRulesPolicy(config.policy.rules);
+  const memory = options.memory ?? createInMemoryMemory({ historyTurns: config.memory.history_turns });
+  const runStore = options.runStore ?? createInMemoryRunStore();
+  const gateway =
+    options.gateway ??
+    createGateway({
+      catalog,
+      ...(options.journal ? { journal: options.journal } : {}),
+      maxArgumentChars: config.limits.max_tool_argument_chars,
+      maxResultChars: config.limits.max_tool_result_chars,
+      concurrency: config.execution.concurrency,
+      now,
+    });
+  const hooks = options.hooks ?? {};
+  const queue =
+    options.background ??
+    createMemoryQueue({
+      handlers: {
+        ...Object.fromEntries(Object.entries(hooks).map(([name, hook]) => [`hook:${name}`, hook])),
+        'memory.write': async (task, { signal }) => {
+          const payload = task.payload as { sessionId: string | null; input: string; output: string };
+          await memory.remember(
+            {
+              tenantId: task.tenantId,
+              principalId: task.principalId,
+              ...(payload.sessionId ? { sessionId: payload.sessionId } : {}),
+              runId: task.runId,
+              input: payload.input,
+              output: payload.output,
+              createdAt: new Date(now()).toISOString(),
+            },
+            { idempotencyKey: task.id, signal },
+          );
+        },
+      },
+      onGiveUp: (task, error) => warn(`background: task ${task.id} gave up`, error),
+    });
+
+  const machine = runMachine.provide({
+    actors: {
+      acceptRequest: ingressActor({
+        maxInputChars: config.limits.max_input_chars,
+        requireTraceId: config.runtime.require_trace_id,
+        catalog,
+        policy,
+        newTraceId: () => idFor('trace'),
+      }),
+      evaluatePolicy: policyActor(policy),
+      recallMemory: recallActor(memory),
+      callModel: modelActor(options.model ?? demoModel()),
+      executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
+      enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
+      recordTelemetry: telemetryActor(options.telemetry ?? noopTelemetry, { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+    },
+  });
+
+  const live = new Map<string, LiveRun>();
+
+  function persist(actor: RunActor, context: RunContext, value: unknown): PersistedRun {
+    return {
+      schemaVersion: SCHEMA_VERSION,
+      runId: context.runId,
+      tenantId: context.tenantId,
+      principalId: context.principalId,
+      status: statusOf(value),
+      updatedAt: now(),
+      snapshot: actor.getPersistedSnapshot(),
+    };
+  }
+
+  /** Watches one actor: saves after every step, settles waiters when the run finishes or parks. */
+  function track(actor: RunActor, runId: string): RunHandle {
+    let resolveFirst!: (result: RunResult) => void;
+    const first = new Promise<RunResult>((resolve) => (resolveFirst = resolve));
+    const entry: LiveRun = {
+      handle: { runId, actor, result: first, cancel: (reason) => actor.send({ type: 'run.cancel', ...(reason ? { reason } : {}) }) },
+      waiters: [resolveFirst],
+      saving: Promise.resolve(),
+    };
+    live.set(runId, entry);
+    let lastStatus = '';
+    const settle = (result: RunResult) => {
+      const waiters = entry.waiters.splice(0);
+      // Release results only once the step that produced them is saved: nothing is lost on failure.
+      void entry.saving.then(() => waiters.forEach((resolve) => resolve(result)));
+    };
+    actor.subscribe({
+      next: (snapshot) => {
+        const record = persist(actor, snapshot.context, snapshot.value);
+        entry.saving = entry.saving.then(() =>
+          runStore.save(record).catch((error) => warn(`store: saving run ${runId} failed`, error)),
+        );
+        const status = statusOf(snapshot.value);
+        const arrived = status !== lastStatus || status === 'awaiting_approval';
+        lastStatus = status;
+        if (status !== 'running' && arrived) {
+          if (snapshot.status === 'done') live.delete(runId);
+          settle(toRunResult(snapshot.value, snapshot.context));
+        }
+      },
+      error: (error) => {
+        live.delete(runId);
+        const context = actor.getSnapshot().context;
+        settle({
+          ...toRunResult('failed', context),
+          status: 'failed',
+          error: { kind: 'internal', layer: 'runtime', message: `runtime: the run stopped unexpectedly: ${(error as Error).message}`, retryable: false },
+        });
+      },
+    });
+    return entry.handle;
+  }
+
+  function start(request: unknown): RunHandle {
+    const runId = idFor('run');
+    const input: RunInput = { runId, request, settings };
+    const actor = createActor(machine, { input, ...(options.inspect ? { inspect: options.inspect } : {}) });
+    const handle = track(actor, runId);
+    actor.start();
+    return handle;
+  }
+
+  function restore(run: PersistedRun): RunHandle {
+    if (run.schemaVersion !== SCHEMA_VERSION) {
+      throw new RunchartError(
+        'invalid-input',
+        'store',
+        `store: run ${run.runId} was saved with schemaVersion ${run.schemaVersion}, but this build reads schemaVersion ${SCHEMA_VERSION}`,
+      );
+    }
+    // The input is ignored on restore: the context comes from the snapshot.
+    const actor = createActor(machine, {
+      snapshot: run.snapshot as never,
+      input: undefined as never,
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+    }) as RunActor;
+    const handle = track(actor, run.runId);
+    actor.start();
+    return handle;
+  }
+
+  /** The live run, restored from the store if this process does not hold it. */
+  async function liveRun(runId: string, tenantId: string | undefined): Promise<LiveRun> {
+    let entry = live.get(runId);
+    if (!entry) {
+      const stored = await runStore.load(runId);
+      if (stored?.status === 'awaiting_approval' && (tenantId === undefined || stored.tenantId === tenantId)) {
+        entry = live.get(restore(stored).runId);
+      }
+    }
+    const context = entry?.handle.actor.getSnapshot().context;
+    if (!entry || !context || (tenantId !== undefined && context.tenantId !== tenantId)) {
+      throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" is waiting for approval`);
+    }
+    return entry;
+  }
+
+  async function review(runId: string, callId: string, event: RunEventOf<'tool.approve'> | RunEventOf<'tool.reject'>, tenantId?: string) {
+    const entry = await liveRun(runId, tenantId);
+    const snapshot = entry.handle.actor.getSnapshot();
+    const status = statusOf(snapshot.value);
+    const parked = snapshot.context.calls[snapshot.context.cursor];
+    if (status !== 'awaiting_approval' || parked?.callId !== callId) {
+      throw new RunchartError(
+        'invalid-input',
+        'runtime',
+        `runtime: run "${runId}" has no call "${callId}" awaiting approval (${status === 'awaiting_approval' ? `the parked call is "${parked?.callId}"` : `the run is ${status}`})`,
+      );
+    }
+    if (event.type === 'tool.approve' && event.argsHash !== undefined && event.argsHash !== parked.argsHash) {
+      throw new RunchartError('invalid-input', 'runtime', `runtime: call "${callId}" has other arguments than the ones approved (argsHash differs)`);
+    }
+    const next = new Promise<RunResult>((resolve) => entry.waiters.push(resolve));
+    entry.handle.actor.send(event);
+    const result = await next;
+    const refusal = entry.handle.actor.getSnapshot().context.review?.refusal;
+    if (result.status === 'awaiting_approval' && refusal && result.toolCalls.at(-1)?.callId === callId) {
+      throw new RunchartError(
+        'invalid-input',
+        'policy',
+        `policy: ${event.principalId} may not review call "${callId}" of run "${runId}" (rule ${refusal.ruleId}: ${refusal.reason})`,
+      );
+    }
+    return result;
+  }
+
+  return {
+    config,
+    start,
+    run: (request) => start(request).result,
+    approve: (runId, callId, { principalId, tenantId, argsHash }) =>
+      review(runId, callId, { type: 'tool.approve', callId, principalId, ...(argsHash ? { argsHash } : {}) }, tenantId),
+    reject: (runId, callId, { principalId, tenantId, reason }) =>
+      review(runId, callId, { type: 'tool.reject', callId, principalId, ...(reason ? { reason } : {}) }, tenantId),
+    async get(runId, { tenantId } = {}) {
+      const entry = live.get(runId);
+      if (entry) {
+        const snapshot = entry.handle.actor.getSnapshot();
+        if (tenantId === undefined || snapshot.context.tenantId === tenantId) return toRunResult(snapshot.value, snapshot.context);
+        return undefined;
+      }
+      const stored = await runStore.load(runId);
+      if (!stored || (tenantId !== undefined && stored.tenantId !== tenantId)) return undefined;
+      const snapshot = stored.snapshot as { value: unknown; context: RunContext };
+      return toRunResult(snapshot.value, snapshot.context);
+    },
+    async recover() {
+      const handles: RunHandle[] = [];
+      for (const run of await runStore.listActive()) if (!live.has(run.runId)) handles.push(restore(run));
+      return handles;
+    },
+    async drain() {
+      await Promise.all([...live.values()].map((entry) => entry.saving));
+      await queue.drain();
+      await Promise.all([...live.values()].map((entry) => entry.saving));
+    },
+    async close() {
+      await queue.drain();
+      for (const entry of live.values()) {
+        await entry.saving;
+        entry.handle.actor.stop();
+      }
+      live.clear();
+      (queue as { close?: () => void }).close?.();
+    },
+  };
+}
+
+type RunEventOf<Type extends string> = Extract<import('../machines/run/types.js').RunEvent, { type: Type }>;

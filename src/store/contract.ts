@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/** The snapshot format version this build writes. */
+export const SCHEMA_VERSION = 1;
+
+export const RunStatus = z.enum(['running', 'awaiting_approval', 'completed', 'denied', 'failed', 'cancelled']);
+export type RunStatus = z.infer<typeof RunStatus>;
+
+/** One run as stored: identity for listings plus XState's persisted snapshot. */
+export const PersistedRun = z.object({
+  schemaVersion: z.number().int(),
+  runId: z.string(),
+  tenantId: z.string(),
+  principalId: z.string(),
+  status: RunStatus,
+  updatedAt: z.number(),
+  snapshot: z.unknown(),
+});
+export type PersistedRun = z.infer<typeof PersistedRun>;
+
+/**
+ * Where runs are kept between steps and across restarts.
+ * @example
+ * await store.save(run); const again = await store.load(run.runId);
+ */
+export interface RunStore {
+  save(run: PersistedRun): Promise<void>;
+  load(runId: string): Promise<PersistedRun | undefined>;
+  /** Runs that are not final: what `runtime.recover()` resumes. */
+  listActive(): Promise<PersistedRun[]>;
+  list(filter: { tenantId: string }): Promise<PersistedRun[]>;
+}

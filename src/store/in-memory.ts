@@ -1,0 +1,22 @@
+import type { PersistedRun, RunStore } from './contract.js';
+
+const finals = new Set(['completed', 'denied', 'failed', 'cancelled']);
+
+/**
+ * Runs in a Map: survives nothing, enough for tests and embedding without disk.
+ * @example
+ * const runStore = createInMemoryRunStore();
+ */
+export function createInMemoryRunStore(): RunStore {
+  const runs = new Map<string, PersistedRun>();
+  const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
+  return {
+    save: async (run) => void runs.set(run.runId, copy(run)),
+    load: async (runId) => {
+      const run = runs.get(runId);
+      return run && copy(run);
+    },
+    listActive: async () => [...runs.values()].filter((run) => !finals.has(run.status)).map(copy),
+    list: async ({ tenantId }) => [...runs.values()].filter((run) => run.tenantId === tenantId).map(copy),
+  };
+}

@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { RunchartErrorData } from '../errors.js';
+import { DecisionRecord } from '../policy/contract.js';
+import { Usage } from '../models/contract.js';
+
+/** Who and what a run is, as telemetry tags it. */
+export const RunIdentity = z.object({
+  runId: z.string(),
+  traceId: z.string(),
+  parentSpanId: z.string().optional(),
+  tenantId: z.string(),
+  principalId: z.string(),
+  sessionId: z.string().optional(),
+});
+export type RunIdentity = z.infer<typeof RunIdentity>;
+
+/** Everything the chart tells telemetry: state entries and exits, decisions, model steps and tool calls. */
+export const TelemetryMark = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('run.accepted'), identity: RunIdentity }),
+  z.object({ kind: z.literal('state.enter'), state: z.string() }),
+  z.object({ kind: z.literal('state.exit'), state: z.string() }),
+  z.object({ kind: z.literal('decision'), decision: DecisionRecord }),
+  z.object({ kind: z.literal('model.step'), model: z.string(), usage: Usage, finishReason: z.string(), toolCalls: z.number().int() }),
+  z.object({
+    kind: z.literal('tool.call'),
+    callId: z.string(),
+    toolName: z.string(),
+    capability: z.string().optional(),
+    outcome: z.enum(['ok', 'error', 'denied', 'rejected', 'invalid']),
+    message: z.string().optional(),
+  }),
+  z.object({ kind: z.literal('warning'), message: z.string() }),
+  z.object({ kind: z.literal('run.error'), error: RunchartErrorData }),
+]);
+export type TelemetryMark = z.infer<typeof TelemetryMark>;
+
+/** The telemetry of one run; both methods must not throw (the actor guards them anyway). */
+export interface RunTelemetry {
+  record(mark: TelemetryMark, at: number): void;
+  end(status: string, at: number): void;
+}
+
+/**
+ * Spans and structured events. Invoked once at the root of every run; it never fails a run.
+ * @example
+ * const telemetry: TelemetryLayer = { startRun: () => ({ record: (mark) => console.log(mark.kind), end: () => {} }) };
+ */
+export interface TelemetryLayer {
+  startRun(identity: RunIdentity, at: number): RunTelemetry;
+}
+
+/** The default when nothing is configured: records nothing. */
+export const noopTelemetry: TelemetryLayer = {
+  startRun: () => ({ record: () => {}, end: () => {} }),
+};
