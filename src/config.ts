@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { describeIssues, RunchartError } from './errors.js';
 import { PolicyStage, PolicyVerdict } from './policy/contract.js';
+import type { RunSettings } from '../machines/run/types.js';
 
 /** A policy rule; every decision names the rule that produced it. */
 export const PolicyRule = z.strictObject({
@@ -116,3 +117,19 @@ export async function loadConfig(path: string): Promise<RunchartConfig> {
   }
   return parseConfig(value, path);
 }
+
+/** The settings a run keeps in context, resolved from the config once per runtime. */
+export function settingsFrom(config: RunchartConfig): RunSettings {
+  return {
+    model: config.runtime.default_model,
+    systemPrompt: config.runtime.system_prompt,
+    maxToolHops: config.runtime.max_tool_hops,
+    maxToolCallsPerStep: config.runtime.max_tool_calls_per_step,
+    maxTotalTokens: config.runtime.max_total_tokens ?? null,
+    precheckRequired: config.policy.precheck_required,
+    backgroundUpdates: config.runtime.enable_background_updates,
+    recallLimit: config.memory.recall_limit,
+    maxToolArgumentChars: config.limits.max_tool_argument_chars,
+  };
+}
+

@@ -9,12 +9,12 @@ import { policyActor } from '../actors/policy.actor.js';
 import { telemetryActor } from '../actors/telemetry.actor.js';
 import { runMachine } from '../machines/run/machine.js';
 import { statusOf, toRunResult, type RunResult } from '../machines/run/result.js';
-import type { RunContext, RunInput, RunSettings } from '../machines/run/types.js';
+import type { RunContext, RunInput } from '../machines/run/types.js';
 import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
 import { createMemoryQueue } from './background/queue.js';
 import type { Capability } from './catalog/contract.js';
 import { createCatalog } from './catalog/registry.js';
-import { parseConfig, type RunchartConfig, type RunchartConfigInput } from './config.js';
+import { parseConfig, settingsFrom, type RunchartConfig, type RunchartConfigInput } from './config.js';
 import { RunchartError } from './errors.js';
 import type { ExecutionGateway, ExecutionJournal } from './execution/contract.js';
 import { createGateway } from './execution/gateway.js';
@@ -92,21 +92,6 @@ interface LiveRun {
   handle: RunHandle;
   waiters: ((result: RunResult) => void)[];
   saving: Promise<void>;
-}
-
-/** The settings a run keeps in context, resolved from the config once per runtime. */
-export function settingsFrom(config: RunchartConfig): RunSettings {
-  return {
-    model: config.runtime.default_model,
-    systemPrompt: config.runtime.system_prompt,
-    maxToolHops: config.runtime.max_tool_hops,
-    maxToolCallsPerStep: config.runtime.max_tool_calls_per_step,
-    maxTotalTokens: config.runtime.max_total_tokens ?? null,
-    precheckRequired: config.policy.precheck_required,
-    backgroundUpdates: config.runtime.enable_background_updates,
-    recallLimit: config.memory.recall_limit,
-    maxToolArgumentChars: config.limits.max_tool_argument_chars,
-  };
 }
 
 /**

@@ -1,0 +1,38 @@
+// runchart: an agent runtime in which every run is an XState v5 actor. The public surface, name by name.
+export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions } from './runtime.js';
+export { loadConfig, parseConfig, settingsFrom, defaultRules, RunchartConfig, PolicyRule, type RunchartConfigInput } from './config.js';
+export { RunchartError, isRunchartError, toRunchartErrorData, checked, RunchartErrorData, ErrorKind, ErrorLayer } from './errors.js';
+
+export { runMachine, type RunMachine } from '../machines/run/machine.js';
+export { runSetup, type TelemetryEvent, type TelemetryInput, type ToolExecutionInput } from '../machines/run/setup.js';
+export { toRunResult, statusOf, type RunResult } from '../machines/run/result.js';
+export type { RunContext, RunInput, RunSettings, RunEvent, CallRecord, CallOutcome, PlannedCall, AcceptedRequest, RunUsage } from '../machines/run/types.js';
+
+export { ingressActor } from '../actors/ingress.actor.js';
+export { policyActor } from '../actors/policy.actor.js';
+export { recallActor } from '../actors/memory.actor.js';
+export { modelActor } from '../actors/model.actor.js';
+export { executionActor } from '../actors/execution.actor.js';
+export { backgroundActor } from '../actors/background.actor.js';
+export { telemetryActor } from '../actors/telemetry.actor.js';
+
+export { RunRequest, parseRunRequest, parseTraceparent, traceContextFor } from './ingress/request.js';
+export { PolicyStage, PolicyVerdict, PolicyRequest, PolicyDecision, DecisionRecord, type PolicyLayer } from './policy/contract.js';
+export { createRulesPolicy } from './policy/rules.js';
+export { MemoryScope, RecallQuery, RecallResult, MemoryItem, MemoryRecord, HistoryTurn, type MemoryLayer } from './memory/contract.js';
+export { createInMemoryMemory } from './memory/in-memory.js';
+export { Effects, PinnedCapability, type Capability, type CapabilityContext, type CatalogLayer } from './catalog/contract.js';
+export { defineCapability, type CapabilityDefinition } from './catalog/capability.js';
+export { createCatalog, pinCapabilities, toolNameFor } from './catalog/registry.js';
+export { mathCapabilities } from './catalog/math.js';
+export { ExecuteRequest, ExecuteResult, ToolError, JournalEntry, hashArguments, type ExecutionGateway, type ExecutionJournal } from './execution/contract.js';
+export { createGateway, createMemoryJournal, type GatewayOptions } from './execution/gateway.js';
+export { ChatMessage, ToolCall, ToolSpec, ModelRequest, ModelResponse, Usage, type ModelAdapter } from './models/contract.js';
+export { demoModel } from './models/demo.js';
+export { RunIdentity, TelemetryMark, noopTelemetry, type TelemetryLayer, type RunTelemetry } from './telemetry/contract.js';
+export { BackgroundTask, type BackgroundQueue, type BackgroundHandler } from './background/contract.js';
+export { createMemoryQueue, type QueueOptions } from './background/queue.js';
+export { PersistedRun, RunStatus, SCHEMA_VERSION, type RunStore } from './store/contract.js';
+export { createInMemoryRunStore } from './store/in-memory.js';
+export { enumerateRunPaths, sampleEventsFor, stateKey, type RunPath, type PathStep, type PathOptions } from './verification/paths.js';
+export { checkPolicyCoverage, checkPath, type CoverageReport, type CoverageViolation, type CoverageRule } from './verification/coverage.js';
