@@ -94,7 +94,7 @@ const failure = (id: string) => ({ type: `xstate.error.actor.${id}`, error: new 
  */
 export function sampleEventsFor(snapshot: RunSnapshot): AnyEventObject[] {
   // An error event no active state handles would put the machine itself in error: offer each state only its own events.
-  const handled = new Set(snapshot._nodes.flatMap((node) => node.ownEvents));
+  const handled = new Set<string>(snapshot._nodes.flatMap((node) => node.ownEvents));
   return allSampleEvents(snapshot).filter((event) => handled.has(event.type));
 }
 
