@@ -37,7 +37,7 @@ const Policy = z.strictObject({
   precheck_required: z.boolean().default(true),
   rules: z
     .array(PolicyRule)
-    .default(defaultRules)
+    .default(() => structuredClone(defaultRules))
     .superRefine((rules, context) => {
       const seen = new Set<string>();
       rules.forEach((rule, index) => {
@@ -50,7 +50,7 @@ const Policy = z.strictObject({
 const Telemetry = z.strictObject({
   emit_structured_events: z.boolean().default(true),
   capture_content: z.boolean().default(false),
-  redact_patterns: z.array(z.string()).default([]),
+  redact_patterns: z.array(z.string()).default(() => []),
 });
 
 const Execution = z.strictObject({
@@ -75,13 +75,13 @@ const Store = z.strictObject({
 
 /** The whole config: YAML or a plain object of the same shape. Unknown keys are errors. */
 export const RunchartConfig = z.strictObject({
-  runtime: Runtime.default(Runtime.parse({})),
-  policy: Policy.default(Policy.parse({})),
-  telemetry: Telemetry.default(Telemetry.parse({})),
-  execution: Execution.default(Execution.parse({})),
-  limits: Limits.default(Limits.parse({})),
-  memory: Memory.default(Memory.parse({})),
-  store: Store.default(Store.parse({})),
+  runtime: Runtime.prefault({}),
+  policy: Policy.prefault({}),
+  telemetry: Telemetry.prefault({}),
+  execution: Execution.prefault({}),
+  limits: Limits.prefault({}),
+  memory: Memory.prefault({}),
+  store: Store.prefault({}),
 });
 export type RunchartConfig = z.output<typeof RunchartConfig>;
 export type RunchartConfigInput = z.input<typeof RunchartConfig>;

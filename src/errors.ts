@@ -85,9 +85,12 @@ export function toRunchartErrorData(error: unknown, layer: ErrorLayer): Runchart
 /** Formats zod issues as `path: message` lines that name the field. */
 export function describeIssues(error: z.ZodError, prefix: (string | number)[] = []): string {
   return error.issues
-    .map((issue) => {
-      const path = [...prefix, ...issue.path].map(String).join('.');
-      return path ? `${path}: ${issue.message}` : issue.message;
+    .flatMap((issue) => {
+      const path = [...prefix, ...issue.path].map(String);
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((key) => `${[...path, key].join('.')}: unknown key; remove it or check its spelling`);
+      }
+      return [path.length ? `${path.join('.')}: ${issue.message}` : issue.message];
     })
     .join('; ');
 }

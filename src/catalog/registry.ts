@@ -22,11 +22,13 @@ export function toolNameFor(name: string): string {
   return name.replace(/[^a-zA-Z0-9_-]/g, '_').slice(0, 64);
 }
 
-/** Compares two semantic versions by their numeric parts (pre-release tags rank below the release). */
+/** Compares two semantic versions by semver precedence (build metadata ignored, pre-releases below the release). */
 export function compareVersions(left: string, right: string): number {
   const parse = (version: string) => {
-    const [core, pre] = version.split(/[-+]/, 2);
-    return { parts: core!.split('.').map(Number), pre: version.includes('-') ? pre : undefined };
+    const withoutBuild = version.split('+', 1)[0]!;
+    const dash = withoutBuild.indexOf('-');
+    const core = dash === -1 ? withoutBuild : withoutBuild.slice(0, dash);
+    return { parts: core.split('.').map(Number), pre: dash === -1 ? undefined : withoutBuild.slice(dash + 1).split('.') };
   };
   const a = parse(left);
   const b = parse(right);
@@ -34,10 +36,17 @@ export function compareVersions(left: string, right: string): number {
     const difference = (a.parts[index] ?? 0) - (b.parts[index] ?? 0);
     if (difference !== 0) return difference;
   }
-  if (a.pre === b.pre) return 0;
-  if (a.pre === undefined) return 1;
-  if (b.pre === undefined) return -1;
-  return a.pre < b.pre ? -1 : 1;
+  if (!a.pre || !b.pre) return a.pre ? -1 : b.pre ? 1 : 0;
+  for (let index = 0; index < Math.max(a.pre.length, b.pre.length); index++) {
+    const x = a.pre[index];
+    const y = b.pre[index];
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    const numeric = /^\d+$/.test(x) && /^\d+$/.test(y);
+    if (numeric && Number(x) !== Number(y)) return Number(x) - Number(y);
+    if (!numeric && x !== y) return /^\d+$/.test(x) ? -1 : /^\d+$/.test(y) ? 1 : x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 /**

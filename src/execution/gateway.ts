@@ -44,7 +44,18 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
   const now = options.now ?? Date.now;
   const slots = createSemaphore(options.concurrency ?? 16);
 
-  async function execute(request: ExecuteRequest, { signal }: { signal: AbortSignal }): Promise<ExecuteResult> {
+  // Two calls with one key at once (a restored run racing its old self) share one execution.
+  const inFlight = new Map<string, Promise<ExecuteResult>>();
+
+  function execute(request: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
+    const running = inFlight.get(request.idempotencyKey);
+    if (running) return running;
+    const execution = executeOnce(request, options).finally(() => inFlight.delete(request.idempotencyKey));
+    inFlight.set(request.idempotencyKey, execution);
+    return execution;
+  }
+
+  async function executeOnce(request: ExecuteRequest, { signal }: { signal: AbortSignal }): Promise<ExecuteResult> {
     const journaled = await journal.get(request.idempotencyKey);
     if (journaled?.state === 'completed' && journaled.result) return journaled.result;
 
@@ -96,7 +107,13 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     if (!checked.success) {
       return fail('tool-failed', `execution: "${capability.name}" returned output that breaks its output schema (${describeIssues(checked.error)})`);
     }
-    const text = JSON.stringify(checked.data ?? null);
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(checked.data ?? null);
+    } catch (error) {
+      return fail('tool-failed', `execution: "${capability.name}" returned output that cannot be sent as JSON (${(error as Error).message})`);
+    }
+    if (text === undefined) return fail('tool-failed', `execution: "${capability.name}" returned output that cannot be sent as JSON`);
     if (text.length > maxResultChars) {
       return fail('tool-failed', `execution: "${capability.name}" returned ${text.length} characters, over the limit of ${maxResultChars}`);
     }

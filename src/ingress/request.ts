@@ -7,7 +7,8 @@ const TraceId = z
   .refine((value) => !/^0+$/.test(value), 'the all-zero trace id is invalid');
 const Traceparent = z
   .string()
-  .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"');
+  .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"')
+  .refine((value) => parseTraceparent(value) !== undefined, 'version ff and all-zero trace or span ids are invalid');
 const Identity = z
   .string()
   .min(1)

@@ -268,24 +268,12 @@ describe('compareVersions', () => {
 
   it('ignores build metadata', () => {
     expect(compareVersions('1.0.0+build.5', '1.0.0')).toBe(0);
-    // BUG: src/catalog/registry.ts compareVersions (the `parse` helper, line 29) decides that a
-    // version has a pre-release with `version.includes('-')`, so a hyphen inside build metadata
-    // ('1.0.0+build-1', valid per the capability version regex) is read as a pre-release
-    // 'build' and ranks below '1.0.0'. Left out:
-    //   expect(compareVersions('1.0.0+build-1', '1.0.0')).toBe(0);
-    // Fix: strip build metadata first (`version.split('+')[0]`), then split core and
-    // pre-release at the first '-'.
+    expect(compareVersions('1.0.0+build-1', '1.0.0')).toBe(0);
   });
 
   it('compares pre-release tags', () => {
     expect(compareVersions('1.0.0-rc.1', '1.0.0-rc.2')).toBeLessThan(0);
-    // BUG: src/catalog/registry.ts compareVersions (line 40) compares pre-release tags as one
-    // string, so '1.0.0-rc.10' ranks below '1.0.0-rc.2'; semver §11 compares dot-separated
-    // numeric identifiers numerically, so rc.10 is newer, and pinCapabilities would pin rc.2
-    // over rc.10. Left out:
-    //   expect(compareVersions('1.0.0-rc.10', '1.0.0-rc.2')).toBeGreaterThan(0);
-    // Fix: split pre-release tags on '.', compare identifier by identifier (numeric ones as
-    // numbers and below alphanumeric ones; a shorter list ranks lower when all else is equal).
+    expect(compareVersions('1.0.0-rc.10', '1.0.0-rc.2')).toBeGreaterThan(0);
   });
 });
 
