@@ -1,0 +1,158 @@
+import { existsSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
+import { isRunchartError } from '../errors.js';
+import { mathCapabilities } from '../catalog/math.js';
+import { demoModel } from '../models/demo.js';
+import { createRuntime } from '../runtime.js';
+import { checkPolicyCoverage } from '../verification/coverage.js';
+import { enumerateRunPaths } from '../verification/paths.js';
+import { progressTelemetry } from './progress.js';
+import { starterConfig } from './starter.js';
+
+/** Exit codes of the `runchart` command. */
+export const ExitCode = { ok: 0, failed: 1, usage: 2, denied: 3, awaitingApproval: 4, cancelled: 5, violations: 6 } as const;
+
+const statusExit: Record<string, number> = {
+  completed: ExitCode.ok,
+  failed: ExitCode.failed,
+  denied: ExitCode.denied,
+  awaiting_approval: ExitCode.awaitingApproval,
+  cancelled: ExitCode.cancelled,
+};
+
+/** Finds the config: `--config`, else ./runchart.yaml, else the starter config. */
+async function resolveConfig(path: string | undefined): Promise<{ config: RunchartConfig; source: string }> {
+  if (path) return { config: await loadConfig(path), source: path };
+  if (existsSync('runchart.yaml')) return { config: await loadConfig('runchart.yaml'), source: 'runchart.yaml' };
+  return { config: parseConfig(starterConfig), source: 'built-in starter config' };
+}
+
+const hops = (value: string) => {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > 10) throw new InvalidArgumentError('use a whole number from 0 to 10');
+  return number;
+};
+
+/** Builds the `runchart` program; `io` lets tests capture its output. */
+export function createProgram(io: { out: (text: string) => void; err: (text: string) => void; isTTY: boolean }) {
+  const program = new Command('runchart')
+    .description('An agent runtime in which every run is an XState v5 actor.')
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .exitOverride()
+    .showHelpAfterError('(run "runchart --help" for usage)');
+
+  program
+    .command('run')
+    .description('Run one request on the offline demo model and the math capabilities, printing each state as it is entered.')
+    .argument('<input>', 'the question or task')
+    .option('--tenant <id>', 'tenant of the caller', 'local')
+    .option('--principal <id>', 'principal (user or service) of the caller', 'cli')
+    .option('--session <id>', 'session id, to carry history between runs')
+    .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
+    .option('--json', 'print only the RunResult as JSON')
+    .action(async (input: string, options: { tenant: string; principal: string; session?: string; config?: string; json?: boolean }) => {
+      const resolved = await resolveConfig(options.config);
+      const source = resolved.source;
+      // The demo model answers whatever model is named; name it so that the output does not claim another.
+      const config = { ...resolved.config, runtime: { ...resolved.config.runtime, default_model: 'offline-demo' } };
+      const line = (text: string) => io.out(`${text}\n`);
+      if (!options.json) line(`runchart: config from ${source}; model: offline demo model (no OPENAI_API_KEY is used yet)`);
+      const runtime = createRuntime({
+        config,
+        model: demoModel(),
+        capabilities: mathCapabilities,
+        ...(options.json ? {} : { telemetry: progressTelemetry(line) }),
+      });
+      const result = await runtime.run({
+        input,
+        tenantId: options.tenant,
+        principalId: options.principal,
+        ...(options.session ? { sessionId: options.session } : {}),
+      });
+      await runtime.close();
+      if (options.json) line(JSON.stringify(result, null, 2));
+      else {
+        line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId}`);
+        if (result.output !== null) line(`\n${result.output}`);
+        if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
+      }
+      process.exitCode = statusExit[result.status] ?? ExitCode.failed;
+    });
+
+  program
+    .command('paths')
+    .description('Enumerate every path of the run chart; with --check, prove the policy invariants on each.')
+    .option('--check', 'check the invariants and exit with code 6 on a violation')
+    .option('--max-tool-hops <n>', 'unroll the tool loop this many times (default: runtime.max_tool_hops of the config)', hops)
+    .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
+    .option('--json', 'print the paths (and the report) as JSON')
+    .action(async (options: { check?: boolean; maxToolHops?: number; config?: string; json?: boolean }) => {
+      const { config } = await resolveConfig(options.config);
+      const pathOptions = {
+        maxToolHops: options.maxToolHops ?? config.runtime.max_tool_hops,
+        precheckRequired: config.policy.precheck_required,
+        backgroundUpdates: config.runtime.enable_background_updates,
+      };
+      const paths = enumerateRunPaths(pathOptions);
+      const unique = new Map<string, { states: string[]; final: string; count: number }>();
+      for (const path of paths) {
+        const key = path.states.join(' → ');
+        const entry = unique.get(key);
+        if (entry) entry.count++;
+        else unique.set(key, { states: path.states, final: path.final, count: 1 });
+      }
+      const report = options.check ? checkPolicyCoverage(pathOptions) : undefined;
+      if (options.json) {
+        io.out(`${JSON.stringify({ options: pathOptions, paths: [...unique.values()], report: report && { ok: report.ok, paths: report.paths, violations: report.violations.map((v) => ({ rule: v.rule, detail: v.detail, states: v.path.states })) } }, null, 2)}\n`);
+      } else {
+        let index = 0;
+        for (const [key, entry] of unique) io.out(`${String(++index).padStart(5)}  ${entry.final.padEnd(9)}  ${key}\n`);
+        io.out(`\n${paths.length} paths (${unique.size} distinct state sequences) at max_tool_hops ${pathOptions.maxToolHops}\n`);
+        if (report) {
+          if (report.ok) io.out(`coverage: ok — every path holds every invariant (${report.paths} paths checked)\n`);
+          else {
+            io.out(`coverage: ${report.violations.length} violation(s)\n`);
+            for (const violation of report.violations.slice(0, 20)) io.out(`  ${violation.rule}: ${violation.detail}\n    ${violation.path.states.join(' → ')}\n`);
+          }
+        }
+      }
+      if (report && !report.ok) process.exitCode = ExitCode.violations;
+    });
+
+  program
+    .command('viz')
+    .description('Regenerate the diagram (Mermaid) and the path list from the machine.')
+    .option('--out <dir>', 'where to write them', 'visualizations')
+    .action(async (options: { out: string }) => {
+      const { mkdir } = await import('node:fs/promises');
+      const { writeAll } = await import('../../visualizations/generate.js');
+      await mkdir(options.out, { recursive: true });
+      for (const name of await writeAll(options.out)) io.out(`wrote ${options.out}/${name}\n`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `argv`; errors are printed with what was wrong and how to fix it. */
+export async function main(argv: string[]): Promise<void> {
+  const io = { out: (text: string) => void process.stdout.write(text), err: (text: string) => void process.stderr.write(text), isTTY: Boolean(process.stdout.isTTY) };
+  const program = createProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return;
+    if (code?.startsWith('commander.')) {
+      process.exitCode = ExitCode.usage;
+      return;
+    }
+    if (isRunchartError(error)) {
+      io.err(`runchart: ${error.message}\n`);
+      process.exitCode = error.kind === 'invalid-input' ? ExitCode.usage : ExitCode.failed;
+      return;
+    }
+    io.err(`runchart: unexpected error: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = ExitCode.failed;
+  }
+}

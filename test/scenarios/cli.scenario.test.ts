@@ -1,0 +1,95 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ExitCode, main } from '../../src/cli/main.js';
+
+/** Runs the CLI in-process and captures what it prints and the exit code it sets. */
+async function cli(...argv: string[]) {
+  let out = '';
+  let err = '';
+  const write = process.stdout.write.bind(process.stdout);
+  const writeErr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+  process.exitCode = undefined;
+  try {
+    await main(argv);
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = writeErr;
+  }
+  const code = process.exitCode ?? 0;
+  process.exitCode = undefined;
+  return { out, err, code };
+}
+
+afterEach(() => {
+  process.exitCode = undefined;
+});
+
+describe('runchart run', () => {
+  it('answers arithmetic on the offline demo model through the math capability, showing each state', async () => {
+    const { out, code } = await cli('run', 'what is 2+3?', '--tenant', 'acme', '--principal', 'user-7');
+    expect(code).toBe(ExitCode.ok);
+    expect(out).toContain('offline demo model');
+    expect(out).toMatch(/→ policy\n {2}precheck: allow \(rule allow-runs\)/);
+    expect(out).toContain('tool math.add: allow (rule allow-math)');
+    expect(out).toContain('tool math.add [c0.0]: ok');
+    expect(out).toContain('status: completed');
+    expect(out).toContain('[offline demo model] The answer is 5.');
+  });
+
+  it('prints only the RunResult with --json', async () => {
+    const { out, code } = await cli('run', 'what is 6*7?', '--json');
+    expect(code).toBe(0);
+    const result = JSON.parse(out);
+    expect(result).toMatchObject({ status: 'completed', tenantId: 'local', principalId: 'cli', usage: { modelCalls: 2, toolCalls: 1 } });
+    expect(result.toolCalls[0]).toMatchObject({ capability: 'math.multiply', outcome: { status: 'ok', output: 42 } });
+  });
+
+  it('exits with the denied code when the config denies the run, and reads --config', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'runchart-cli-'));
+    const path = join(directory, 'runchart.yaml');
+    await writeFile(path, 'policy:\n  rules:\n    - id: no-runs\n      stage: precheck\n      effect: deny\n');
+    const { out, code } = await cli('run', 'hello', '--config', path);
+    expect(code).toBe(ExitCode.denied);
+    expect(out).toContain('precheck: deny (rule no-runs)');
+    expect(out).toContain('status: denied');
+  });
+
+  it('names the bad key of a config file and exits with the usage code', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'runchart-cli-'));
+    const path = join(directory, 'runchart.yaml');
+    await writeFile(path, 'runtime:\n  max_tool_hop: 2\n');
+    const { err, code } = await cli('run', 'hello', '--config', path);
+    expect(code).toBe(ExitCode.usage);
+    expect(err).toContain('runtime.max_tool_hop');
+  });
+
+  it('reports a missing argument as a usage error', async () => {
+    const { err, code } = await cli('run');
+    expect(code).toBe(ExitCode.usage);
+    expect(err).toContain("missing required argument 'input'");
+  });
+});
+
+describe('runchart paths', () => {
+  it('lists the paths and proves coverage with --check', async () => {
+    const { out, code } = await cli('paths', '--check', '--max-tool-hops', '1');
+    expect(code).toBe(0);
+    expect(out).toContain('ingress → policy → denied');
+    expect(out).toMatch(/162 paths \(\d+ distinct state sequences\) at max_tool_hops 1/);
+    expect(out).toContain('coverage: ok');
+  });
+
+  it('prints JSON with --json and rejects a bad hop count', async () => {
+    const { out } = await cli('paths', '--json', '--check', '--max-tool-hops', '0');
+    const parsed = JSON.parse(out);
+    expect(parsed.report).toMatchObject({ ok: true, violations: [] });
+    expect(parsed.paths.every((path: { states: string[] }) => path.states[0] === 'ingress')).toBe(true);
+    const bad = await cli('paths', '--max-tool-hops', 'many');
+    expect(bad.code).toBe(ExitCode.usage);
+    expect(bad.err).toContain('whole number');
+  });
+});
