@@ -17,3 +17,10 @@ describe('committed visualizations', () => {
     for (const guard of ['isOverTokenBudget', 'asksForToolsPastHopBudget', 'asksForTooManyTools', 'asksForTools']) expect(diagram).toContain(`[${guard}]`);
   });
 });
+
+describe('README', () => {
+  it('embeds the current diagram', async () => {
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(`\`\`\`mermaid\n${renderAll()['run-machine.mmd']}\`\`\``);
+  });
+});

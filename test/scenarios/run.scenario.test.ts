@@ -1,0 +1,286 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createRuntime, isRunchartError, RunchartError, type TelemetryLayer } from '../../src/index.js';
+import { recordingTelemetry, scriptedModel } from '../../src/testing/index.js';
+import {
+  allowMath,
+  allowRuns,
+  countingMemory,
+  request,
+  runtimeWith,
+  signalledModel,
+  spied,
+  spiedAdd,
+  toolMessagesOf,
+  untilAborted,
+  deferred,
+} from '../support/scenario.js';
+
+const addTwoAndThree = { toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] };
+
+describe('a run with one tool hop', () => {
+  it('completes with the tool call, its decision, every stage decision and usage', async () => {
+    const add = spiedAdd();
+    const model = scriptedModel([addTwoAndThree, { text: '2 + 3 = 5' }]);
+    const runtime = runtimeWith({ model, capabilities: [add.capability] });
+
+    const result = await runtime.run(request());
+
+    expect(result.runId).toEqual(expect.any(String));
+    expect(result.runId.length).toBeGreaterThan(0);
+    expect(result.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(result.status).toBe('completed');
+    expect(result.output).toBe('2 + 3 = 5');
+    expect(result.error).toBeUndefined();
+    expect(result.toolCalls).toHaveLength(1);
+    expect(result.toolCalls[0]).toMatchObject({
+      capability: 'math.add',
+      version: '1.0.0',
+      toolName: 'math_add',
+      args: JSON.stringify({ a: 2, b: 3 }),
+      outcome: { status: 'ok', output: 5 },
+      decision: { stage: 'tool', verdict: 'allow', ruleId: 'allow-math', capability: 'math.add' },
+    });
+    expect(result.decisions.map((decision) => [decision.stage, decision.verdict, decision.ruleId])).toEqual([
+      ['precheck', 'allow', 'allow-runs'],
+      ['tool', 'allow', 'allow-math'],
+      ['output', 'allow', 'allow-runs'],
+      ['memory.write', 'allow', 'allow-runs'],
+    ]);
+    expect(result.usage).toEqual({ modelCalls: 2, toolCalls: 1, inputTokens: 20, outputTokens: 10 });
+    expect(result.background).toBe('queued');
+    expect(add.calls.map((call) => call.args)).toEqual([{ a: 2, b: 3 }]);
+    expect(add.calls[0]!.context).toMatchObject({ runId: result.runId, tenantId: 'acme', principalId: 'user-7', idempotencyKey: `${result.runId}:c0.0` });
+
+    // The model saw the tool under its derived name, and got the result back under its own call id.
+    expect(model.requests[0]!.tools.map((tool) => tool.name)).toEqual(['math_add']);
+    expect(model.requests[0]!.tools[0]!.parameters).toMatchObject({ type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } } });
+    expect(toolMessagesOf(model.requests[1]!)).toEqual([{ role: 'tool', toolCallId: 'call_1_0', content: '5' }]);
+    model.verify();
+  });
+
+  it('authorizes and executes two tool calls of one step before the next model step', async () => {
+    const add = spiedAdd();
+    const model = scriptedModel([
+      {
+        toolCalls: [
+          { name: 'math_add', arguments: { a: 1, b: 2 }, id: 'first' },
+          { name: 'math_add', arguments: { a: 10, b: 20 }, id: 'second' },
+        ],
+      },
+      { text: '3 and 30' },
+    ]);
+    const runtime = runtimeWith({ model, capabilities: [add.capability] });
+
+    const result = await runtime.run(request());
+
+    expect(result.status).toBe('completed');
+    expect(add.calls.map((call) => call.args)).toEqual([
+      { a: 1, b: 2 },
+      { a: 10, b: 20 },
+    ]);
+    expect(result.toolCalls.map((call) => [call.callId, call.outcome])).toEqual([
+      ['c0.0', { status: 'ok', output: 3 }],
+      ['c0.1', { status: 'ok', output: 30 }],
+    ]);
+    expect(result.decisions.filter((decision) => decision.stage === 'tool').map((decision) => decision.callId)).toEqual(['c0.0', 'c0.1']);
+    expect(toolMessagesOf(model.requests[1]!)).toEqual([
+      { role: 'tool', toolCallId: 'first', content: '3' },
+      { role: 'tool', toolCallId: 'second', content: '30' },
+    ]);
+    const assistant = model.requests[1]!.messages.find((message) => message.role === 'assistant');
+    expect(assistant).toMatchObject({ role: 'assistant', toolCalls: [{ id: 'first' }, { id: 'second' }] });
+    expect(result.usage).toMatchObject({ modelCalls: 2, toolCalls: 2 });
+    model.verify();
+  });
+});
+
+describe('telemetry', () => {
+  it('sees every state entered, every decision with its rule, and every tool call', async () => {
+    const telemetry = recordingTelemetry();
+    const model = scriptedModel([addTwoAndThree, { text: '5' }]);
+    const runtime = runtimeWith({ model, capabilities: [spiedAdd().capability], telemetry });
+
+    const result = await runtime.run(request({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736' }));
+    await runtime.drain();
+
+    expect(result.status).toBe('completed');
+    expect(telemetry.runs).toHaveLength(1);
+    const recorded = telemetry.runs[0]!;
+    expect(recorded.identity).toMatchObject({ runId: result.runId, traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'user-7' });
+    expect(telemetry.statesOf(result.runId)).toEqual([
+      'ingress',
+      'policy',
+      'retrieval',
+      'modelStep',
+      'toolExecution',
+      'toolExecution.authorizing',
+      'toolExecution.executing',
+      'modelStep',
+      'assembly',
+      'background',
+      'background.authorizing',
+      'background.queueing',
+      'completed',
+    ]);
+    const decisions = recorded.marks.flatMap((mark) => (mark.kind === 'decision' ? [mark.decision] : []));
+    expect(decisions).toEqual(result.decisions);
+    expect(decisions.every((decision) => decision.ruleId.length > 0)).toBe(true);
+    const toolMarks = recorded.marks.filter((mark) => mark.kind === 'tool.call');
+    expect(toolMarks).toEqual([{ kind: 'tool.call', callId: 'c0.0', toolName: 'math_add', capability: 'math.add', outcome: 'ok' }]);
+    expect(recorded.marks.filter((mark) => mark.kind === 'model.step')).toHaveLength(2);
+    expect(recorded.endedWith).toBe('completed');
+  });
+
+  it('records invalid and denied tool calls too', async () => {
+    const telemetry = recordingTelemetry();
+    const model = scriptedModel([{ toolCalls: [{ name: 'nope', arguments: {} }] }, { text: 'done' }]);
+    const runtime = runtimeWith({ model, capabilities: [spiedAdd().capability], telemetry });
+
+    const result = await runtime.run(request());
+
+    expect(result.status).toBe('completed');
+    const toolMarks = telemetry.runs[0]!.marks.filter((mark) => mark.kind === 'tool.call');
+    expect(toolMarks).toEqual([expect.objectContaining({ callId: 'c0.0', toolName: 'nope', outcome: 'invalid' })]);
+    model.verify();
+  });
+
+  it.each([
+    ['startRun', { startRun: () => { throw new Error('exporter down'); } } satisfies TelemetryLayer],
+    ['record', { startRun: () => ({ record: () => { throw new Error('exporter down'); }, end: () => {} }) } satisfies TelemetryLayer],
+    ['end', { startRun: () => ({ record: () => {}, end: () => { throw new Error('exporter down'); } }) } satisfies TelemetryLayer],
+  ])('never fails a run when %s throws, and tells onWarning', async (_method, telemetry) => {
+    const warnings: { message: string; error: unknown }[] = [];
+    const add = spiedAdd();
+    const model = scriptedModel([addTwoAndThree, { text: '5' }]);
+    const runtime = runtimeWith({ model, capabilities: [add.capability], telemetry, onWarning: (message, error) => warnings.push({ message, error }) });
+
+    const result = await runtime.run(request());
+    await runtime.drain();
+
+    expect(result.status).toBe('completed');
+    expect(result.output).toBe('5');
+    expect(add.calls).toHaveLength(1);
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(warnings[0]!.message).toMatch(/telemetry/);
+    expect((warnings[0]!.error as Error).message).toBe('exporter down');
+    model.verify();
+  });
+});
+
+describe('cancel', () => {
+  it('ends a run in a slow model step as cancelled and aborts the model signal', async () => {
+    const model = signalledModel([{ text: 'too late' }], { delayMs: 20_000 });
+    const runtime = runtimeWith({ model });
+
+    const handle = runtime.start(request());
+    await model.called;
+    handle.cancel('the user left');
+    const result = await handle.result;
+
+    expect(result.status).toBe('cancelled');
+    expect(result.output).toBeNull();
+    expect(model.signals).toHaveLength(1);
+    expect(model.signals[0]!.aborted).toBe(true);
+    expect(result.usage.modelCalls).toBe(0);
+    expect(handle.actor.getSnapshot().context.cancelReason).toBe('the user left');
+    model.verify();
+  });
+
+  it('aborts the signal of a slow tool handler when the run is cancelled', async () => {
+    const started = deferred<AbortSignal>();
+    const slow = spied({
+      name: 'slow.lookup',
+      input: z.object({ key: z.string() }),
+      handler: async (_args, { signal }) => {
+        started.resolve(signal);
+        return untilAborted(signal);
+      },
+    });
+    const model = scriptedModel([{ toolCalls: [{ name: 'slow_lookup', arguments: { key: 'k' } }] }]);
+    const runtime = runtimeWith({ model, capabilities: [slow.capability], rules: [allowRuns, { id: 'allow-slow', stage: 'tool', effect: 'allow', capabilities: ['slow.*'] }] });
+
+    const handle = runtime.start(request());
+    const signal = await started.promise;
+    expect(signal.aborted).toBe(false);
+    handle.cancel();
+    const result = await handle.result;
+
+    expect(result.status).toBe('cancelled');
+    expect(signal.aborted).toBe(true);
+    expect(slow.calls).toHaveLength(1);
+    model.verify();
+  });
+});
+
+describe('memory', () => {
+  it('gives a second run of the same session the first turn as history, and no other tenant', async () => {
+    const model = scriptedModel([{ text: 'Nice to meet you, Ada.' }, { text: 'You are Ada.' }, { text: 'I do not know.' }]);
+    const runtime = runtimeWith({ model });
+
+    const first = await runtime.run(request({ input: 'my name is Ada', sessionId: 's-1' }));
+    expect(first.background).toBe('queued');
+    await runtime.drain();
+    const second = await runtime.run(request({ input: 'what is my name?', sessionId: 's-1' }));
+    const other = await runtime.run(request({ input: 'what is my name?', sessionId: 's-1', tenantId: 'globex' }));
+
+    expect(second.status).toBe('completed');
+    expect(model.requests[1]!.messages).toEqual(
+      expect.arrayContaining([
+        { role: 'user', content: 'my name is Ada' },
+        { role: 'assistant', content: 'Nice to meet you, Ada.' },
+      ]),
+    );
+    const history = model.requests[1]!.messages.slice(1, 3);
+    expect(history).toEqual([
+      { role: 'user', content: 'my name is Ada' },
+      { role: 'assistant', content: 'Nice to meet you, Ada.' },
+    ]);
+    expect(other.status).toBe('completed');
+    expect(JSON.stringify(model.requests[2]!.messages)).not.toContain('Ada');
+    model.verify();
+  });
+
+  it('completes with a warning when recall fails', async () => {
+    const memory = countingMemory({ failRecall: true });
+    const model = scriptedModel([{ text: 'hello' }]);
+    const runtime = runtimeWith({ model, memory });
+
+    const result = await runtime.run(request({ sessionId: 's-1' }));
+
+    expect(result.status).toBe('completed');
+    expect(result.output).toBe('hello');
+    expect(memory.recalls).toBe(1);
+    expect(result.warnings).toEqual([expect.stringMatching(/memory recall failed.*memory store is offline/)]);
+    model.verify();
+  });
+});
+
+describe('config', () => {
+  it('refuses an unknown key with a RunchartError naming its path', () => {
+    let thrown: unknown;
+    try {
+      createRuntime({ config: { runtime: { max_hops: 3 } } as never, model: scriptedModel([]) });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(isRunchartError(thrown)).toBe(true);
+    expect(thrown).toBeInstanceOf(RunchartError);
+    expect((thrown as RunchartError).kind).toBe('invalid-input');
+    expect((thrown as RunchartError).message).toContain('runtime.max_hops');
+  });
+
+  it('refuses an unknown top-level section', () => {
+    expect(() => createRuntime({ config: { limit: {} } as never })).toThrow(/limit: unknown key/);
+  });
+
+  it('keeps the math rule needed for tools out of the default config', async () => {
+    const model = scriptedModel([{ text: 'no tools for me' }]);
+    const runtime = createRuntime({ model, capabilities: [spiedAdd().capability] });
+    const result = await runtime.run(request());
+    expect(result.status).toBe('completed');
+    expect(model.requests[0]!.tools).toEqual([]);
+    expect(allowMath.capabilities).toEqual(['math.*']);
+    model.verify();
+  });
+});
