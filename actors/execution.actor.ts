@@ -1,11 +1,22 @@
 import { fromPromise } from 'xstate';
 import { checked } from '../src/errors.js';
-import { ExecuteResult, type ExecutionGateway } from '../src/execution/contract.js';
+import { ExecuteResult, hashArguments, type ExecutionGateway } from '../src/execution/contract.js';
 import type { ToolExecutionInput } from '../machines/run/setup.js';
 
-/** Calls the gateway for one tool call with an absolute deadline of `now + deadlineMs`. */
+/**
+ * Calls the gateway for one tool call with an absolute deadline of `now + deadlineMs` (the
+ * gateway keeps the first one on a replay). Arguments that no longer hash to what was planned
+ * and approved (redacted before saving, or changed on disk) are refused, never executed.
+ */
 export function executionActor(gateway: ExecutionGateway, options: { now: () => number; deadlineMs: number }) {
-  return fromPromise<ExecuteResult, ToolExecutionInput>(async ({ input, signal }) =>
-    checked(ExecuteResult, await gateway.execute({ ...input, deadline: options.now() + options.deadlineMs }, { signal }), 'execution'),
-  );
+  return fromPromise<ExecuteResult, ToolExecutionInput>(async ({ input, signal }) => {
+    const { argsHash, ...request } = input;
+    if (hashArguments(request.arguments) !== argsHash) {
+      return {
+        status: 'error',
+        error: { kind: 'invalid-input', message: `execution: the arguments of call "${request.callId}" were redacted or changed since they were planned; ask for the call again`, retryable: false },
+      };
+    }
+    return checked(ExecuteResult, await gateway.execute({ ...request, deadline: options.now() + options.deadlineMs }, { signal }), 'execution');
+  });
 }

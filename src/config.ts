@@ -31,6 +31,8 @@ const Runtime = z.strictObject({
   default_model: z.string().min(1).default('gpt-5.4'),
   system_prompt: z.string().default('You are a helpful assistant. Use the tools you are given when they help.'),
   tool_deadline_ms: z.number().int().positive().default(60_000),
+  /** How long a parked call waits for approval before it is rejected; absolute, so it survives a restart. */
+  approval_timeout_ms: z.number().int().positive().max(2_147_483_647).default(86_400_000),
 });
 
 const Policy = z.strictObject({
@@ -50,7 +52,19 @@ const Policy = z.strictObject({
 const Telemetry = z.strictObject({
   emit_structured_events: z.boolean().default(true),
   capture_content: z.boolean().default(false),
-  redact_patterns: z.array(z.string()).default(() => []),
+  /** Regular expressions of secrets to redact from telemetry and saved runs, besides the built-in API key and token shapes. */
+  redact_patterns: z
+    .array(
+      z.string().refine((pattern) => {
+        try {
+          new RegExp(pattern);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression'),
+    )
+    .default(() => []),
 });
 
 const Execution = z.strictObject({
@@ -70,6 +84,8 @@ const Memory = z.strictObject({
 });
 
 const Store = z.strictObject({
+  /** lowdb: JSON files under `dir`, one writer per directory; memory: nothing survives the process. */
+  kind: z.enum(['lowdb', 'memory']).default('memory'),
   dir: z.string().min(1).default('.runchart'),
 });
 

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createActor, type InspectionEvent, type Observer } from 'xstate';
+import { approvalDeadlineActor } from '../actors/approval.actor.js';
 import { backgroundActor } from '../actors/background.actor.js';
 import { executionActor } from '../actors/execution.actor.js';
 import { ingressActor } from '../actors/ingress.actor.js';
@@ -11,7 +12,6 @@ import { runMachine } from '../machines/run/machine.js';
 import { statusOf, toRunResult, type RunResult } from '../machines/run/result.js';
 import type { RunContext, RunInput } from '../machines/run/types.js';
 import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
-import { createMemoryQueue } from './background/queue.js';
 import type { Capability } from './catalog/contract.js';
 import { createCatalog } from './catalog/registry.js';
 import { parseConfig, settingsFrom, type RunchartConfig, type RunchartConfigInput } from './config.js';
@@ -19,13 +19,13 @@ import { RunchartError } from './errors.js';
 import type { ExecutionGateway, ExecutionJournal } from './execution/contract.js';
 import { createGateway } from './execution/gateway.js';
 import type { MemoryLayer } from './memory/contract.js';
-import { createInMemoryMemory } from './memory/in-memory.js';
 import type { ModelAdapter } from './models/contract.js';
 import { demoModel } from './models/demo.js';
 import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
+import { composeStatefulLayers } from './layers.js';
+import { createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
-import { createInMemoryRunStore } from './store/in-memory.js';
 import { noopTelemetry, type TelemetryLayer } from './telemetry/contract.js';
 
 /** Everything `createRuntime` takes; every layer is optional and has a default. */
@@ -90,8 +90,10 @@ export interface Runtime {
 
 interface LiveRun {
   handle: RunHandle;
-  waiters: ((result: RunResult) => void)[];
+  waiters: { resolve: (result: RunResult) => void; reject: (error: unknown) => void }[];
   saving: Promise<void>;
+  /** The first failed save: the run's next result is an error, since the store is behind. */
+  saveError: RunchartError | undefined;
 }
 
 /**
@@ -109,42 +111,28 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const warn = options.onWarning ?? (() => {});
   const catalog = createCatalog(options.capabilities ?? []);
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
-  const memory = options.memory ?? createInMemoryMemory({ historyTurns: config.memory.history_turns });
-  const runStore = options.runStore ?? createInMemoryRunStore();
+  const hooks = options.hooks ?? {};
+  const layers = composeStatefulLayers(config, {
+    ...(options.memory ? { memory: options.memory } : {}),
+    ...(options.runStore ? { runStore: options.runStore } : {}),
+    ...(options.journal ? { journal: options.journal } : {}),
+    ...(options.background ? { background: options.background } : {}),
+    hooks,
+    now,
+    warn,
+  });
+  const { memory, runStore, journal, queue } = layers;
   const gateway =
     options.gateway ??
     createGateway({
       catalog,
-      ...(options.journal ? { journal: options.journal } : {}),
+      journal,
       maxArgumentChars: config.limits.max_tool_argument_chars,
       maxResultChars: config.limits.max_tool_result_chars,
       concurrency: config.execution.concurrency,
       now,
     });
-  const hooks = options.hooks ?? {};
-  const queue =
-    options.background ??
-    createMemoryQueue({
-      handlers: {
-        ...Object.fromEntries(Object.entries(hooks).map(([name, hook]) => [`hook:${name}`, hook])),
-        'memory.write': async (task, { signal }) => {
-          const payload = task.payload as { sessionId: string | null; input: string; output: string };
-          await memory.remember(
-            {
-              tenantId: task.tenantId,
-              principalId: task.principalId,
-              ...(payload.sessionId ? { sessionId: payload.sessionId } : {}),
-              runId: task.runId,
-              input: payload.input,
-              output: payload.output,
-              createdAt: new Date(now()).toISOString(),
-            },
-            { idempotencyKey: task.id, signal },
-          );
-        },
-      },
-      onGiveUp: (task, error) => warn(`background: task ${task.id} gave up`, error),
-    });
+  const redact = createRunRedactor(catalog, config.telemetry.redact_patterns);
 
   const machine = runMachine.provide({
     actors: {
@@ -160,6 +148,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       callModel: modelActor(options.model ?? demoModel()),
       executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
       enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
+      awaitApproval: approvalDeadlineActor(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
       recordTelemetry: telemetryActor(options.telemetry ?? noopTelemetry, { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
     },
   });
@@ -174,31 +163,39 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       principalId: context.principalId,
       status: statusOf(value),
       updatedAt: now(),
-      snapshot: actor.getPersistedSnapshot(),
+      // Secrets never land in the store: sensitive arguments and configured patterns are redacted.
+      snapshot: redact(actor.getPersistedSnapshot()),
     };
   }
 
   /** Watches one actor: saves after every step, settles waiters when the run finishes or parks. */
   function track(actor: RunActor, runId: string): RunHandle {
-    let resolveFirst!: (result: RunResult) => void;
-    const first = new Promise<RunResult>((resolve) => (resolveFirst = resolve));
+    const waiters: LiveRun['waiters'] = [];
+    const first = new Promise<RunResult>((resolve, reject) => void waiters.push({ resolve, reject }));
     const entry: LiveRun = {
       handle: { runId, actor, result: first, cancel: (reason) => actor.send({ type: 'run.cancel', ...(reason ? { reason } : {}) }) },
-      waiters: [resolveFirst],
+      waiters,
       saving: Promise.resolve(),
+      saveError: undefined,
     };
     live.set(runId, entry);
     let lastStatus = '';
     const settle = (result: RunResult) => {
       const waiters = entry.waiters.splice(0);
       // Release results only once the step that produced them is saved: nothing is lost on failure.
-      void entry.saving.then(() => waiters.forEach((resolve) => resolve(result)));
+      void entry.saving.then(() => {
+        const failure = entry.saveError;
+        for (const waiter of waiters) failure ? waiter.reject(failure) : waiter.resolve(result);
+      });
     };
     actor.subscribe({
       next: (snapshot) => {
         const record = persist(actor, snapshot.context, snapshot.value);
         entry.saving = entry.saving.then(() =>
-          runStore.save(record).catch((error) => warn(`store: saving run ${runId} failed`, error)),
+          runStore.save(record).catch((error: unknown) => {
+            entry.saveError ??= new RunchartError('internal', 'store', `store: run ${runId} could not be saved: ${(error as Error).message}`, { cause: error });
+            warn(`store: saving run ${runId} failed`, error);
+          }),
         );
         const status = statusOf(snapshot.value);
         const arrived = status !== lastStatus || status === 'awaiting_approval';
@@ -221,12 +218,25 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     return entry.handle;
   }
 
+  /** Starts the actor once the stores are open; a store that cannot open fails the run's result. */
+  function launch(entry: RunHandle) {
+    if (layers.isReady()) return void entry.actor.start();
+    layers.ready().then(
+      () => entry.actor.start(),
+      (error: unknown) => {
+        const waiting = live.get(entry.runId);
+        live.delete(entry.runId);
+        for (const waiter of waiting?.waiters.splice(0) ?? []) waiter.reject(error);
+      },
+    );
+  }
+
   function start(request: unknown): RunHandle {
     const runId = idFor('run');
     const input: RunInput = { runId, request, settings };
     const actor = createActor(machine, { input, ...(options.inspect ? { inspect: options.inspect } : {}) });
     const handle = track(actor, runId);
-    actor.start();
+    launch(handle);
     return handle;
   }
 
@@ -245,7 +255,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       ...(options.inspect ? { inspect: options.inspect } : {}),
     }) as RunActor;
     const handle = track(actor, run.runId);
-    actor.start();
+    launch(handle);
     return handle;
   }
 
@@ -280,7 +290,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     if (event.type === 'tool.approve' && event.argsHash !== undefined && event.argsHash !== parked.argsHash) {
       throw new RunchartError('invalid-input', 'runtime', `runtime: call "${callId}" has other arguments than the ones approved (argsHash differs)`);
     }
-    const next = new Promise<RunResult>((resolve) => entry.waiters.push(resolve));
+    const next = new Promise<RunResult>((resolve, reject) => entry.waiters.push({ resolve, reject }));
     entry.handle.actor.send(event);
     const result = await next;
     const refusal = entry.handle.actor.getSnapshot().context.review?.refusal;
@@ -315,6 +325,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       return toRunResult(snapshot.value, snapshot.context);
     },
     async recover() {
+      await layers.ready();
+      await queue.resume?.();
       const handles: RunHandle[] = [];
       for (const run of await runStore.listActive()) if (!live.has(run.runId)) handles.push(restore(run));
       return handles;
@@ -331,7 +343,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         entry.handle.actor.stop();
       }
       live.clear();
-      (queue as { close?: () => void }).close?.();
+      queue.close?.();
+      layers.close();
     },
   };
 }

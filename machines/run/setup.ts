@@ -16,8 +16,17 @@ export interface TelemetryInput {
   runId: string;
 }
 
-/** The tool call the chart hands the gateway; the actor turns the budget into an absolute deadline. */
-export type ToolExecutionInput = Omit<ExecuteRequest, 'deadline'>;
+/**
+ * The tool call the chart hands the gateway, with the hash the call was planned (and approved)
+ * with; the actor refuses arguments that no longer match it and sets the absolute deadline.
+ */
+export type ToolExecutionInput = Omit<ExecuteRequest, 'deadline'> & { argsHash: string };
+
+/** Which parked call an approval deadline belongs to. */
+export interface ApprovalWaitInput {
+  runId: string;
+  callId: string;
+}
 
 export const runSetup = setup({
   types: {
@@ -32,6 +41,7 @@ export const runSetup = setup({
     callModel: placeholder<ModelResponse, ModelRequest>('callModel'),
     executeTool: placeholder<ExecuteResult, ToolExecutionInput>('executeTool'),
     enqueueBackground: placeholder<void, { tasks: BackgroundTask[] }>('enqueueBackground'),
+    awaitApproval: placeholder<void, ApprovalWaitInput>('awaitApproval'),
     recordTelemetry: silentTelemetry<TelemetryEvent, TelemetryInput>(),
   },
   guards: {

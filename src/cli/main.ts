@@ -126,9 +126,11 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--out <dir>', 'where to write them', 'visualizations')
     .action(async (options: { out: string }) => {
       const { mkdir } = await import('node:fs/promises');
-      const { writeAll } = await import('../../visualizations/generate.js');
+      const { existsSync } = await import('node:fs');
+      const { updateReadme, writeAll } = await import('../../visualizations/generate.js');
       await mkdir(options.out, { recursive: true });
       for (const name of await writeAll(options.out)) io.out(`wrote ${options.out}/${name}\n`);
+      if (existsSync('README.md') && (await updateReadme('README.md'))) io.out('updated the diagram in README.md\n');
     });
 
   return program;

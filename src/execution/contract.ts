@@ -44,6 +44,8 @@ export const JournalEntry = z.object({
   state: z.enum(['started', 'completed']),
   result: ExecuteResult.optional(),
   attempts: z.number().int(),
+  /** Epoch milliseconds, fixed when the call first started, so a replay keeps the original deadline. */
+  deadline: z.number().optional(),
   updatedAt: z.number(),
 });
 export type JournalEntry = z.infer<typeof JournalEntry>;

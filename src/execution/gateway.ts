@@ -65,15 +65,18 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     if ('status' in args) return args;
 
     let attempts = journaled?.attempts ?? 0;
+    // A replayed call keeps the deadline it was first given: deadlines are absolute.
+    const deadline = journaled?.deadline ?? request.deadline;
+    request = { ...request, deadline };
     let result: ExecuteResult = fail('internal', 'execution: the call was never attempted');
     for (let attempt = 0; attempt <= capability.retries; attempt++) {
       if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);
       attempts++;
-      await journal.put({ key: request.idempotencyKey, state: 'started', attempts, updatedAt: now() });
+      await journal.put({ key: request.idempotencyKey, state: 'started', attempts, deadline, updatedAt: now() });
       result = await slots.run(() => attemptCall(capability, args.value, request, signal));
       if (result.status === 'ok' || !result.error.retryable) break;
     }
-    await journal.put({ key: request.idempotencyKey, state: 'completed', result, attempts, updatedAt: now() });
+    await journal.put({ key: request.idempotencyKey, state: 'completed', result, attempts, deadline, updatedAt: now() });
     return result;
   }
 

@@ -114,6 +114,8 @@ function allSampleEvents(snapshot: RunSnapshot): AnyEventObject[] {
     failure('executeTool'),
     done('enqueueBackground', undefined),
     failure('enqueueBackground'),
+    done('awaitApproval', undefined),
+    failure('awaitApproval'),
     { type: 'tool.approve', callId, principalId: 'approver' },
     { type: 'tool.reject', callId, principalId: 'approver', reason: 'sample' },
     { type: 'run.cancel' },

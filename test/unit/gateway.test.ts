@@ -489,7 +489,20 @@ describe('gateway: journal', () => {
     });
     const request = executeRequest({ deadline: 2_000_000 });
     await gatewayWith([capability], { journal, now: () => 1_000_000 }).execute(request, { signal: live() });
-    expect(entryDuringCall).toEqual({ key: request.idempotencyKey, state: 'started', attempts: 1, updatedAt: 1_000_000 });
+    expect(entryDuringCall).toEqual({ key: request.idempotencyKey, state: 'started', attempts: 1, deadline: 2_000_000, updatedAt: 1_000_000 });
+  });
+
+  it('keeps the first deadline when a started call is replayed (deadlines are absolute)', async () => {
+    const journal = createMemoryJournal();
+    await journal.put({ key: 'run-1:call-1', state: 'started', attempts: 1, deadline: 1_000_000, updatedAt: 999_000 });
+    let calls = 0;
+    const capability = tool({ handler: async () => ++calls });
+    const result = await gatewayWith([capability], { journal, now: () => 1_000_001 }).execute(
+      executeRequest({ idempotencyKey: 'run-1:call-1', deadline: 5_000_000 }),
+      { signal: live() },
+    );
+    expect(result).toMatchObject({ status: 'error', error: { kind: 'timeout' } });
+    expect(calls).toBe(0);
   });
 });
 

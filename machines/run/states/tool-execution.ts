@@ -103,6 +103,28 @@ export const toolExecution = runSetup.createStateConfig({
     },
     awaitingApproval: {
       ...traced('toolExecution.awaitingApproval'),
+      // The approval deadline is absolute and kept outside the chart, so a restored run re-arms it.
+      invoke: {
+        id: 'awaitApproval',
+        src: 'awaitApproval',
+        input: ({ context }) => ({ runId: context.runId, callId: current(context).callId }),
+        onDone: {
+          target: 'next',
+          actions: [
+            callMark('rejected', () => 'no approval before the deadline'),
+            assign(({ context }) => closeCall(context, { status: 'rejected', reason: 'no approval arrived before the approval deadline' })),
+          ],
+        },
+        onError: {
+          target: 'next',
+          actions: [
+            callMark('rejected', () => 'the approval timer failed'),
+            assign(({ context, event }) =>
+              closeCall(context, { status: 'rejected', reason: `the approval could not be awaited: ${toRunchartErrorData(event.error, 'runtime').message}` }),
+            ),
+          ],
+        },
+      },
       on: {
         'tool.approve': {
           guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, argsHash: event.argsHash }) },
@@ -178,6 +200,7 @@ export const toolExecution = runSetup.createStateConfig({
           capability: current(context).capability!,
           version: current(context).version!,
           arguments: current(context).arguments,
+          argsHash: current(context).argsHash,
           idempotencyKey: `${context.runId}:${current(context).callId}`,
           runId: context.runId,
           callId: current(context).callId,

@@ -1,0 +1,27 @@
+import { fromPromise } from 'xstate';
+import type { ExecutionJournal } from '../src/execution/contract.js';
+import type { ApprovalWaitInput } from '../machines/run/setup.js';
+
+/**
+ * Resolves when a parked call's approval deadline passes. The deadline is fixed in the journal
+ * the first time the call parks, so a run restored after a restart waits only for what is left.
+ */
+export function approvalDeadlineActor(journal: ExecutionJournal, options: { now: () => number; timeoutMs: number }) {
+  return fromPromise<void, ApprovalWaitInput>(async ({ input, signal }) => {
+    const key = `${input.runId}:${input.callId}:approval`;
+    let entry = await journal.get(key);
+    if (!entry) {
+      entry = { key, state: 'started', attempts: 0, deadline: options.now() + options.timeoutMs, updatedAt: options.now() };
+      await journal.put(entry);
+    }
+    const remaining = (entry.deadline ?? 0) - options.now();
+    if (remaining > 0) {
+      await new Promise<void>((resolve, reject) => {
+        // Unref'd: a parked run must not keep a CLI process alive.
+        const timer = setTimeout(resolve, Math.min(remaining, 2 ** 31 - 1));
+        timer.unref();
+        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
+      });
+    }
+  });
+}

@@ -1,0 +1,130 @@
+import { resolve } from 'node:path';
+import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
+import { createMemoryQueue, type QueuePersistence } from './background/queue.js';
+import type { RunchartConfig } from './config.js';
+import type { ExecutionJournal } from './execution/contract.js';
+import { createMemoryJournal } from './execution/gateway.js';
+import type { MemoryLayer } from './memory/contract.js';
+import { createInMemoryMemory } from './memory/in-memory.js';
+import { createLowdbMemory } from './memory/lowdb.js';
+import type { RunStore } from './store/contract.js';
+import { openStoreDirectory, type StoreDirectory } from './store/directory.js';
+import { createInMemoryRunStore } from './store/in-memory.js';
+import { createLowdbJournal, createLowdbQueuePersistence, createLowdbRunStore } from './store/lowdb.js';
+
+/** The stateful layers of a runtime, and what it takes to open and close them. */
+export interface StatefulLayers {
+  memory: MemoryLayer;
+  runStore: RunStore;
+  journal: ExecutionJournal;
+  queue: BackgroundQueue & { close?(): void; resume?(): Promise<number> };
+  /** Resolves once the store directory is open and locked (at once for in-memory stores). */
+  ready(): Promise<void>;
+  /** True when nothing needs opening, so a run can start synchronously. */
+  isReady(): boolean;
+  close(): void;
+}
+
+export interface StatefulOptions {
+  memory?: MemoryLayer;
+  runStore?: RunStore;
+  journal?: ExecutionJournal;
+  background?: BackgroundQueue;
+  hooks?: Record<string, BackgroundHandler>;
+  now: () => number;
+  warn: (message: string, error?: unknown) => void;
+}
+
+/** Calls `open` once, on first use, and hands out its result. */
+function once<T>(open: () => Promise<T>): () => Promise<T> {
+  let opened: Promise<T> | undefined;
+  return () => (opened ??= open());
+}
+
+/**
+ * Picks the stateful layers: the ones given, else lowdb files under `store.dir` (opened on first
+ * use, so `createRuntime` stays synchronous and touches no disk until a run starts), else memory.
+ */
+export function composeStatefulLayers(config: RunchartConfig, options: StatefulOptions): StatefulLayers {
+  const durable = config.store.kind === 'lowdb';
+  let opened: StoreDirectory | undefined;
+  const directory = once(async () => (opened = await openStoreDirectory(resolve(config.store.dir), { onWarning: (message) => options.warn(message) })));
+
+  const memory: MemoryLayer =
+    options.memory ??
+    (durable
+      ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns })))
+      : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
+  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createLowdbRunStore(await directory()))) : createInMemoryRunStore());
+  const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createLowdbJournal(await directory()))) : createMemoryJournal());
+  const persistence = durable ? lazyPersistence(once(async () => createLowdbQueuePersistence(await directory()))) : undefined;
+
+  const queue =
+    options.background ??
+    createMemoryQueue({
+      handlers: {
+        ...Object.fromEntries(Object.entries(options.hooks ?? {}).map(([name, hook]) => [`hook:${name}`, hook])),
+        'memory.write': async (task, { signal }) => {
+          const payload = task.payload as { sessionId: string | null; input: string; output: string };
+          await memory.remember(
+            {
+              tenantId: task.tenantId,
+              principalId: task.principalId,
+              ...(payload.sessionId ? { sessionId: payload.sessionId } : {}),
+              runId: task.runId,
+              input: payload.input,
+              output: payload.output,
+              createdAt: new Date(options.now()).toISOString(),
+            },
+            { idempotencyKey: task.id, signal },
+          );
+        },
+      },
+      onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error),
+      ...(persistence ? { persistence } : {}),
+    });
+
+  const needsDirectory = durable && !(options.memory && options.runStore && options.journal && options.background);
+  return {
+    memory,
+    runStore,
+    journal,
+    queue,
+    ready: async () => {
+      if (needsDirectory) await directory();
+    },
+    isReady: () => !needsDirectory || opened !== undefined,
+    close: () => opened?.close(),
+  };
+}
+
+function lazyMemory(open: () => Promise<MemoryLayer>): MemoryLayer {
+  return {
+    recall: async (query, options) => (await open()).recall(query, options),
+    remember: async (record, options) => (await open()).remember(record, options),
+  };
+}
+
+function lazyRunStore(open: () => Promise<RunStore>): RunStore {
+  return {
+    save: async (run) => (await open()).save(run),
+    load: async (runId) => (await open()).load(runId),
+    listActive: async () => (await open()).listActive(),
+    list: async (filter) => (await open()).list(filter),
+  };
+}
+
+function lazyJournal(open: () => Promise<ExecutionJournal>): ExecutionJournal {
+  return {
+    get: async (key) => (await open()).get(key),
+    put: async (entry) => (await open()).put(entry),
+  };
+}
+
+function lazyPersistence(open: () => Promise<QueuePersistence>): QueuePersistence {
+  return {
+    pending: async () => (await open()).pending(),
+    known: async (id) => (await open()).known(id),
+    save: async (task, state) => (await open()).save(task, state),
+  };
+}
