@@ -31,6 +31,8 @@ export interface StatefulOptions {
   journal?: ExecutionJournal;
   background?: BackgroundQueue;
   hooks?: Record<string, BackgroundHandler>;
+  /** An already open store directory, for callers that wrap some lowdb layers themselves. */
+  storeDirectory?: StoreDirectory;
   now: () => number;
   warn: (message: string, error?: unknown) => void;
 }
@@ -48,7 +50,9 @@ function once<T>(open: () => Promise<T>): () => Promise<T> {
 export function composeStatefulLayers(config: RunchartConfig, options: StatefulOptions): StatefulLayers {
   const durable = config.store.kind === 'lowdb';
   let opened: StoreDirectory | undefined;
-  const directory = once(async () => (opened = await openStoreDirectory(resolve(config.store.dir), { onWarning: (message) => options.warn(message) })));
+  const directory = once(
+    async () => (opened = options.storeDirectory ?? (await openStoreDirectory(resolve(config.store.dir), { onWarning: (message) => options.warn(message) }))),
+  );
 
   const memory: MemoryLayer =
     options.memory ??

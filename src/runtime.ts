@@ -24,6 +24,7 @@ import { demoModel } from './models/demo.js';
 import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
 import { composeStatefulLayers } from './layers.js';
+import type { StoreDirectory } from './store/directory.js';
 import { createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
 import { noopTelemetry, type TelemetryLayer } from './telemetry/contract.js';
@@ -43,6 +44,8 @@ export interface RuntimeOptions {
   background?: BackgroundQueue;
   /** User hooks run after each completed turn, as background tasks behind policy stage `memory.write`. */
   hooks?: Record<string, BackgroundHandler>;
+  /** An open lowdb store directory to use instead of opening `store.dir` (closed with the runtime). */
+  storeDirectory?: StoreDirectory;
   telemetry?: TelemetryLayer;
   /** An XState inspection observer (the Stately inspector, or a recorder). */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
@@ -117,6 +120,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     ...(options.runStore ? { runStore: options.runStore } : {}),
     ...(options.journal ? { journal: options.journal } : {}),
     ...(options.background ? { background: options.background } : {}),
+    ...(options.storeDirectory ? { storeDirectory: options.storeDirectory } : {}),
     hooks,
     now,
     warn,
