@@ -3,7 +3,7 @@ import type { CatalogLayer } from '../src/catalog/contract.js';
 import { pinCapabilities } from '../src/catalog/registry.js';
 import { parseRunRequest, traceContextFor } from '../src/ingress/request.js';
 import type { PolicyLayer } from '../src/policy/contract.js';
-import { checked } from '../src/errors.js';
+import { checked, isRunchartError, RunchartError } from '../src/errors.js';
 import { PolicyDecision } from '../src/policy/contract.js';
 import type { AcceptedRequest, RunInput } from '../machines/run/types.js';
 
@@ -26,14 +26,18 @@ export function ingressActor(options: IngressOptions) {
     const trace = traceContextFor(request, options.newTraceId);
     const visible = [];
     for (const capability of options.catalog.list()) {
-      const decision = checked(
-        PolicyDecision,
-        await options.policy.evaluate(
+      let answer: unknown;
+      try {
+        answer = await options.policy.evaluate(
           { stage: 'tool', runId: input.runId, tenantId: request.tenantId, principalId: request.principalId, capability: capability.name, version: capability.version },
           { signal },
-        ),
-        'policy',
-      );
+        );
+      } catch (error) {
+        // Pinning asks policy; its failure is policy's, and the run fails closed.
+        if (isRunchartError(error)) throw error;
+        throw new RunchartError('internal', 'policy', `policy: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
+      const decision = checked(PolicyDecision, answer, 'policy');
       if (decision.verdict !== 'deny') visible.push(capability);
     }
     return {

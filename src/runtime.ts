@@ -158,6 +158,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   });
 
   const live = new Map<string, LiveRun>();
+  const finishing = new Map<string, LiveRun>();
 
   function persist(actor: RunActor, context: RunContext, value: unknown): PersistedRun {
     return {
@@ -205,12 +206,12 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         const arrived = status !== lastStatus || status === 'awaiting_approval';
         lastStatus = status;
         if (status !== 'running' && arrived) {
-          if (snapshot.status === 'done') live.delete(runId);
+          if (snapshot.status === 'done') retire(runId, entry);
           settle(toRunResult(snapshot.value, snapshot.context));
         }
       },
       error: (error) => {
-        live.delete(runId);
+        retire(runId, entry);
         const context = actor.getSnapshot().context;
         settle({
           ...toRunResult('failed', context),
@@ -220,6 +221,15 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       },
     });
     return entry.handle;
+  }
+
+  /** A finished run leaves `live`; its last saves are still awaited by `get` and `drain`. */
+  function retire(runId: string, entry: LiveRun) {
+    live.delete(runId);
+    finishing.set(runId, entry);
+    void entry.saving.then(() => {
+      if (finishing.get(runId) === entry) finishing.delete(runId);
+    });
   }
 
   /** Starts the actor once the stores are open; a store that cannot open fails the run's result. */
@@ -317,6 +327,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     reject: (runId, callId, { principalId, tenantId, reason }) =>
       review(runId, callId, { type: 'tool.reject', callId, principalId, ...(reason ? { reason } : {}) }, tenantId),
     async get(runId, { tenantId } = {}) {
+      await finishing.get(runId)?.saving;
       const entry = live.get(runId);
       if (entry) {
         const snapshot = entry.handle.actor.getSnapshot();
@@ -336,16 +347,18 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       return handles;
     },
     async drain() {
-      await Promise.all([...live.values()].map((entry) => entry.saving));
+      const saves = () => Promise.all([...live.values(), ...finishing.values()].map((entry) => entry.saving));
+      await saves();
       await queue.drain();
-      await Promise.all([...live.values()].map((entry) => entry.saving));
+      await saves();
     },
     async close() {
       await queue.drain();
-      for (const entry of live.values()) {
+      for (const entry of [...live.values(), ...finishing.values()]) {
         await entry.saving;
         entry.handle.actor.stop();
       }
+      finishing.clear();
       live.clear();
       queue.close?.();
       layers.close();

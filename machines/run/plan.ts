@@ -10,11 +10,12 @@ import type { CallOutcome, CallRecord, PlannedCall, RunContext } from './types.j
  * that fails either carries a `problem` and never reaches policy or the gateway.
  */
 export function planToolCalls(toolCalls: ToolCall[], capabilities: PinnedCapability[], hop: number, maxArgumentChars: number): PlannedCall[] {
-  const seen = new Set<string>();
+  const uses = new Map<string, number>();
+  for (const call of toolCalls) uses.set(call.id, (uses.get(call.id) ?? 0) + 1);
   return toolCalls.map((call, index) => {
     const pinned = capabilities.find((capability) => capability.toolName === call.name);
-    const duplicate = seen.has(call.id);
-    seen.add(call.id);
+    // Every call of a repeated id is refused: the results could not be told apart.
+    const duplicate = uses.get(call.id)! > 1;
     return {
       callId: `c${hop}.${index}`,
       modelCallId: call.id,

@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { createRuntime, isRunchartError, RunchartError, type TelemetryLayer } from '../../src/index.js';
 import { recordingTelemetry, scriptedModel } from '../../src/testing/index.js';
 import {
-  allowMath,
   allowRuns,
   countingMemory,
   request,
@@ -187,6 +186,20 @@ describe('cancel', () => {
     model.verify();
   });
 
+  it('cancels a run right after it starts: no model call, no recall', async () => {
+    const model = scriptedModel([]);
+    const memory = countingMemory();
+    const runtime = runtimeWith({ model, memory });
+
+    const handle = runtime.start(request());
+    handle.cancel();
+    const result = await handle.result;
+
+    expect(result.status).toBe('cancelled');
+    expect(memory.recalls).toBe(0);
+    model.verify();
+  });
+
   it('aborts the signal of a slow tool handler when the run is cancelled', async () => {
     const started = deferred<AbortSignal>();
     const slow = spied({
@@ -272,15 +285,5 @@ describe('config', () => {
 
   it('refuses an unknown top-level section', () => {
     expect(() => createRuntime({ config: { limit: {} } as never })).toThrow(/limit: unknown key/);
-  });
-
-  it('keeps the math rule needed for tools out of the default config', async () => {
-    const model = scriptedModel([{ text: 'no tools for me' }]);
-    const runtime = createRuntime({ model, capabilities: [spiedAdd().capability] });
-    const result = await runtime.run(request());
-    expect(result.status).toBe('completed');
-    expect(model.requests[0]!.tools).toEqual([]);
-    expect(allowMath.capabilities).toEqual(['math.*']);
-    model.verify();
   });
 });

@@ -1,0 +1,138 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from 'xstate';
+import { z } from 'zod';
+import { type PolicyRule, createInMemoryRunStore, createRuntime, defineCapability, isRunchartError, type PersistedRun, type RuntimeOptions } from '../../src/index.js';
+import { scriptedModel } from '../../src/testing/index.js';
+import { tempDir } from '../support/temp.js';
+
+const rules: PolicyRule[] = [
+  { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'], effect: 'allow' as const },
+  { id: 'refunds-need-approval', stage: 'tool' as const, effect: 'require_approval' as const, capabilities: ['payments.*'] },
+  { id: 'managers', stage: 'approval' as const, effect: 'allow' as const, principals: ['manager'] },
+];
+
+function refundCapability(calls: unknown[]) {
+  return defineCapability({
+    name: 'payments.refund',
+    version: '1.0.0',
+    description: 'Refund an order',
+    input: z.object({ orderId: z.string(), amount: z.number(), cardNumber: z.string().optional() }),
+    output: z.object({ refunded: z.number() }),
+    effects: 'external',
+    sensitive: ['cardNumber'],
+    handler: async (args) => {
+      calls.push(args);
+      return { refunded: args.amount };
+    },
+  });
+}
+
+const fixture = async (name: string) =>
+  JSON.parse(await readFile(new URL(`../fixtures/snapshots/${name}`, import.meta.url), 'utf8')) as PersistedRun;
+
+describe('persisted snapshots by schema version', () => {
+  it('restores the v1 fixture of a run parked for approval and approves it to completion', async () => {
+    const runStore = createInMemoryRunStore();
+    await runStore.save(await fixture('v1-awaiting-approval.json'));
+    const calls: unknown[] = [];
+    const runtime = createRuntime({ runStore, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'Refunded 20.' }]), config: { policy: { rules } } });
+    const result = await runtime.approve('run-fixture-v1', 'c0.0', { principalId: 'manager' });
+    expect(result).toMatchObject({ runId: 'run-fixture-v1', status: 'completed', output: 'Refunded 20.', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
+    expect(calls).toEqual([{ orderId: 'A-1', amount: 20 }]);
+    expect(result.toolCalls[0]).toMatchObject({ capability: 'payments.refund', outcome: { status: 'ok', output: { refunded: 20 } } });
+  });
+
+  it('refuses a snapshot of an unknown version, naming both versions', async () => {
+    const runStore = createInMemoryRunStore();
+    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), schemaVersion: 2 });
+    const runtime = createRuntime({ runStore });
+    const error = await runtime.recover().then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(isRunchartError(error)).toBe(true);
+    expect((error as Error).message).toMatch(/schemaVersion 2.*schemaVersion 1/);
+  });
+});
+
+describe('secrets never land in saved runs', () => {
+  it('redacts sensitive arguments and secret patterns on disk, and a redacted call is refused after a restore', async () => {
+    const dir = await tempDir();
+    const calls: unknown[] = [];
+    const options = (model: RuntimeOptions['model']): RuntimeOptions => ({
+      capabilities: [refundCapability(calls)],
+      model,
+      config: { store: { kind: 'lowdb', dir }, policy: { rules }, telemetry: { redact_patterns: ['internal-code-[0-9]+'] } },
+    });
+    const first = createRuntime(
+      options(
+        scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: { orderId: 'A-1', amount: 20, cardNumber: '4111111111111111' } }] }]),
+      ),
+    );
+    const parked = await first.run({ input: 'refund A-1, key sk-live1234567890abcdef, code internal-code-42', tenantId: 'acme', principalId: 'clerk' });
+    expect(parked.status).toBe('awaiting_approval');
+    await first.close();
+
+    const onDisk = await readFile(join(dir, 'runs.json'), 'utf8');
+    expect(onDisk).not.toContain('4111111111111111');
+    expect(onDisk).not.toContain('sk-live1234567890abcdef');
+    expect(onDisk).not.toContain('internal-code-42');
+    expect(onDisk).toContain('[redacted]');
+
+    const second = createRuntime(options(scriptedModel([(request) => ({ text: String(request.messages.at(-1)?.content), toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' })])));
+    const result = await second.approve(parked.runId, parked.toolCalls[0]!.callId, { principalId: 'manager' });
+    expect(calls).toEqual([]);
+    expect(result.status).toBe('completed');
+    expect(result.toolCalls[0]!.outcome).toMatchObject({ status: 'error', error: { message: expect.stringContaining('redacted or changed') } });
+    await second.close();
+  });
+});
+
+describe('deadlines are absolute and survive a restart', () => {
+  it('rejects a parked call whose approval deadline passed while the process was down', async () => {
+    const dir = await tempDir();
+    const clock = { time: 1_000_000, now() { return this.time; } };
+    const calls: unknown[] = [];
+    const config = { store: { kind: 'lowdb' as const, dir }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
+    const first = createRuntime({
+      config,
+      clock,
+      capabilities: [refundCapability(calls)],
+      model: scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: { orderId: 'A-1', amount: 5 } }] }]),
+    });
+    const parked = await first.run({ input: 'refund', tenantId: 'acme', principalId: 'clerk' });
+    expect(parked.status).toBe('awaiting_approval');
+    await first.close();
+
+    clock.time += 2 * 3_600_000;
+    const second = createRuntime({ config, clock, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'The refund was not approved in time.' }]) });
+    const [handle] = await second.recover();
+    expect((await handle!.result).status).toBe('awaiting_approval');
+    // The restored timer fires at once: the deadline passed while no process was up.
+    await waitFor(handle!.actor, (snapshot) => snapshot.status === 'done');
+    await second.drain();
+    const result = (await second.get(parked.runId))!;
+    expect(result.status).toBe('completed');
+    expect(result.toolCalls[0]!.outcome).toEqual({ status: 'rejected', reason: 'no approval arrived before the approval deadline' });
+    expect(calls).toEqual([]);
+    await second.close();
+  });
+
+  it('keeps waiting for the time that is left when the deadline has not passed', async () => {
+    const dir = await tempDir();
+    const clock = { time: 1_000_000, now() { return this.time; } };
+    const config = { store: { kind: 'lowdb' as const, dir }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
+    const first = createRuntime({ config, clock, capabilities: [refundCapability([])], model: scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: { orderId: 'A-1', amount: 5 } }] }]) });
+    const parked = await first.run({ input: 'refund', tenantId: 'acme', principalId: 'clerk' });
+    await first.close();
+    clock.time += 60_000;
+    const second = createRuntime({ config, clock, capabilities: [refundCapability([])], model: scriptedModel([{ text: 'ok' }]) });
+    const [handle] = await second.recover();
+    expect((await handle!.result).status).toBe('awaiting_approval');
+    const journal = JSON.parse(await readFile(join(dir, 'journal.json'), 'utf8'));
+    expect(journal.entries[`${parked.runId}:c0.0:approval`].deadline).toBe(1_000_000 + 3_600_000);
+    await second.close();
+  });
+});
