@@ -77,7 +77,13 @@ const traced = new Map<string, boolean>();
 function isTraced(state: string): boolean {
   let known = traced.get(state);
   if (known === undefined) {
-    const node = runMachine.getStateNodeById(`run.${state}`);
+    let node: ReturnType<typeof runMachine.getStateNodeById>;
+    try {
+      node = runMachine.getStateNodeById(`run.${state}`);
+    } catch {
+      traced.set(state, false); // not a state of the chart: nothing can have traced it
+      return false;
+    }
     const marks = (actions: readonly unknown[], kind: string) =>
       actions.some((action) => {
         const mark = (action as { type?: string; params?: { mark?: { kind?: string; state?: string } } }).params?.mark;

@@ -129,16 +129,19 @@ export function stateKey(value: unknown): string {
   return `${parent}.${stateKey(child)}`;
 }
 
-/** What tells two snapshots apart for the walk: the state, the hop, the call, and whether a review approves. */
-function serialize(snapshot: RunSnapshot): string {
+/** What tells two snapshots apart for the walk (exported for tests that walk the chart another way): the state, the hop, the call, and whether a review approves. */
+export function serialize(snapshot: RunSnapshot): string {
   const { hops, cursor, review } = snapshot.context;
-  return `${snapshot.status}|${stateKey(snapshot.value)}|${hops}|${cursor}|${review?.kind ?? '-'}`;
+  const state = stateKey(snapshot.value);
+  // Only `reviewing` acts on the review's kind (approve or reject); elsewhere a leftover review
+  // (a refused one, back in awaitingApproval) changes nothing that follows, so it is not a new state.
+  return `${snapshot.status}|${state}|${hops}|${cursor}|${state === 'toolExecution.reviewing' ? review?.kind : '-'}`;
 }
 
 function eventLabel(event: AnyEventObject): { label: string; verdict?: PolicyDecision['verdict'] } {
   const match = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
   if (!match) return { label: event.type };
-  if (match[1] === 'error') return { label: `${match[2]}:error` };
+  if (match[1] === 'error') return { label: `${match[2]}:threw` };
   const output = (event as { output?: unknown }).output;
   if (match[2] === 'evaluatePolicy') {
     const decision = output as PolicyDecision;

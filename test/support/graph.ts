@@ -3,7 +3,7 @@ import { getInitialSnapshot, getNextSnapshot, type AnyEventObject, type Snapshot
 import { getSimplePaths, getStateNodes } from 'xstate/graph';
 import { runMachine } from '../../machines/run/machine.js';
 import type { RunInput } from '../../machines/run/types.js';
-import { pathSettings, sampleEventsFor, stateKey, type PathOptions, type PathStep, type RunPath } from '../../src/verification/paths.js';
+import { pathSettings, sampleEventsFor, serialize, stateKey, type PathOptions, type PathStep, type RunPath } from '../../src/verification/paths.js';
 
 export type RunSnapshot = SnapshotFrom<typeof runMachine>;
 
@@ -40,10 +40,7 @@ export function simplePathStates(options: PathOptions = {}): { sequences: Set<st
     input,
     fromState: getInitialSnapshot(runMachine, input),
     events: sampleEventsFor as never,
-    serializeState: (snapshot) => {
-      const { hops, cursor, review } = (snapshot as RunSnapshot).context;
-      return `${snapshot.status}|${stateKey((snapshot as RunSnapshot).value)}|${hops}|${cursor}|${review?.kind ?? '-'}`;
-    },
+    serializeState: (snapshot) => serialize(snapshot as RunSnapshot),
     stopWhen: (snapshot) => snapshot.status === 'done',
     toState: (snapshot) => snapshot.status === 'done',
   });
