@@ -85,7 +85,7 @@ const Memory = z.strictObject({
 
 const Store = z.strictObject({
   /** lowdb: JSON files under `dir`, one writer per directory; memory: nothing survives the process. */
-  kind: z.enum(['lowdb', 'memory']).default('memory'),
+  kind: z.enum(['lowdb', 'memory']).default('lowdb'),
   dir: z.string().min(1).default('.runchart'),
 });
 

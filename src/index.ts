@@ -1,5 +1,5 @@
 // runchart: an agent runtime in which every run is an XState v5 actor. The public surface, name by name.
-export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions } from './runtime.js';
+export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions, type RunSummary } from './runtime.js';
 export { loadConfig, parseConfig, settingsFrom, defaultRules, RunchartConfig, PolicyRule, type RunchartConfigInput } from './config.js';
 export { RunchartError, isRunchartError, toRunchartErrorData, checked, RunchartErrorData, ErrorKind, ErrorLayer } from './errors.js';
 

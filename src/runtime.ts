@@ -64,6 +64,15 @@ export interface RunHandle {
   cancel(reason?: string): void;
 }
 
+/** One line of a run listing. */
+export interface RunSummary {
+  runId: string;
+  tenantId: string;
+  principalId: string;
+  status: RunResult['status'];
+  updatedAt: number;
+}
+
 /** Who approves or rejects a parked call. */
 export interface ReviewOptions {
   principalId: string;
@@ -84,6 +93,8 @@ export interface Runtime {
   reject(runId: string, callId: string, options: ReviewOptions & { reason?: string }): Promise<RunResult>;
   /** The run's latest result, live or from the run store. */
   get(runId: string, options?: { tenantId?: string }): Promise<RunResult | undefined>;
+  /** The runs of one tenant in the run store, newest first. */
+  list(filter: { tenantId: string }): Promise<RunSummary[]>;
   /** Resumes every non-final run from the run store; returns their handles. */
   recover(): Promise<RunHandle[]>;
   /** Resolves when background tasks and store writes are done. */
@@ -338,6 +349,12 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       if (!stored || (tenantId !== undefined && stored.tenantId !== tenantId)) return undefined;
       const snapshot = stored.snapshot as { value: unknown; context: RunContext };
       return toRunResult(snapshot.value, snapshot.context);
+    },
+    async list({ tenantId }) {
+      await Promise.all([...live.values(), ...finishing.values()].map((entry) => entry.saving));
+      return (await runStore.list({ tenantId }))
+        .map(({ runId, tenantId: tenant, principalId, status, updatedAt }) => ({ runId, tenantId: tenant, principalId, status, updatedAt }))
+        .sort((a, b) => b.updatedAt - a.updatedAt);
     },
     async recover() {
       await layers.ready();

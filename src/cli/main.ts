@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
-import { isRunchartError } from '../errors.js';
+import { isRunchartError, RunchartError } from '../errors.js';
+import type { RunResult } from '../../machines/run/result.js';
 import { mathCapabilities } from '../catalog/math.js';
 import { demoModel } from '../models/demo.js';
 import { createRuntime } from '../runtime.js';
@@ -34,8 +35,52 @@ const hops = (value: string) => {
   return number;
 };
 
+interface CommonOptions {
+  config?: string;
+  store?: string;
+  json?: boolean;
+}
+
+/** Prints a result (or its JSON) and sets the exit code from its status. */
+function report(result: RunResult, options: { json?: boolean }, line: (text: string) => void) {
+  if (options.json) line(JSON.stringify(result, null, 2));
+  else {
+    line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId}`);
+    const parked = result.status === 'awaiting_approval' ? result.toolCalls.at(-1) : undefined;
+    if (parked) {
+      line(`\nwaiting for approval: ${parked.capability} ${parked.args} [${parked.callId}]`);
+      line(`approve with:  runchart approve ${result.runId} ${parked.callId} --principal <approver> --tenant ${result.tenantId}`);
+      line(`reject with:   runchart reject ${result.runId} ${parked.callId} --principal <approver> --tenant ${result.tenantId} --reason "…"`);
+    }
+    if (result.output !== null) line(`\n${result.output}`);
+    if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
+  }
+  process.exitCode = statusExit[result.status] ?? ExitCode.failed;
+}
+
 /** Builds the `runchart` program; `io` lets tests capture its output. */
 export function createProgram(io: { out: (text: string) => void; err: (text: string) => void; isTTY: boolean }) {
+  /** The runtime every command uses: the config found, the demo model, the math capabilities, lowdb under the store dir. */
+  async function openRuntime(options: CommonOptions) {
+    const resolved = await resolveConfig(options.config);
+    const line = (text: string) => io.out(`${text}\n`);
+    // The demo model answers whatever model is named; name it so that the output does not claim another.
+    const config: RunchartConfig = {
+      ...resolved.config,
+      runtime: { ...resolved.config.runtime, default_model: 'offline-demo' },
+      store: { ...resolved.config.store, ...(options.store ? { dir: options.store } : {}) },
+    };
+    if (!options.json) line(`runchart: config from ${resolved.source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: offline demo model`);
+    const runtime = createRuntime({
+      config,
+      model: demoModel(),
+      capabilities: mathCapabilities,
+      ...(options.json ? {} : { telemetry: progressTelemetry(line) }),
+      onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
+    });
+    return { runtime, line };
+  }
+
   const program = new Command('runchart')
     .description('An agent runtime in which every run is an XState v5 actor.')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
@@ -50,20 +95,10 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--principal <id>', 'principal (user or service) of the caller', 'cli')
     .option('--session <id>', 'session id, to carry history between runs')
     .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
+    .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
     .option('--json', 'print only the RunResult as JSON')
-    .action(async (input: string, options: { tenant: string; principal: string; session?: string; config?: string; json?: boolean }) => {
-      const resolved = await resolveConfig(options.config);
-      const source = resolved.source;
-      // The demo model answers whatever model is named; name it so that the output does not claim another.
-      const config = { ...resolved.config, runtime: { ...resolved.config.runtime, default_model: 'offline-demo' } };
-      const line = (text: string) => io.out(`${text}\n`);
-      if (!options.json) line(`runchart: config from ${source}; model: offline demo model (no OPENAI_API_KEY is used yet)`);
-      const runtime = createRuntime({
-        config,
-        model: demoModel(),
-        capabilities: mathCapabilities,
-        ...(options.json ? {} : { telemetry: progressTelemetry(line) }),
-      });
+    .action(async (input: string, options: CommonOptions & { tenant: string; principal: string; session?: string }) => {
+      const { runtime, line } = await openRuntime(options);
       const result = await runtime.run({
         input,
         tenantId: options.tenant,
@@ -71,13 +106,68 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
         ...(options.session ? { sessionId: options.session } : {}),
       });
       await runtime.close();
-      if (options.json) line(JSON.stringify(result, null, 2));
-      else {
-        line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId}`);
-        if (result.output !== null) line(`\n${result.output}`);
-        if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
+      report(result, options, line);
+    });
+
+  for (const verb of ['approve', 'reject'] as const) {
+    program
+      .command(verb)
+      .description(verb === 'approve' ? 'Approve a parked tool call; the run goes on in this process.' : 'Reject a parked tool call; the model is told why and the run goes on.')
+      .argument('<runId>', 'the run, as printed by "runchart run" or "runchart runs list"')
+      .argument('<callId>', 'the parked call, e.g. c0.0')
+      .requiredOption('--principal <id>', 'who approves or rejects (policy stage "approval" must allow them)')
+      .option('--tenant <id>', 'tenant of the run', 'local')
+      .option('--reason <text>', 'why (for reject)')
+      .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
+      .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
+      .option('--json', 'print only the RunResult as JSON')
+      .action(async (runId: string, callId: string, options: CommonOptions & { principal: string; tenant: string; reason?: string }) => {
+        const { runtime, line } = await openRuntime(options);
+        try {
+          const review = { principalId: options.principal, tenantId: options.tenant };
+          const result = verb === 'approve' ? await runtime.approve(runId, callId, review) : await runtime.reject(runId, callId, { ...review, ...(options.reason ? { reason: options.reason } : {}) });
+          await runtime.drain();
+          report(result, options, line);
+        } finally {
+          await runtime.close();
+        }
+      });
+  }
+
+  const runs = program.command('runs').description('List and show stored runs.');
+  runs
+    .command('list')
+    .description("List a tenant's runs, newest first.")
+    .option('--tenant <id>', 'tenant', 'local')
+    .option('--config <path>', 'YAML config')
+    .option('--store <dir>', 'store directory')
+    .option('--json', 'print JSON')
+    .action(async (options: CommonOptions & { tenant: string }) => {
+      const { runtime } = await openRuntime({ ...options, json: true });
+      const listed = await runtime.list({ tenantId: options.tenant });
+      await runtime.close();
+      if (options.json) io.out(`${JSON.stringify(listed, null, 2)}\n`);
+      else if (listed.length === 0) io.out(`no runs for tenant "${options.tenant}"\n`);
+      else for (const run of listed) io.out(`${run.runId}  ${run.status.padEnd(17)}  ${new Date(run.updatedAt).toISOString()}  ${run.principalId}\n`);
+    });
+  runs
+    .command('show')
+    .description('Show one run: status, decisions, tool calls, output.')
+    .argument('<runId>')
+    .option('--tenant <id>', 'tenant', 'local')
+    .option('--config <path>', 'YAML config')
+    .option('--store <dir>', 'store directory')
+    .option('--json', 'print the RunResult as JSON')
+    .action(async (runId: string, options: CommonOptions & { tenant: string }) => {
+      const { runtime, line } = await openRuntime({ ...options, json: true });
+      const result = await runtime.get(runId, { tenantId: options.tenant });
+      await runtime.close();
+      if (!result) throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" for tenant "${options.tenant}"; list them with "runchart runs list --tenant ${options.tenant}"`);
+      if (!options.json) {
+        for (const decision of result.decisions) line(`  ${decision.stage}${decision.capability ? ` ${decision.capability}` : ''}: ${decision.verdict} (rule ${decision.ruleId}${decision.stage === 'approval' ? `, by ${decision.principalId}` : ''})`);
+        for (const call of result.toolCalls) line(`  tool ${call.capability ?? call.toolName} [${call.callId}] ${call.args}: ${call.outcome.status}`);
       }
-      process.exitCode = statusExit[result.status] ?? ExitCode.failed;
+      report(result, options, line);
     });
 
   program

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode, main } from '../../src/cli/main.js';
+import { tempDir } from '../support/temp.js';
 
 /** Runs the CLI in-process and captures what it prints and the exit code it sets. */
 async function cli(...argv: string[]) {
@@ -30,7 +31,8 @@ afterEach(() => {
 
 describe('runchart run', () => {
   it('answers arithmetic on the offline demo model through the math capability, showing each state', async () => {
-    const { out, code } = await cli('run', 'what is 2+3?', '--tenant', 'acme', '--principal', 'user-7');
+    const store = await tempDir();
+    const { out, code } = await cli('run', 'what is 2+3?', '--tenant', 'acme', '--principal', 'user-7', '--store', store);
     expect(code).toBe(ExitCode.ok);
     expect(out).toContain('offline demo model');
     expect(out).toMatch(/→ policy\n {2}precheck: allow \(rule allow-runs\)/);
@@ -41,7 +43,7 @@ describe('runchart run', () => {
   });
 
   it('prints only the RunResult with --json', async () => {
-    const { out, code } = await cli('run', 'what is 6*7?', '--json');
+    const { out, code } = await cli('run', 'what is 6*7?', '--json', '--store', await tempDir());
     expect(code).toBe(0);
     const result = JSON.parse(out);
     expect(result).toMatchObject({ status: 'completed', tenantId: 'local', principalId: 'cli', usage: { modelCalls: 2, toolCalls: 1 } });
@@ -52,7 +54,7 @@ describe('runchart run', () => {
     const directory = await mkdtemp(join(tmpdir(), 'runchart-cli-'));
     const path = join(directory, 'runchart.yaml');
     await writeFile(path, 'policy:\n  rules:\n    - id: no-runs\n      stage: precheck\n      effect: deny\n');
-    const { out, code } = await cli('run', 'hello', '--config', path);
+    const { out, code } = await cli('run', 'hello', '--config', path, '--store', directory);
     expect(code).toBe(ExitCode.denied);
     expect(out).toContain('precheck: deny (rule no-runs)');
     expect(out).toContain('status: denied');
@@ -71,6 +73,45 @@ describe('runchart run', () => {
     const { err, code } = await cli('run');
     expect(code).toBe(ExitCode.usage);
     expect(err).toContain("missing required argument 'input'");
+  });
+});
+
+describe('approving from a second command', () => {
+  it('parks a guarded call, prints how to approve it, and a later "runchart approve" finishes the run', async () => {
+    const store = await tempDir();
+    const config = join(store, 'runchart.yaml');
+    await writeFile(
+      config,
+      [
+        'policy:',
+        '  rules:',
+        '    - { id: allow-runs, stage: [precheck, output, memory.write], effect: allow }',
+        '    - { id: math-needs-approval, stage: tool, effect: require_approval, capabilities: ["math.*"] }',
+        '    - { id: managers-approve, stage: approval, effect: allow, principals: ["manager-*"] }',
+        '',
+      ].join('\n'),
+    );
+    const parked = await cli('run', 'what is 2+3?', '--config', config, '--store', store);
+    expect(parked.code).toBe(ExitCode.awaitingApproval);
+    const command = /approve with: {2}(runchart approve (\S+) (\S+) .*)/.exec(parked.out)!;
+    expect(command).not.toBeNull();
+    const [, , runId, callId] = command;
+
+    const refused = await cli('approve', runId!, callId!, '--principal', 'intern', '--config', config, '--store', store);
+    expect(refused.code).toBe(ExitCode.usage);
+    expect(refused.err).toContain('rule default-deny');
+
+    const approved = await cli('approve', runId!, callId!, '--principal', 'manager-1', '--config', config, '--store', store);
+    expect(approved.code).toBe(ExitCode.ok);
+    expect(approved.out).toContain('[offline demo model] The answer is 5.');
+
+    const listed = await cli('runs', 'list', '--store', store, '--config', config);
+    expect(listed.out).toMatch(new RegExp(`${runId}\\s+completed`));
+    const shown = await cli('runs', 'show', runId!, '--store', store, '--config', config);
+    expect(shown.out).toContain('approval math.add: allow (rule managers-approve, by manager-1)');
+    const missing = await cli('runs', 'show', 'nope', '--store', store, '--config', config);
+    expect(missing.code).toBe(ExitCode.usage);
+    expect(missing.err).toContain('runchart runs list');
   });
 });
 

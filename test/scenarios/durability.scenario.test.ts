@@ -37,7 +37,7 @@ describe('persisted snapshots by schema version', () => {
     const runStore = createInMemoryRunStore();
     await runStore.save(await fixture('v1-awaiting-approval.json'));
     const calls: unknown[] = [];
-    const runtime = createRuntime({ runStore, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'Refunded 20.' }]), config: { policy: { rules } } });
+    const runtime = createRuntime({ runStore, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'Refunded 20.' }]), config: { store: { kind: 'memory' }, policy: { rules } } });
     const result = await runtime.approve('run-fixture-v1', 'c0.0', { principalId: 'manager' });
     expect(result).toMatchObject({ runId: 'run-fixture-v1', status: 'completed', output: 'Refunded 20.', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
     expect(calls).toEqual([{ orderId: 'A-1', amount: 20 }]);
@@ -47,7 +47,7 @@ describe('persisted snapshots by schema version', () => {
   it('refuses a snapshot of an unknown version, naming both versions', async () => {
     const runStore = createInMemoryRunStore();
     await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), schemaVersion: 2 });
-    const runtime = createRuntime({ runStore });
+    const runtime = createRuntime({ runStore, config: { store: { kind: 'memory' } } });
     const error = await runtime.recover().then(
       () => undefined,
       (caught: unknown) => caught,

@@ -66,7 +66,7 @@ export async function runScenario(value: Scenario): Promise<ScenarioRun> {
   const model = scriptedModel(script.map((step) => ({ response: step.response })));
   const telemetry = recordingTelemetry();
   const runtime = createRuntime({
-    config: {
+    config: { store: { kind: 'memory' },
       runtime: { max_tool_hops: value.maxToolHops, max_tool_calls_per_step: 1, max_total_tokens: 1000 },
       policy: { rules: rulesFor(value) },
     },

@@ -1,0 +1,107 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createActor, fromPromise, setup, waitFor } from 'xstate';
+import { z } from 'zod';
+import {
+  backgroundActor,
+  createCatalog,
+  createGateway,
+  createInMemoryMemory,
+  createMemoryQueue,
+  createRuntime,
+  createRulesPolicy,
+  defineCapability,
+  executionActor,
+  ingressActor,
+  modelActor,
+  policyActor,
+  recallActor,
+  runMachine,
+  settingsFrom,
+  parseConfig,
+  toRunResult,
+  type RunContext,
+} from '../../src/index.js';
+import { scriptedModel } from '../../src/testing/index.js';
+import { tempDir } from '../support/temp.js';
+
+const add = defineCapability({
+  name: 'math.add',
+  version: '1.0.0',
+  description: 'Add two numbers',
+  input: z.object({ a: z.number(), b: z.number() }),
+  output: z.number(),
+  effects: 'read',
+  handler: ({ a, b }) => a + b,
+});
+const rules = [
+  { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'] as ('precheck' | 'output' | 'memory.write')[], effect: 'allow' as const },
+  { id: 'math', stage: 'tool' as const, effect: 'allow' as const, capabilities: ['math.*'] },
+];
+
+describe('the embedded defaults', () => {
+  it('keep runs, the journal, the queue and memory in lowdb files under store.dir', async () => {
+    const dir = await tempDir();
+    const runtime = createRuntime({
+      config: { store: { dir }, policy: { rules } },
+      capabilities: [add],
+      model: scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '5' }]),
+    });
+    const result = await runtime.run({ input: 'what is 2+3?', tenantId: 'acme', principalId: 'u', sessionId: 's' });
+    await runtime.drain();
+    await runtime.close();
+    expect(result.status).toBe('completed');
+    for (const file of ['runs.json', 'journal.json', 'queue.json', 'memory.json']) expect(existsSync(join(dir, file)), file).toBe(true);
+    expect(existsSync(join(dir, 'lock'))).toBe(false);
+    const runs = JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs;
+    expect(runs[result.runId]).toMatchObject({ schemaVersion: 1, status: 'completed', tenantId: 'acme' });
+    const journal = JSON.parse(readFileSync(join(dir, 'journal.json'), 'utf8')).entries;
+    expect(journal[`${result.runId}:c0.0`]).toMatchObject({ state: 'completed', result: { status: 'ok', output: 5 } });
+  });
+});
+
+describe('the run machine in your own XState system', () => {
+  it('runs as a child actor of a parent machine, with the layers provided through the actor factories', async () => {
+    const config = parseConfig({ policy: { rules } });
+    const catalog = createCatalog([add]);
+    const policy = createRulesPolicy(config.policy.rules);
+    const memory = createInMemoryMemory();
+    const queue = createMemoryQueue({ handlers: { 'memory.write': async () => {} } });
+    const provided = runMachine.provide({
+      actors: {
+        acceptRequest: ingressActor({ maxInputChars: 1000, requireTraceId: false, catalog, policy, newTraceId: () => '4bf92f3577b34da6a3ce929d0e0e4736' }),
+        evaluatePolicy: policyActor(policy),
+        recallMemory: recallActor(memory),
+        callModel: modelActor(scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 20, b: 22 } }] }, { text: '42' }])),
+        executeTool: executionActor(createGateway({ catalog }), { now: Date.now, deadlineMs: 5_000 }),
+        enqueueBackground: backgroundActor(queue, []),
+        awaitApproval: fromPromise(async () => new Promise<void>(() => {})),
+      },
+    });
+    const parent = setup({
+      types: { context: {} as { answer: string | null } },
+      actors: { agentRun: provided },
+    }).createMachine({
+      context: { answer: null },
+      initial: 'asking',
+      states: {
+        asking: {
+          invoke: {
+            id: 'agentRun',
+            src: 'agentRun',
+            input: { runId: 'embedded-1', request: { input: 'what is 20+22?', tenantId: 'acme', principalId: 'u' }, settings: settingsFrom(config) },
+            onDone: { target: 'answered' },
+          },
+        },
+        answered: { type: 'final' },
+      },
+    });
+    const actor = createActor(parent).start();
+    const child = actor.getSnapshot().children.agentRun!;
+    const finished = await waitFor(child, (snapshot) => snapshot.status === 'done');
+    const result = toRunResult(finished.value, finished.context as RunContext);
+    expect(result).toMatchObject({ status: 'completed', output: '42', usage: { modelCalls: 2, toolCalls: 1 } });
+    await waitFor(actor, (snapshot) => snapshot.status === 'done');
+  });
+});
