@@ -1,5 +1,5 @@
 // runchart: an agent runtime in which every run is an XState v5 actor. The public surface, name by name.
-export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions, type RunSummary } from './runtime.js';
+export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions, type RunSummary, type RunStreamEvent } from './runtime.js';
 export { loadConfig, parseConfig, settingsFrom, defaultRules, RunchartConfig, PolicyRule, type RunchartConfigInput } from './config.js';
 export { RunchartError, isRunchartError, toRunchartErrorData, checked, RunchartErrorData, ErrorKind, ErrorLayer } from './errors.js';
 
@@ -27,7 +27,7 @@ export { createCatalog, pinCapabilities, toolNameFor } from './catalog/registry.
 export { mathCapabilities } from './catalog/math.js';
 export { ExecuteRequest, ExecuteResult, ToolError, JournalEntry, hashArguments, type ExecutionGateway, type ExecutionJournal } from './execution/contract.js';
 export { createGateway, createMemoryJournal, type GatewayOptions } from './execution/gateway.js';
-export { ChatMessage, ToolCall, ToolSpec, ModelRequest, ModelResponse, Usage, type ModelAdapter } from './models/contract.js';
+export { ChatMessage, ToolCall, ToolSpec, ModelRequest, ModelResponse, Usage, type ModelAdapter, type ModelDelta, type ModelStepOptions } from './models/contract.js';
 export { demoModel } from './models/demo.js';
 export { RunIdentity, TelemetryMark, noopTelemetry, type TelemetryLayer, type RunTelemetry } from './telemetry/contract.js';
 export { BackgroundTask, type BackgroundQueue, type BackgroundHandler } from './background/contract.js';

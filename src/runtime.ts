@@ -27,7 +27,7 @@ import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
 import { createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
-import { noopTelemetry, type TelemetryLayer } from './telemetry/contract.js';
+import { noopTelemetry, type TelemetryLayer, type TelemetryMark } from './telemetry/contract.js';
 
 /** Everything `createRuntime` takes; every layer is optional and has a default. */
 export interface RuntimeOptions {
@@ -62,7 +62,15 @@ export interface RunHandle {
   /** Resolves when the run finishes or parks for approval. */
   result: Promise<RunResult>;
   cancel(reason?: string): void;
+  /** Listens to the run as it happens: every mark (states, decisions, tool calls), streamed model text, each settled result. */
+  subscribe(listener: (event: RunStreamEvent) => void): () => void;
 }
+
+/** What a run's subscribers receive. */
+export type RunStreamEvent =
+  | { type: 'mark'; mark: TelemetryMark }
+  | { type: 'delta'; text: string }
+  | { type: 'settled'; result: RunResult };
 
 /** One line of a run listing. */
 export interface RunSummary {
@@ -160,13 +168,44 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       }),
       evaluatePolicy: policyActor(policy),
       recallMemory: recallActor(memory),
-      callModel: modelActor(options.model ?? demoModel()),
+      callModel: modelActor(options.model ?? demoModel(), { onDelta: (runId, delta) => emit(runId, { type: 'delta', text: delta.text }) }),
       executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
       enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
       awaitApproval: approvalDeadlineActor(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
-      recordTelemetry: telemetryActor(options.telemetry ?? noopTelemetry, { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+      recordTelemetry: telemetryActor(streamed(options.telemetry ?? noopTelemetry), { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
     },
   });
+
+  const listeners = new Map<string, Set<(event: RunStreamEvent) => void>>();
+  function emit(runId: string, event: RunStreamEvent) {
+    for (const listener of listeners.get(runId) ?? []) {
+      try {
+        listener(event);
+      } catch (error) {
+        warn(`a listener of run ${runId} threw`, error);
+      }
+    }
+  }
+  /** Telemetry that also feeds the run's subscribers; they hear every mark even if the telemetry layer fails. */
+  function streamed(layer: TelemetryLayer): TelemetryLayer {
+    return {
+      startRun(identity, at) {
+        let inner: ReturnType<TelemetryLayer['startRun']> | undefined;
+        try {
+          inner = layer.startRun(identity, at);
+        } catch (error) {
+          warn('telemetry failed; the run goes on', error);
+        }
+        return {
+          record(mark, markedAt) {
+            emit(identity.runId, { type: 'mark', mark });
+            inner?.record(mark, markedAt);
+          },
+          end: (status, endedAt) => inner?.end(status, endedAt),
+        };
+      },
+    };
+  }
 
   const live = new Map<string, LiveRun>();
   const finishing = new Map<string, LiveRun>();
@@ -189,7 +228,18 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     const waiters: LiveRun['waiters'] = [];
     const first = new Promise<RunResult>((resolve, reject) => void waiters.push({ resolve, reject }));
     const entry: LiveRun = {
-      handle: { runId, actor, result: first, cancel: (reason) => actor.send({ type: 'run.cancel', ...(reason ? { reason } : {}) }) },
+      handle: {
+        runId,
+        actor,
+        result: first,
+        cancel: (reason) => actor.send({ type: 'run.cancel', ...(reason ? { reason } : {}) }),
+        subscribe: (listener) => {
+          let set = listeners.get(runId);
+          if (!set) listeners.set(runId, (set = new Set()));
+          set.add(listener);
+          return () => void set.delete(listener);
+        },
+      },
       waiters,
       saving: Promise.resolve(),
       saveError: undefined,
@@ -202,6 +252,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       void entry.saving.then(() => {
         const failure = entry.saveError;
         for (const waiter of waiters) failure ? waiter.reject(failure) : waiter.resolve(result);
+        if (!failure) emit(runId, { type: 'settled', result });
+        if (result.status !== 'awaiting_approval' && result.status !== 'running') listeners.delete(runId);
       });
     };
     actor.subscribe({

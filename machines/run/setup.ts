@@ -38,7 +38,7 @@ export const runSetup = setup({
     acceptRequest: placeholder<AcceptedRequest, RunInput>('acceptRequest'),
     evaluatePolicy: placeholder<PolicyDecision, PolicyRequest>('evaluatePolicy'),
     recallMemory: placeholder<RecallResult, RecallQuery>('recallMemory'),
-    callModel: placeholder<ModelResponse, ModelRequest>('callModel'),
+    callModel: placeholder<ModelResponse, ModelRequest & { runId: string }>('callModel'),
     executeTool: placeholder<ExecuteResult, ToolExecutionInput>('executeTool'),
     enqueueBackground: placeholder<void, { tasks: BackgroundTask[] }>('enqueueBackground'),
     awaitApproval: placeholder<void, ApprovalWaitInput>('awaitApproval'),

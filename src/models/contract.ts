@@ -35,6 +35,18 @@ export const ModelResponse = z.object({
 });
 export type ModelResponse = z.infer<typeof ModelResponse>;
 
+/** A piece of streamed output: text as it arrives. */
+export interface ModelDelta {
+  text: string;
+}
+
+/** What `step` gets besides the request: the signal to honour and, when someone listens, where to stream text. */
+export interface ModelStepOptions {
+  signal: AbortSignal;
+  /** Called with each piece of text as it streams; an adapter that cannot stream never calls it. */
+  onDelta?: (delta: ModelDelta) => void;
+}
+
 /**
  * Any object with a name and a `step` is a model: the OpenAI adapter and the scripted model are two.
  * @example
@@ -43,5 +55,5 @@ export type ModelResponse = z.infer<typeof ModelResponse>;
  */
 export interface ModelAdapter {
   readonly name: string;
-  step(request: ModelRequest, options: { signal: AbortSignal }): Promise<ModelResponse>;
+  step(request: ModelRequest, options: ModelStepOptions): Promise<ModelResponse>;
 }

@@ -16,11 +16,14 @@ export type RunIdentity = z.infer<typeof RunIdentity>;
 
 /** Everything the chart tells telemetry: state entries and exits, decisions, model steps and tool calls. */
 export const TelemetryMark = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('run.accepted'), identity: RunIdentity }),
+  z.object({ kind: z.literal('run.accepted'), identity: RunIdentity, input: z.string() }),
   z.object({ kind: z.literal('state.enter'), state: z.string() }),
   z.object({ kind: z.literal('state.exit'), state: z.string() }),
   z.object({ kind: z.literal('decision'), decision: DecisionRecord }),
-  z.object({ kind: z.literal('model.step'), model: z.string(), usage: Usage, finishReason: z.string(), toolCalls: z.number().int() }),
+  /** `text` is content: an adapter keeps it only when `capture_content` is on. */
+  z.object({ kind: z.literal('model.step'), model: z.string(), usage: Usage, finishReason: z.string(), toolCalls: z.number().int(), text: z.string().nullable() }),
+  /** A tool call starts executing; `arguments` is content. */
+  z.object({ kind: z.literal('tool.start'), callId: z.string(), toolName: z.string(), capability: z.string(), version: z.string(), arguments: z.string() }),
   z.object({
     kind: z.literal('tool.call'),
     callId: z.string(),
@@ -28,6 +31,8 @@ export const TelemetryMark = z.discriminatedUnion('kind', [
     capability: z.string().optional(),
     outcome: z.enum(['ok', 'error', 'denied', 'rejected', 'invalid']),
     message: z.string().optional(),
+    /** What the model is told (content). */
+    result: z.string().optional(),
   }),
   z.object({ kind: z.literal('warning'), message: z.string() }),
   z.object({ kind: z.literal('run.error'), error: RunchartErrorData }),

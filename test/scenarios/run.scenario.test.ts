@@ -126,7 +126,8 @@ describe('telemetry', () => {
     expect(decisions).toEqual(result.decisions);
     expect(decisions.every((decision) => decision.ruleId.length > 0)).toBe(true);
     const toolMarks = recorded.marks.filter((mark) => mark.kind === 'tool.call');
-    expect(toolMarks).toEqual([{ kind: 'tool.call', callId: 'c0.0', toolName: 'math_add', capability: 'math.add', outcome: 'ok' }]);
+    expect(toolMarks).toEqual([{ kind: 'tool.call', callId: 'c0.0', toolName: 'math_add', capability: 'math.add', outcome: 'ok', result: '5' }]);
+    expect(recorded.marks.filter((mark) => mark.kind === 'tool.start')).toEqual([{ kind: 'tool.start', callId: 'c0.0', toolName: 'math_add', capability: 'math.add', version: '1.0.0', arguments: '{"a":2,"b":3}' }]);
     expect(recorded.marks.filter((mark) => mark.kind === 'model.step')).toHaveLength(2);
     expect(recorded.endedWith).toBe('completed');
   });
@@ -285,5 +286,30 @@ describe('config', () => {
 
   it('refuses an unknown top-level section', () => {
     expect(() => createRuntime({ config: { limit: {} } as never })).toThrow(/limit: unknown key/);
+  });
+});
+
+describe('subscribing to a run', () => {
+  it('hears every mark, streamed model text and the settled result, in order', async () => {
+    const { createRuntime } = await import('../../src/index.js');
+    const model = {
+      name: 'streaming',
+      async step(_request: unknown, options: { onDelta?: (delta: { text: string }) => void }) {
+        options.onDelta?.({ text: 'Hel' });
+        options.onDelta?.({ text: 'lo' });
+        return { text: 'Hello', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
+      },
+    };
+    const runtime = createRuntime({ model, config: { store: { kind: 'memory' } } });
+    const handle = runtime.start({ input: 'hi', tenantId: 'acme', principalId: 'u' });
+    const events: string[] = [];
+    handle.subscribe((event) => events.push(event.type === 'mark' ? `${event.mark.kind}${'state' in event.mark ? `:${event.mark.state}` : ''}` : event.type === 'delta' ? `delta:${event.text}` : `settled:${event.result.status}`));
+    await handle.result;
+    await runtime.drain();
+    expect(events.indexOf('delta:Hel')).toBeGreaterThan(events.indexOf('state.enter:modelStep'));
+    expect(events.indexOf('delta:lo')).toBe(events.indexOf('delta:Hel') + 1);
+    expect(events).toContain('decision');
+    expect(events.at(-1)).toBe('settled:completed');
+    expect(events.filter((event) => event.startsWith('state.enter')).at(-1)).toBe('state.enter:completed');
   });
 });

@@ -17,6 +17,7 @@ export const ingress = runSetup.createStateConfig({
           params: ({ context, event }) => ({
             mark: {
               kind: 'run.accepted' as const,
+              input: event.output.input,
               identity: {
                 runId: context.runId,
                 traceId: event.output.traceId,

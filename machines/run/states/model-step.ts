@@ -17,6 +17,7 @@ const counted = [
         usage: event.output.usage,
         finishReason: event.output.finishReason,
         toolCalls: event.output.toolCalls.length,
+        text: event.output.text,
       },
     }),
   },
@@ -31,7 +32,7 @@ export const modelStep = runSetup.createStateConfig({
   invoke: {
     id: 'callModel',
     src: 'callModel',
-    input: ({ context }) => modelRequestFor(context),
+    input: ({ context }) => ({ ...modelRequestFor(context), runId: context.runId }),
     onDone: [
       {
         guard: { type: 'isOverTokenBudget', params: response },

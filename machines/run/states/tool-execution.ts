@@ -1,7 +1,7 @@
 import { assign } from 'xstate';
 import { toRunchartErrorData } from '../../../src/errors.js';
 import type { PolicyDecision } from '../../../src/policy/contract.js';
-import { closeCall } from '../plan.js';
+import { closeCall, toolMessageContent } from '../plan.js';
 import { decisionRecord, runSetup, traced } from '../setup.js';
 import type { RunContext } from '../types.js';
 
@@ -192,7 +192,23 @@ export const toolExecution = runSetup.createStateConfig({
       ],
     },
     executing: {
-      ...traced('toolExecution.executing'),
+      entry: [
+        traced('toolExecution.executing').entry,
+        {
+          type: 'mark',
+          params: ({ context }) => ({
+            mark: {
+              kind: 'tool.start' as const,
+              callId: current(context).callId,
+              toolName: current(context).toolName,
+              capability: current(context).capability!,
+              version: current(context).version!,
+              arguments: current(context).arguments,
+            },
+          }),
+        },
+      ],
+      exit: traced('toolExecution.executing').exit,
       invoke: {
         id: 'executeTool',
         src: 'executeTool',
@@ -220,6 +236,7 @@ export const toolExecution = runSetup.createStateConfig({
                   capability: current(context).capability!,
                   outcome: event.output.status,
                   ...(event.output.status === 'error' ? { message: event.output.error.message } : {}),
+                  result: toolMessageContent(event.output),
                 },
               }),
             },
