@@ -89,6 +89,24 @@ const Store = z.strictObject({
   dir: z.string().min(1).default('.runchart'),
 });
 
+const ApiKey = z.strictObject({
+  /** sha256 of the key, hex; the key itself never appears in the config. Make one with `runchart key`. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'the sha256 of the key as 64 lower-case hex characters'),
+  tenant: z.string().min(1),
+  principal: z.string().min(1),
+  /** A name for logs, never the key. */
+  name: z.string().optional(),
+});
+
+const Http = z.strictObject({
+  port: z.number().int().min(0).max(65_535).default(8787),
+  host: z.string().default('127.0.0.1'),
+  max_body_bytes: z.number().int().positive().default(256 * 1024),
+  api_keys: z.array(ApiKey).default(() => []),
+  /** How long shutdown waits for in-flight runs before it stops them (they stay resumable in the store). */
+  shutdown_grace_ms: z.number().int().min(0).default(10_000),
+});
+
 /** The whole config: YAML or a plain object of the same shape. Unknown keys are errors. */
 export const RunchartConfig = z.strictObject({
   runtime: Runtime.prefault({}),
@@ -98,6 +116,7 @@ export const RunchartConfig = z.strictObject({
   limits: Limits.prefault({}),
   memory: Memory.prefault({}),
   store: Store.prefault({}),
+  http: Http.prefault({}),
 });
 export type RunchartConfig = z.output<typeof RunchartConfig>;
 export type RunchartConfigInput = z.input<typeof RunchartConfig>;

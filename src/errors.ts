@@ -10,6 +10,12 @@ export const ErrorKind = z.enum([
   'cancelled',
   'not-provided',
   'budget-exceeded',
+  /** A service refused our credentials (a model API key, an MCP server's token). */
+  'auth',
+  /** A service asked us to slow down (HTTP 429) and retries ran out. */
+  'rate-limited',
+  /** A service failed on its side (HTTP 5xx, a dead MCP server) and retries ran out. */
+  'upstream',
   'internal',
 ]);
 export type ErrorKind = z.infer<typeof ErrorKind>;
