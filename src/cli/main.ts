@@ -1,4 +1,7 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
 import { isRunchartError, RunchartError } from '../errors.js';
@@ -9,7 +12,8 @@ import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
 import { progressTelemetry } from './progress.js';
-import { starterConfig } from './starter.js';
+import { starterConfig, starterYaml } from './starter.js';
+import { notesCapability } from '../catalog/notes.js';
 
 /** Exit codes of the `runchart` command. */
 export const ExitCode = { ok: 0, failed: 1, usage: 2, denied: 3, awaitingApproval: 4, cancelled: 5, violations: 6 } as const;
@@ -74,8 +78,8 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     const runtime = createRuntime({
       config,
       model: demoModel(),
-      capabilities: mathCapabilities,
-      ...(options.json ? {} : { telemetry: progressTelemetry(line) }),
+      capabilities: [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))],
+      ...(options.json ? {} : { telemetry: progressTelemetry(line, { color: io.isTTY }) }),
       onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
     });
     return { runtime, line };
@@ -94,19 +98,46 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--tenant <id>', 'tenant of the caller', 'local')
     .option('--principal <id>', 'principal (user or service) of the caller', 'cli')
     .option('--session <id>', 'session id, to carry history between runs')
+    .option('--traceparent <value>', 'continue this W3C trace (default: start a new trace)')
     .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
     .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
     .option('--json', 'print only the RunResult as JSON')
-    .action(async (input: string, options: CommonOptions & { tenant: string; principal: string; session?: string }) => {
+    .action(async (input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) => {
       const { runtime, line } = await openRuntime(options);
+      // The CLI is an ingress: it continues the caller's trace or starts one.
+      const trace = options.traceparent ? { traceparent: options.traceparent } : { traceId: randomBytes(16).toString('hex') };
       const result = await runtime.run({
         input,
         tenantId: options.tenant,
         principalId: options.principal,
         ...(options.session ? { sessionId: options.session } : {}),
+        ...trace,
       });
       await runtime.close();
       report(result, options, line);
+    });
+
+  program
+    .command('init')
+    .description('Write a starter runchart.yaml with commented rules into the current directory.')
+    .option('--force', 'overwrite an existing runchart.yaml')
+    .action(async (options: { force?: boolean }) => {
+      if (existsSync('runchart.yaml') && !options.force) {
+        throw new RunchartError('invalid-input', 'config', 'config: runchart.yaml exists already; pass --force to overwrite it');
+      }
+      await writeFile('runchart.yaml', starterYaml);
+      io.out('wrote runchart.yaml — try: runchart run "what is 2+3?"  or  runchart run "note: buy milk" (needs an approval)\n');
+    });
+
+  program
+    .command('key')
+    .description('Make an API key for the HTTP ingress and print the config entry that maps it to a tenant and principal.')
+    .requiredOption('--tenant <id>', 'tenant the key acts for')
+    .requiredOption('--principal <id>', 'principal the key acts as')
+    .action((options: { tenant: string; principal: string }) => {
+      const key = `rc_${randomBytes(24).toString('base64url')}`;
+      const sha256 = createHash('sha256').update(key).digest('hex');
+      io.out(`key (give it to the caller; it is not stored anywhere): ${key}\n\nadd to runchart.yaml under http.api_keys:\n    - { sha256: "${sha256}", tenant: ${options.tenant}, principal: ${options.principal} }\n`);
     });
 
   for (const verb of ['approve', 'reject'] as const) {

@@ -1,14 +1,18 @@
 import type { TelemetryLayer, TelemetryMark } from '../telemetry/contract.js';
 
+const paint = (code: number, text: string) => `\x1b[${code}m${text}\x1b[0m`;
+const verdictColor = { allow: 32, deny: 31, require_approval: 33 } as const;
+
 /** Formats one telemetry mark as a progress line, or null for marks not worth a line. */
-export function progressLine(mark: TelemetryMark): string | null {
+export function progressLine(mark: TelemetryMark, color = false): string | null {
+  const tint = (code: number, text: string) => (color ? paint(code, text) : text);
   switch (mark.kind) {
     case 'state.enter':
-      return `→ ${mark.state}`;
+      return mark.state === 'toolExecution.awaitingApproval' ? tint(33, `→ ${mark.state} (waiting for a person)`) : tint(1, `→ ${mark.state}`);
     case 'decision': {
       const { decision } = mark;
       const subject = decision.capability ? ` ${decision.capability}` : '';
-      return `  ${decision.stage}${subject}: ${decision.verdict} (rule ${decision.ruleId})`;
+      return `  ${decision.stage}${subject}: ${tint(verdictColor[decision.verdict], decision.verdict)} (rule ${decision.ruleId})`;
     }
     case 'tool.call':
       return `  tool ${mark.capability ?? mark.toolName} [${mark.callId}]: ${mark.outcome}${mark.message ? ` — ${mark.message}` : ''}`;
@@ -23,13 +27,13 @@ export function progressLine(mark: TelemetryMark): string | null {
   }
 }
 
-/** A telemetry layer that writes each state, decision and tool call as it happens. */
-export function progressTelemetry(write: (line: string) => void): TelemetryLayer {
+/** A telemetry layer that writes each state, decision and tool call as it happens (in color on a terminal). */
+export function progressTelemetry(write: (line: string) => void, options: { color?: boolean } = {}): TelemetryLayer {
   return {
-    startRun: () => ({
-      record: (mark) => {
-        const line = progressLine(mark);
-        if (line) write(line);
+    startRun: (_identity, startedAt) => ({
+      record: (mark, at) => {
+        const line = progressLine(mark, options.color);
+        if (line) write(options.color ? `${paint(2, `${String(at - startedAt).padStart(5)} ms`)} ${line}` : line);
       },
       end: () => {},
     }),

@@ -23,10 +23,21 @@ export function demoModel(): ModelAdapter {
       const last = messages.at(-1) as ChatMessage;
       if (last.role === 'tool') {
         const result = last.content;
-        return answer(result.startsWith('error:') || result.startsWith('denied') || result.startsWith('rejected') ? `The tool call did not work: ${result}` : `The answer is ${result}.`);
+        if (result.startsWith('error:') || result.startsWith('denied') || result.startsWith('rejected')) return answer(`The tool call did not work: ${result}`);
+        return answer(result === '{"saved":true}' ? 'Saved your note.' : `The answer is ${result}.`);
       }
       const user = [...messages].reverse().find((message) => message.role === 'user');
       const text = user?.content ?? '';
+      const note = /^\s*(?:note|remember)(?: that)?[:\s]+(.+)$/is.exec(text);
+      if (note) {
+        if (!tools.some((spec) => spec.name === 'notes_save')) return answer('I would save that note, but no rule lets me use notes.save here.');
+        return {
+          text: null,
+          toolCalls: [{ id: 'demo-call-1', name: 'notes_save', arguments: JSON.stringify({ text: note[1]!.trim() }) }],
+          usage: { inputTokens: 0, outputTokens: 0 },
+          finishReason: 'tool_calls',
+        };
+      }
       const match = /(-?\d+(?:\.\d+)?)\s*([-+*x×/÷])\s*(-?\d+(?:\.\d+)?)/.exec(text);
       const tool = match && operations[match[2]!];
       if (match && tool && tools.some((spec) => spec.name === tool)) {
@@ -38,7 +49,9 @@ export function demoModel(): ModelAdapter {
         };
       }
       if (match && tool) return answer(`I would call ${tool}, but no rule lets me use it here. Set OPENAI_API_KEY for a real model.`);
-      return answer(`No OPENAI_API_KEY is set, so I can only do arithmetic such as "what is 2+3?". You said: ${JSON.stringify(text.slice(0, 200))}`);
+      return answer(
+        `No OPENAI_API_KEY is set, so I can only do arithmetic ("what is 2+3?") and save notes ("note: buy milk"). You said: ${JSON.stringify(text.slice(0, 200))}`,
+      );
     },
   };
 }

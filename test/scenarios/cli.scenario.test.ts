@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,5 +134,52 @@ describe('runchart paths', () => {
     const bad = await cli('paths', '--max-tool-hops', 'many');
     expect(bad.code).toBe(ExitCode.usage);
     expect(bad.err).toContain('whole number');
+  });
+});
+
+describe('runchart init, key and the starter config', () => {
+  it('writes a starter runchart.yaml that refuses to be overwritten, and whose guarded notes need an admin', async () => {
+    const directory = await tempDir();
+    const previous = process.cwd();
+    process.chdir(directory);
+    try {
+      const init = await cli('init');
+      expect(init.code).toBe(0);
+      expect(readFileSync(join(directory, 'runchart.yaml'), 'utf8')).toContain('id: notes-need-approval');
+      const again = await cli('init');
+      expect(again.code).toBe(ExitCode.usage);
+      expect(again.err).toContain('--force');
+
+      const parked = await cli('run', 'note: buy milk', '--principal', 'alice');
+      expect(parked.code).toBe(ExitCode.awaitingApproval);
+      expect(parked.out).toContain('config from runchart.yaml; store .runchart');
+      expect(parked.out).toContain('tool notes.save: require_approval (rule notes-need-approval)');
+      const [, runId, callId] = /approve with: {2}runchart approve (\S+) (\S+)/.exec(parked.out)!;
+      expect(existsSync(join(directory, '.runchart', 'notes.jsonl'))).toBe(false);
+
+      const approved = await cli('approve', runId!, callId!, '--principal', 'admin');
+      expect(approved.code).toBe(0);
+      expect(approved.out).toContain('[offline demo model] Saved your note.');
+      const notes = readFileSync(join(directory, '.runchart', 'notes.jsonl'), 'utf8').trim().split('\n');
+      expect(notes).toHaveLength(1);
+      expect(JSON.parse(notes[0]!)).toMatchObject({ key: `${runId}:${callId}`, principalId: 'alice', text: 'buy milk' });
+    } finally {
+      process.chdir(previous);
+    }
+  });
+
+  it('makes an API key and prints only its hash for the config', async () => {
+    const { out, code } = await cli('key', '--tenant', 'acme', '--principal', 'ops');
+    expect(code).toBe(0);
+    const key = /key \(give it to the caller; it is not stored anywhere\): (rc_\S+)/.exec(out)![1]!;
+    const sha = /sha256: "([0-9a-f]{64})", tenant: acme, principal: ops/.exec(out)![1]!;
+    expect(createHash('sha256').update(key).digest('hex')).toBe(sha);
+  });
+
+  it('prints help for every command', async () => {
+    for (const command of ['run', 'paths', 'viz', 'init', 'key', 'approve', 'reject', 'runs']) {
+      const { out } = await cli(command, '--help');
+      expect(out, command).toContain(`Usage: runchart ${command}`);
+    }
   });
 });
