@@ -6,10 +6,11 @@ import { ModelResponse, type ModelAdapter, type ModelDelta, type ModelRequest } 
 export type ModelStepInput = ModelRequest & { runId: string };
 
 /** One model step through any `ModelAdapter`; the answer is checked before the chart sees it. */
-export function modelActor(model: ModelAdapter, options: { onDelta?: (runId: string, delta: ModelDelta) => void } = {}) {
+export function modelActor(model: ModelAdapter, options: { deltasFor?: (runId: string) => ((delta: ModelDelta) => void) | undefined } = {}) {
   return fromPromise<ModelResponse, ModelStepInput>(async ({ input, signal }) => {
     const { runId, ...request } = input;
-    const stream = options.onDelta;
-    return checked(ModelResponse, await model.step(request, { signal, ...(stream ? { onDelta: (delta: ModelDelta) => stream(runId, delta) } : {}) }), 'model');
+    // Stream only when someone listens to this run: a plain call is cheaper for the model and for us.
+    const onDelta = options.deltasFor?.(runId);
+    return checked(ModelResponse, await model.step(request, { signal, ...(onDelta ? { onDelta } : {}) }), 'model');
   });
 }

@@ -27,9 +27,14 @@ export { createCatalog, pinCapabilities, toolNameFor } from './catalog/registry.
 export { mathCapabilities } from './catalog/math.js';
 export { ExecuteRequest, ExecuteResult, ToolError, JournalEntry, hashArguments, type ExecutionGateway, type ExecutionJournal } from './execution/contract.js';
 export { createGateway, createMemoryJournal, type GatewayOptions } from './execution/gateway.js';
+export { mcpCapabilities, McpSource, McpStdioSource, McpHttpSource, McpCapabilitiesOptions, type McpCapabilities } from './execution/mcp.js';
 export { ChatMessage, ToolCall, ToolSpec, ModelRequest, ModelResponse, Usage, type ModelAdapter, type ModelDelta, type ModelStepOptions } from './models/contract.js';
 export { demoModel } from './models/demo.js';
-export { RunIdentity, TelemetryMark, noopTelemetry, type TelemetryLayer, type RunTelemetry } from './telemetry/contract.js';
+export { openaiModel, modelFromEnvironment, type OpenAIModelOptions } from './models/openai.js';
+export { RunIdentity, TelemetryMark, noopTelemetry, combineTelemetry, type TelemetryLayer, type RunTelemetry } from './telemetry/contract.js';
+export { createTelemetry, type CreateTelemetryOptions } from './telemetry/create.js';
+export { otelTelemetry, type OtelTelemetryOptions, type TelemetryTracer } from './telemetry/otel.js';
+export { pinoTelemetry, type EventLogger } from './telemetry/pino.js';
 export { BackgroundTask, type BackgroundQueue, type BackgroundHandler } from './background/contract.js';
 export { createMemoryQueue, type QueueOptions } from './background/queue.js';
 export { PersistedRun, RunStatus, SCHEMA_VERSION, type RunStore } from './store/contract.js';

@@ -27,7 +27,10 @@ import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
 import { createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
-import { noopTelemetry, type TelemetryLayer, type TelemetryMark } from './telemetry/contract.js';
+import type { TelemetryLayer, TelemetryMark } from './telemetry/contract.js';
+import { createTelemetry } from './telemetry/create.js';
+import type { TelemetryTracer } from './telemetry/otel.js';
+import type { EventLogger } from './telemetry/pino.js';
 
 /** Everything `createRuntime` takes; every layer is optional and has a default. */
 export interface RuntimeOptions {
@@ -46,11 +49,17 @@ export interface RuntimeOptions {
   hooks?: Record<string, BackgroundHandler>;
   /** An open lowdb store directory to use instead of opening `store.dir` (closed with the runtime). */
   storeDirectory?: StoreDirectory;
-  telemetry?: TelemetryLayer;
+  /**
+   * Your own telemetry layer, or the tracer and logger for the default one (OpenTelemetry spans,
+   * pino events when `telemetry.emit_structured_events` is on). Default: the global OTel tracer and pino on stdout.
+   */
+  telemetry?: TelemetryLayer | { tracer?: TelemetryTracer; logger?: EventLogger };
   /** An XState inspection observer (the Stately inspector, or a recorder). */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
   clock?: { now(): number };
   idFor?: (kind: 'run' | 'trace') => string;
+  /** Things the runtime closes with itself, such as the connections of `mcpCapabilities`. */
+  resources?: readonly { close(): Promise<void> | void }[];
   /** Told about failures that never fail a run: telemetry, background give-ups, store writes. */
   onWarning?: (message: string, error?: unknown) => void;
 }
@@ -168,13 +177,26 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       }),
       evaluatePolicy: policyActor(policy),
       recallMemory: recallActor(memory),
-      callModel: modelActor(options.model ?? demoModel(), { onDelta: (runId, delta) => emit(runId, { type: 'delta', text: delta.text }) }),
+      callModel: modelActor(options.model ?? demoModel(), {
+        deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
+      }),
       executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
       enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
       awaitApproval: approvalDeadlineActor(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
-      recordTelemetry: telemetryActor(streamed(options.telemetry ?? noopTelemetry), { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+      recordTelemetry: telemetryActor(streamed(telemetryLayer()), { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
     },
   });
+
+  function telemetryLayer(): TelemetryLayer {
+    const given = options.telemetry;
+    if (given && 'startRun' in given) return given;
+    return createTelemetry({
+      config,
+      ...(given?.tracer ? { tracer: given.tracer } : {}),
+      ...(given?.logger ? { logger: given.logger } : {}),
+      onError: (error) => warn('telemetry failed; the run goes on', error),
+    });
+  }
 
   const listeners = new Map<string, Set<(event: RunStreamEvent) => void>>();
   function emit(runId: string, event: RunStreamEvent) {
@@ -197,7 +219,9 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
           warn('telemetry failed; the run goes on', error);
         }
         return {
-          record(mark, markedAt) {
+          record(raw, markedAt) {
+            // Sensitive argument fields and secret patterns never leave the run, content or not.
+            const mark = raw.kind === 'tool.start' || raw.kind === 'tool.call' || raw.kind === 'run.accepted' || raw.kind === 'model.step' ? redact(raw) : raw;
             emit(identity.runId, { type: 'mark', mark });
             inner?.record(mark, markedAt);
           },
@@ -431,6 +455,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       live.clear();
       queue.close?.();
       layers.close();
+      for (const resource of options.resources ?? []) await resource.close();
     },
   };
 }

@@ -8,10 +8,14 @@ import { isRunchartError, RunchartError } from '../errors.js';
 import type { RunResult } from '../../machines/run/result.js';
 import { mathCapabilities } from '../catalog/math.js';
 import { demoModel } from '../models/demo.js';
+import { modelFromEnvironment } from '../models/openai.js';
 import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
 import { progressTelemetry } from './progress.js';
+import { combineTelemetry } from '../telemetry/contract.js';
+import { createTelemetry } from '../telemetry/create.js';
+import { stderrEventLogger } from '../telemetry/pino.js';
 import { starterConfig, starterYaml } from './starter.js';
 import { notesCapability } from '../catalog/notes.js';
 
@@ -68,18 +72,26 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
   async function openRuntime(options: CommonOptions) {
     const resolved = await resolveConfig(options.config);
     const line = (text: string) => io.out(`${text}\n`);
-    // The demo model answers whatever model is named; name it so that the output does not claim another.
+    let demo = false;
+    // With OPENAI_API_KEY or OPENAI_BASE_URL set, the real model; without, the offline demo model.
+    const model = modelFromEnvironment(process.env, () => ((demo = true), demoModel()));
     const config: RunchartConfig = {
       ...resolved.config,
-      runtime: { ...resolved.config.runtime, default_model: 'offline-demo' },
+      // The demo model answers whatever model is named; name it so that the output does not claim another.
+      runtime: { ...resolved.config.runtime, default_model: demo ? 'offline-demo' : (process.env.OPENAI_MODEL ?? resolved.config.runtime.default_model) },
       store: { ...resolved.config.store, ...(options.store ? { dir: options.store } : {}) },
     };
-    if (!options.json) line(`runchart: config from ${resolved.source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: offline demo model`);
+    const modelName = demo ? 'offline demo model (set OPENAI_API_KEY or OPENAI_BASE_URL for a real one)' : `${config.runtime.default_model} at ${process.env.OPENAI_BASE_URL ?? 'api.openai.com'}`;
+    if (!options.json) line(`runchart: config from ${resolved.source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: ${modelName}`);
     const runtime = createRuntime({
       config,
-      model: demoModel(),
+      model,
       capabilities: [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))],
-      ...(options.json ? {} : { telemetry: progressTelemetry(line, { color: io.isTTY }) }),
+      // Structured events (when the config turns them on) go to stderr, so stdout stays the answer (or the JSON).
+      telemetry: combineTelemetry(
+        ...(options.json ? [] : [progressTelemetry(line, { color: io.isTTY })]),
+        createTelemetry({ config, logger: stderrEventLogger() }),
+      ),
       onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
     });
     return { runtime, line };

@@ -102,9 +102,13 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     } catch (error) {
       if (runSignal.aborted) throw runSignal.reason;
       if (timeout.aborted) return fail('timeout', `execution: "${capability.name}" timed out after ${remaining} ms`, true);
-      const retryable = isRunchartError(error) ? error.retryable : false;
+      if (isRunchartError(error)) {
+        // Keep who is to blame (an MCP server that died is 'upstream', not the tool's own failure).
+        const kind = error.kind === 'internal' || error.kind === 'invalid-input' ? 'tool-failed' : error.kind;
+        return fail(kind, `execution: "${capability.name}" failed: ${error.message.replace(/^[a-z]+: /, '')}`, error.retryable);
+      }
       const message = error instanceof Error ? error.message : String(error);
-      return fail('tool-failed', `execution: "${capability.name}" failed: ${message}`, retryable);
+      return fail('tool-failed', `execution: "${capability.name}" failed: ${message}`);
     }
     const checked = capability.output.safeParse(output);
     if (!checked.success) {

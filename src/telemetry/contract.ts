@@ -58,3 +58,28 @@ export interface TelemetryLayer {
 export const noopTelemetry: TelemetryLayer = {
   startRun: () => ({ record: () => {}, end: () => {} }),
 };
+
+/**
+ * One layer that feeds several: each gets every mark; one that throws does not stop the others.
+ * @example
+ * const telemetry = combineTelemetry(progress, createTelemetry({ config }));
+ */
+export function combineTelemetry(...layers: TelemetryLayer[]): TelemetryLayer {
+  const each = (action: () => void) => {
+    try {
+      action();
+    } catch {
+      // A broken layer must not silence the others; the runtime reports telemetry failures of its own layer.
+    }
+  };
+  return {
+    startRun(identity, at) {
+      const runs: RunTelemetry[] = [];
+      for (const layer of layers) each(() => void runs.push(layer.startRun(identity, at)));
+      return {
+        record: (mark, markedAt) => runs.forEach((run) => each(() => run.record(mark, markedAt))),
+        end: (status, endedAt) => runs.forEach((run) => each(() => run.end(status, endedAt))),
+      };
+    },
+  };
+}

@@ -37,7 +37,7 @@ describe('persisted snapshots by schema version', () => {
     const runStore = createInMemoryRunStore();
     await runStore.save(await fixture('v1-awaiting-approval.json'));
     const calls: unknown[] = [];
-    const runtime = createRuntime({ runStore, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'Refunded 20.' }]), config: { store: { kind: 'memory' }, policy: { rules } } });
+    const runtime = createRuntime({ runStore, capabilities: [refundCapability(calls)], model: scriptedModel([{ text: 'Refunded 20.' }]), config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, policy: { rules } } });
     const result = await runtime.approve('run-fixture-v1', 'c0.0', { principalId: 'manager' });
     expect(result).toMatchObject({ runId: 'run-fixture-v1', status: 'completed', output: 'Refunded 20.', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
     expect(calls).toEqual([{ orderId: 'A-1', amount: 20 }]);
@@ -47,7 +47,7 @@ describe('persisted snapshots by schema version', () => {
   it('refuses a snapshot of an unknown version, naming both versions', async () => {
     const runStore = createInMemoryRunStore();
     await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), schemaVersion: 2 });
-    const runtime = createRuntime({ runStore, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ runStore, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
     const error = await runtime.recover().then(
       () => undefined,
       (caught: unknown) => caught,
@@ -64,7 +64,7 @@ describe('secrets never land in saved runs', () => {
     const options = (model: RuntimeOptions['model']): RuntimeOptions => ({
       capabilities: [refundCapability(calls)],
       model,
-      config: { store: { kind: 'lowdb', dir }, policy: { rules }, telemetry: { redact_patterns: ['internal-code-[0-9]+'] } },
+      config: { store: { kind: 'lowdb', dir }, policy: { rules }, telemetry: { emit_structured_events: false, redact_patterns: ['internal-code-[0-9]+'] } },
     });
     const first = createRuntime(
       options(
@@ -95,7 +95,7 @@ describe('deadlines are absolute and survive a restart', () => {
     const dir = await tempDir();
     const clock = { time: 1_000_000, now() { return this.time; } };
     const calls: unknown[] = [];
-    const config = { store: { kind: 'lowdb' as const, dir }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
+    const config = { store: { kind: 'lowdb' as const, dir }, telemetry: { emit_structured_events: false }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
     const first = createRuntime({
       config,
       clock,
@@ -123,7 +123,7 @@ describe('deadlines are absolute and survive a restart', () => {
   it('keeps waiting for the time that is left when the deadline has not passed', async () => {
     const dir = await tempDir();
     const clock = { time: 1_000_000, now() { return this.time; } };
-    const config = { store: { kind: 'lowdb' as const, dir }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
+    const config = { store: { kind: 'lowdb' as const, dir }, telemetry: { emit_structured_events: false }, runtime: { approval_timeout_ms: 3_600_000 }, policy: { rules } };
     const first = createRuntime({ config, clock, capabilities: [refundCapability([])], model: scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: { orderId: 'A-1', amount: 5 } }] }]) });
     const parked = await first.run({ input: 'refund', tenantId: 'acme', principalId: 'clerk' });
     await first.close();

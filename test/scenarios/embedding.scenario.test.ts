@@ -44,7 +44,7 @@ describe('the embedded defaults', () => {
   it('keep runs, the journal, the queue and memory in lowdb files under store.dir', async () => {
     const dir = await tempDir();
     const runtime = createRuntime({
-      config: { store: { dir }, policy: { rules } },
+      config: { store: { dir }, policy: { rules }, telemetry: { emit_structured_events: false } },
       capabilities: [add],
       model: scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '5' }]),
     });

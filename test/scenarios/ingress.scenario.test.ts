@@ -10,7 +10,7 @@ function strictRuntime(config: RunchartConfigInput = {}) {
   const policy = scriptedPolicy((policyRequest: PolicyRequest) => ({ verdict: 'allow', ruleId: `test-${policyRequest.stage}`, reason: 'scripted' }));
   const add = spiedAdd();
   const telemetry = recordingTelemetry();
-  const runtime = createRuntime({ model, memory, policy, capabilities: [add.capability], telemetry, config: { store: { kind: 'memory' }, ...config } });
+  const runtime = createRuntime({ model, memory, policy, capabilities: [add.capability], telemetry, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, ...config } });
   return { runtime, model, memory, policy, add, telemetry };
 }
 
@@ -57,7 +57,7 @@ describe('ingress', () => {
 
   it('accepts an input exactly at limits.max_input_chars', async () => {
     const model = scriptedModel([{ text: 'ok' }]);
-    const runtime = createRuntime({ model, config: { store: { kind: 'memory' }, limits: { max_input_chars: 10 } } });
+    const runtime = createRuntime({ model, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, limits: { max_input_chars: 10 } } });
     const result = await runtime.run(request({ input: 'x'.repeat(10) }));
     expect(result.status).toBe('completed');
     model.verify();
@@ -78,7 +78,7 @@ describe('ingress', () => {
   it('keeps the caller trace id', async () => {
     const model = scriptedModel([{ text: 'ok' }]);
     const telemetry = recordingTelemetry();
-    const runtime = createRuntime({ model, telemetry, config: { store: { kind: 'memory' }, runtime: { require_trace_id: true } } });
+    const runtime = createRuntime({ model, telemetry, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, runtime: { require_trace_id: true } } });
 
     const result = await runtime.run(request({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736' }));
 
@@ -91,7 +91,7 @@ describe('ingress', () => {
   it('continues the trace of a traceparent', async () => {
     const model = scriptedModel([{ text: 'ok' }]);
     const telemetry = recordingTelemetry();
-    const runtime = createRuntime({ model, telemetry, config: { store: { kind: 'memory' }, runtime: { require_trace_id: true } } });
+    const runtime = createRuntime({ model, telemetry, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, runtime: { require_trace_id: true } } });
 
     const result = await runtime.run(request({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }));
 
@@ -103,7 +103,7 @@ describe('ingress', () => {
 
   it('starts a new trace per run when none is given', async () => {
     const model = scriptedModel([{ text: 'ok' }, { text: 'ok' }]);
-    const runtime = createRuntime({ model, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const first = await runtime.run(request());
     const second = await runtime.run(request());

@@ -76,7 +76,7 @@ describe('policy', () => {
     const model = scriptedModel([{ text: 'hello' }]);
     const memory = countingMemory();
     const policy = scriptedPolicy(allow);
-    const runtime = createRuntime({ model, memory, policy, config: { store: { kind: 'memory' }, runtime: { enable_background_updates: false } } });
+    const runtime = createRuntime({ model, memory, policy, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, runtime: { enable_background_updates: false } } });
 
     const result = await runtime.run(request({ sessionId: 's-1' }));
     await runtime.drain();
@@ -134,7 +134,7 @@ describe('policy', () => {
     const policy = scriptedPolicy(() => {
       throw new Error('policy engine down');
     });
-    const runtime = createRuntime({ model, memory, policy, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, memory, policy, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -151,7 +151,7 @@ describe('policy', () => {
     const policy = scriptedPolicy(() => {
       throw new Error('policy engine down');
     });
-    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -168,7 +168,7 @@ describe('policy', () => {
       if (policyRequest.stage === 'output') throw new Error('policy engine down');
       return allow(policyRequest);
     });
-    const runtime = createRuntime({ model, policy, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, policy, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -181,7 +181,7 @@ describe('policy', () => {
   it('fails closed when the policy layer answers with a malformed decision', async () => {
     const model = scriptedModel([]);
     const policy = scriptedPolicy(() => ({ verdict: 'yes' }) as unknown as PolicyDecision);
-    const runtime = createRuntime({ model, policy, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, policy, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -199,7 +199,7 @@ describe('policy', () => {
       if (policyRequest.stage === 'tool') pinned = true;
       return allow(policyRequest);
     });
-    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -212,7 +212,7 @@ describe('policy', () => {
   it('hides every capability from the model with the default config', async () => {
     const add = spiedAdd();
     const model = scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: 'cannot' }]);
-    const runtime = createRuntime({ model, capabilities: [add.capability], config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, capabilities: [add.capability], config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 
@@ -233,7 +233,7 @@ describe('policy', () => {
       if (!pinned) return (pinned = true), allow(policyRequest);
       return { verdict: 'deny', ruleId: 'quota-spent', reason: 'the math quota is spent' };
     });
-    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, policy, capabilities: [add.capability], config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
 
     const result = await runtime.run(request());
 

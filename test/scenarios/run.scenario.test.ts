@@ -300,7 +300,7 @@ describe('subscribing to a run', () => {
         return { text: 'Hello', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
       },
     };
-    const runtime = createRuntime({ model, config: { store: { kind: 'memory' } } });
+    const runtime = createRuntime({ model, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
     const handle = runtime.start({ input: 'hi', tenantId: 'acme', principalId: 'u' });
     const events: string[] = [];
     handle.subscribe((event) => events.push(event.type === 'mark' ? `${event.mark.kind}${'state' in event.mark ? `:${event.mark.state}` : ''}` : event.type === 'delta' ? `delta:${event.text}` : `settled:${event.result.status}`));

@@ -56,6 +56,7 @@ const directory = await openStoreDirectory(storeDir);
 const runtime = createRuntime({
   config: {
     store: { kind: 'lowdb', dir: storeDir },
+    telemetry: { emit_structured_events: false },
     policy: {
       rules: [
         { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'], effect: 'allow' },

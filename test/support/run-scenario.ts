@@ -66,7 +66,7 @@ export async function runScenario(value: Scenario): Promise<ScenarioRun> {
   const model = scriptedModel(script.map((step) => ({ response: step.response })));
   const telemetry = recordingTelemetry();
   const runtime = createRuntime({
-    config: { store: { kind: 'memory' },
+    config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false },
       runtime: { max_tool_hops: value.maxToolHops, max_tool_calls_per_step: 1, max_total_tokens: 1000 },
       policy: { rules: rulesFor(value) },
     },

@@ -135,7 +135,7 @@ export function runtimeWith(
   const { rules, config, ...rest } = options;
   return createRuntime({
     ...rest,
-    config: { store: { kind: 'memory' }, ...config, policy: { ...config?.policy, rules: rules ?? config?.policy?.rules ?? [allowRuns, allowMath] } },
+    config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, ...config, policy: { ...config?.policy, rules: rules ?? config?.policy?.rules ?? [allowRuns, allowMath] } },
   });
 }
 

@@ -1,0 +1,37 @@
+import type { RunchartConfig } from '../config.js';
+import type { TelemetryLayer } from './contract.js';
+import { otelTelemetry, type TelemetryTracer } from './otel.js';
+import { pinoTelemetry, type EventLogger } from './pino.js';
+
+export interface CreateTelemetryOptions {
+  /** Spans go to this tracer; defaults to the global `trace.getTracer('runchart')`. */
+  tracer?: TelemetryTracer;
+  /**
+   * Structured events go to this logger; defaults to pino on stdout. No events at all when the
+   * config's `telemetry.emit_structured_events` is false, even with a logger.
+   */
+  logger?: EventLogger;
+  /** The parsed config: its `telemetry` section (content capture, redaction) and `runtime.default_model`. */
+  config: RunchartConfig;
+  /** Told about the first telemetry failure of each run, per sink (spans, events); runs never fail for it. */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * The telemetry a runtime uses by default: OpenTelemetry spans and, when configured, pino events
+ * that name those spans. Content is kept only with `capture_content`; secrets are always redacted.
+ * @example
+ * const config = parseConfig({ telemetry: { capture_content: false } });
+ * const runtime = createRuntime({ config, telemetry: createTelemetry({ tracer: provider.getTracer('app'), config }) });
+ */
+export function createTelemetry(options: CreateTelemetryOptions): TelemetryLayer {
+  const { telemetry, runtime } = options.config;
+  const shared = {
+    captureContent: telemetry.capture_content,
+    redactPatterns: telemetry.redact_patterns,
+    ...(options.onError ? { onError: options.onError } : {}),
+  };
+  const tracing = otelTelemetry({ ...shared, requestModel: runtime.default_model, ...(options.tracer ? { tracer: options.tracer } : {}) });
+  if (!telemetry.emit_structured_events) return tracing;
+  return pinoTelemetry({ ...shared, tracing, ...(options.logger ? { logger: options.logger } : {}) });
+}
