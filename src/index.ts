@@ -17,6 +17,7 @@ export { backgroundActor } from '../actors/background.actor.js';
 export { telemetryActor } from '../actors/telemetry.actor.js';
 
 export { RunRequest, parseRunRequest, parseTraceparent, traceContextFor } from './ingress/request.js';
+export { createHttpIngress, hashApiKey, generateApiKey, type HttpIngress, type HttpIngressOptions, type HttpListener, type HttpErrorKind, type HttpCaller } from './ingress/http.js';
 export { PolicyStage, PolicyVerdict, PolicyRequest, PolicyDecision, DecisionRecord, type PolicyLayer } from './policy/contract.js';
 export { createRulesPolicy } from './policy/rules.js';
 export { MemoryScope, RecallQuery, RecallResult, MemoryItem, MemoryRecord, HistoryTurn, type MemoryLayer } from './memory/contract.js';

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import type { RunResult } from '../../machines/run/result.js';
 import { mathCapabilities } from '../catalog/math.js';
 import { demoModel } from '../models/demo.js';
 import { modelFromEnvironment } from '../models/openai.js';
+import { createHttpIngress, generateApiKey } from '../ingress/http.js';
 import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
@@ -69,7 +70,7 @@ function report(result: RunResult, options: { json?: boolean }, line: (text: str
 /** Builds the `runchart` program; `io` lets tests capture its output. */
 export function createProgram(io: { out: (text: string) => void; err: (text: string) => void; isTTY: boolean }) {
   /** The runtime every command uses: the config found, the demo model, the math capabilities, lowdb under the store dir. */
-  async function openRuntime(options: CommonOptions) {
+  async function openRuntime(options: CommonOptions & { quiet?: boolean }) {
     const resolved = await resolveConfig(options.config);
     const line = (text: string) => io.out(`${text}\n`);
     let demo = false;
@@ -89,7 +90,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
       capabilities: [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))],
       // Structured events (when the config turns them on) go to stderr, so stdout stays the answer (or the JSON).
       telemetry: combineTelemetry(
-        ...(options.json ? [] : [progressTelemetry(line, { color: io.isTTY })]),
+        ...(options.json || options.quiet ? [] : [progressTelemetry(line, { color: io.isTTY })]),
         createTelemetry({ config, logger: stderrEventLogger() }),
       ),
       onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
@@ -147,8 +148,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .requiredOption('--tenant <id>', 'tenant the key acts for')
     .requiredOption('--principal <id>', 'principal the key acts as')
     .action((options: { tenant: string; principal: string }) => {
-      const key = `rc_${randomBytes(24).toString('base64url')}`;
-      const sha256 = createHash('sha256').update(key).digest('hex');
+      const { key, sha256 } = generateApiKey();
       io.out(`key (give it to the caller; it is not stored anywhere): ${key}\n\nadd to runchart.yaml under http.api_keys:\n    - { sha256: "${sha256}", tenant: ${options.tenant}, principal: ${options.principal} }\n`);
     });
 
@@ -176,6 +176,31 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
         }
       });
   }
+
+  program
+    .command('serve')
+    .description('Serve runs over HTTP: POST /v1/runs, GET /v1/runs/:id, POST /v1/runs/:id/approvals/:callId, GET /healthz.')
+    .option('--port <n>', 'port (default: http.port of the config, 8787)', (value) => {
+      const port = Number(value);
+      if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new InvalidArgumentError('use a port number from 0 to 65535');
+      return port;
+    })
+    .option('--host <host>', 'interface to listen on (default: http.host of the config, 127.0.0.1)')
+    .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
+    .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
+    .action(async (options: CommonOptions & { port?: number; host?: string }) => {
+      const { runtime, line } = await openRuntime({ ...options, quiet: true });
+      const resumed = await runtime.recover();
+      if (resumed.length) line(`resumed ${resumed.length} unfinished run(s) from the store`);
+      const ingress = createHttpIngress({ runtime, onWarning: (message, error) => io.err(`runchart: ${message}${error ? `: ${(error as Error).message}` : ''}\n`) });
+      const server = await ingress.listen({ ...(options.port !== undefined ? { port: options.port } : {}), ...(options.host ? { host: options.host } : {}) });
+      line(`runchart serving on ${server.url} — stop with Ctrl-C (in-flight runs finish or stay resumable)`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve, (error: unknown) => (io.err(`runchart: ${String(error)}\n`), resolve()));
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
 
   const runs = program.command('runs').description('List and show stored runs.');
   runs

@@ -177,7 +177,7 @@ describe('runchart init, key and the starter config', () => {
   });
 
   it('prints help for every command', async () => {
-    for (const command of ['run', 'paths', 'viz', 'init', 'key', 'approve', 'reject', 'runs']) {
+    for (const command of ['run', 'paths', 'viz', 'init', 'key', 'approve', 'reject', 'runs', 'serve']) {
       const { out } = await cli(command, '--help');
       expect(out, command).toContain(`Usage: runchart ${command}`);
     }
