@@ -13,6 +13,7 @@ import { createHttpIngress, generateApiKey } from '../ingress/http.js';
 import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
+import { connectInspector } from './inspect.js';
 import { progressTelemetry } from './progress.js';
 import { combineTelemetry } from '../telemetry/contract.js';
 import { createTelemetry } from '../telemetry/create.js';
@@ -48,6 +49,8 @@ interface CommonOptions {
   config?: string;
   store?: string;
   json?: boolean;
+  /** true: a local inspector bridge; a string: that inspector server's ws:// URL. */
+  inspect?: boolean | string;
 }
 
 /** Prints a result (or its JSON) and sets the exit code from its status. */
@@ -84,9 +87,12 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     };
     const modelName = demo ? 'offline demo model (set OPENAI_API_KEY or OPENAI_BASE_URL for a real one)' : `${config.runtime.default_model} at ${process.env.OPENAI_BASE_URL ?? 'api.openai.com'}`;
     if (!options.json) line(`runchart: config from ${resolved.source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: ${modelName}`);
+    const inspector = options.inspect ? await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined) : undefined;
+    if (inspector?.pageUrl) line(`watch runs in the Stately inspector: open ${inspector.pageUrl} (its UI loads from stately.ai)`);
     const runtime = createRuntime({
       config,
       model,
+      ...(inspector ? { inspect: inspector.inspect, resources: [inspector] } : {}),
       capabilities: [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))],
       // Structured events (when the config turns them on) go to stderr, so stdout stays the answer (or the JSON).
       telemetry: combineTelemetry(
@@ -115,6 +121,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
     .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
     .option('--json', 'print only the RunResult as JSON')
+    .option('--inspect [url]', 'show the run in the Stately inspector (a local bridge page, or the ws:// URL of an inspector server)')
     .action(async (input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) => {
       const { runtime, line } = await openRuntime(options);
       // The CLI is an ingress: it continues the caller's trace or starts one.
@@ -126,6 +133,10 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
         ...(options.session ? { sessionId: options.session } : {}),
         ...trace,
       });
+      if (options.inspect === true && io.isTTY) {
+        line('the inspector keeps the run; press Ctrl-C to stop');
+        await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      }
       await runtime.close();
       report(result, options, line);
     });
@@ -188,6 +199,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--host <host>', 'interface to listen on (default: http.host of the config, 127.0.0.1)')
     .option('--config <path>', 'YAML config (default: ./runchart.yaml, else the built-in starter config)')
     .option('--store <dir>', 'store directory (default: store.dir of the config, .runchart)')
+    .option('--inspect [url]', 'show every run in the Stately inspector (a local bridge page, or the ws:// URL of an inspector server)')
     .action(async (options: CommonOptions & { port?: number; host?: string }) => {
       const { runtime, line } = await openRuntime({ ...options, quiet: true });
       const resumed = await runtime.recover();

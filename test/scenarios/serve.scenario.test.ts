@@ -47,10 +47,10 @@ describe('runchart serve', () => {
       body: JSON.stringify({ input: 'what is 2+3?' }),
     });
     expect(response.status).toBe(200);
-    const result = await response.json();
+    const result = (await response.json()) as { runId: string };
     expect(result).toMatchObject({ status: 'completed', tenantId: 'acme', principalId: 'ops', output: '[offline demo model] The answer is 5.' });
     const fetched = await fetch(`${url}/v1/runs/${result.runId}`, { headers: { authorization: `Bearer ${key}` } });
-    expect((await fetched.json()).status).toBe('completed');
+    expect(((await fetched.json()) as { status: string }).status).toBe('completed');
     server.kill('SIGTERM');
     const code = await new Promise((resolve) => server.on('exit', resolve));
     expect(code).toBe(0);

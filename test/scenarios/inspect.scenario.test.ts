@@ -1,0 +1,50 @@
+import { createServer } from 'node:net';
+import { createWebSocketReceiver } from '@statelyai/inspect';
+import { createInspectorServer } from '@statelyai/inspect/server';
+import { describe, expect, it } from 'vitest';
+import { connectInspector } from '../../src/cli/inspect.js';
+import { main } from '../../src/cli/main.js';
+import { tempDir } from '../support/temp.js';
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+
+describe('the Stately inspector', () => {
+  it('receives a run’s actors, events and snapshots over its WebSocket protocol from "runchart run --inspect ws://…"', async () => {
+    const port = await freePort();
+    const server = createInspectorServer({ port, autoOpen: false });
+    const received: { type: string; snapshot?: { value?: unknown } }[] = [];
+    const receiver = createWebSocketReceiver({ server: `ws://127.0.0.1:${port}` });
+    const subscription = receiver.subscribe((event) => void received.push(event as never));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200)); // let the receiver connect before the run starts
+      const write = process.stdout.write.bind(process.stdout);
+      process.stdout.write = (() => true) as typeof process.stdout.write;
+      try {
+        await main(['run', 'what is 2+3?', '--inspect', `ws://127.0.0.1:${port}`, '--store', await tempDir()]);
+      } finally {
+        process.stdout.write = write;
+        process.exitCode = undefined;
+      }
+      await expect.poll(() => received.some((event) => event.type === '@xstate.snapshot' && event.snapshot?.value === 'completed'), { timeout: 5_000 }).toBe(true);
+      const types = new Set(received.map((event) => event.type));
+      expect(types).toEqual(new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot']));
+    } finally {
+      subscription.unsubscribe();
+      server.stop();
+    }
+  });
+
+  it('starts a local bridge page when no URL is given, and closes it', async () => {
+    const connection = await connectInspector(undefined);
+    expect(connection.pageUrl).toMatch(/^http:\/\/localhost:\d+$/);
+    const page = await fetch(connection.pageUrl!);
+    expect(await page.text()).toContain('stately.ai/inspect');
+    connection.close();
+  });
+});
