@@ -52,6 +52,8 @@ const Policy = z.strictObject({
 const Telemetry = z.strictObject({
   emit_structured_events: z.boolean().default(true),
   capture_content: z.boolean().default(false),
+  /** The CLI and the server record each run (Stately inspection protocol, JSONL) under store.dir/inspect for the viewer. */
+  record_runs: z.boolean().default(true),
   /** Regular expressions of secrets to redact from telemetry and saved runs, besides the built-in API key and token shapes. */
   redact_patterns: z
     .array(

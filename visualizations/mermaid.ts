@@ -1,14 +1,8 @@
 import type { AnyStateNode } from 'xstate';
 import { runMachine } from '../machines/run/machine.js';
+import { transitionLabel as label, transitionsOf } from './chart.js';
 
 const id = (node: AnyStateNode) => node.path.join('_') || 'run';
-
-function label(eventType: string, guard: unknown): string {
-  const done = /^xstate\.(done|error)\.actor\.(.+)$/.exec(eventType);
-  const event = done ? `${done[2]} ${done[1] === 'done' ? 'done' : 'error'}` : eventType === '' ? 'always' : eventType;
-  const guardType = typeof guard === 'object' && guard !== null ? (guard as { type?: string }).type : typeof guard === 'string' ? guard : undefined;
-  return guardType ? `${event} [${guardType}]` : event;
-}
 
 /** Renders the run machine as a Mermaid state diagram, straight from its state nodes. */
 export function renderMermaid(): string {
@@ -27,7 +21,7 @@ export function renderMermaid(): string {
         if (node.type === 'final') edges.push(`  ${id(node)} --> [*]`);
       }
     } else for (const child of children) visit(child, indent);
-    const transitions = [...node.transitions.values()].flat().concat(node.always ?? []);
+    const transitions = transitionsOf(node);
     for (const transition of transitions) {
       for (const target of transition.target ?? []) {
         if (node === runMachine.root) continue;

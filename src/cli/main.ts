@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import type { InspectionEvent } from 'xstate';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
@@ -14,6 +15,9 @@ import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
 import { connectInspector } from './inspect.js';
+import { createRunRecorder, readRecording } from '../inspect/recorder.js';
+import { createRunRedactor } from '../redaction.js';
+import { createCatalog } from '../catalog/registry.js';
 import { progressTelemetry } from './progress.js';
 import { combineTelemetry } from '../telemetry/contract.js';
 import { createTelemetry } from '../telemetry/create.js';
@@ -89,11 +93,24 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     if (!options.json) line(`runchart: config from ${resolved.source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: ${modelName}`);
     const inspector = options.inspect ? await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined) : undefined;
     if (inspector?.pageUrl) line(`watch runs in the Stately inspector: open ${inspector.pageUrl} (its UI loads from stately.ai)`);
+    const capabilities = [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))];
+    // Every run is recorded for the viewer, redacted like the saved snapshots.
+    const recorder =
+      config.store.kind === 'lowdb' && config.telemetry.record_runs
+        ? createRunRecorder({
+            dir: config.store.dir,
+            redact: createRunRedactor(createCatalog(capabilities), config.telemetry.redact_patterns),
+            onError: (message) => io.err(`runchart: warning: ${message}\n`),
+          })
+        : undefined;
+    const observers = [inspector?.inspect, recorder?.inspect].filter((observer) => observer !== undefined);
     const runtime = createRuntime({
       config,
       model,
-      ...(inspector ? { inspect: inspector.inspect, resources: [inspector] } : {}),
-      capabilities: [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))],
+      ...(observers.length ? { inspect: (event: InspectionEvent) => observers.forEach((observe) => observe(event)) } : {}),
+      // Closed after the runtime, so the recording keeps the runs' last snapshots.
+      resources: [...(recorder ? [{ close: () => recorder.flush() }] : []), ...(inspector ? [inspector] : [])],
+      capabilities,
       // Structured events (when the config turns them on) go to stderr, so stdout stays the answer (or the JSON).
       telemetry: combineTelemetry(
         ...(options.json || options.quiet ? [] : [progressTelemetry(line, { color: io.isTTY })]),
@@ -101,7 +118,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
       ),
       onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
     });
-    return { runtime, line };
+    return { runtime, line, config };
   }
 
   const program = new Command('runchart')
@@ -231,6 +248,27 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
       else for (const run of listed) io.out(`${run.runId}  ${run.status.padEnd(17)}  ${new Date(run.updatedAt).toISOString()}  ${run.principalId}\n`);
     });
   runs
+    .command('replay')
+    .description("Send a run's recording to the Stately inspector again.")
+    .argument('<runId>')
+    .option('--inspect [url]', 'the ws:// URL of an inspector server (default: a local bridge page)')
+    .option('--config <path>', 'YAML config')
+    .option('--store <dir>', 'store directory')
+    .action(async (runId: string, options: CommonOptions) => {
+      const { config } = await openRuntime({ ...options, json: true });
+      const events = await readRecording(join(config.store.dir, 'inspect', `${runId}.jsonl`)).catch((error: unknown) => {
+        throw new RunchartError('invalid-input', 'runtime', `runtime: cannot read the recording of run "${runId}": ${(error as Error).message}`);
+      });
+      const inspector = await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined);
+      if (inspector.pageUrl) io.out(`open ${inspector.pageUrl} to watch the replay (its UI loads from stately.ai)\n`);
+      for (const event of events) inspector.send(event);
+      io.out(`sent ${events.length} events of run ${runId}\n`);
+      if (inspector.pageUrl && io.isTTY) await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, 200)); // let the socket flush before closing
+      inspector.close();
+    });
+
+  runs
     .command('show')
     .description('Show one run: status, decisions, tool calls, output.')
     .argument('<runId>')
@@ -238,11 +276,21 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--config <path>', 'YAML config')
     .option('--store <dir>', 'store directory')
     .option('--json', 'print the RunResult as JSON')
-    .action(async (runId: string, options: CommonOptions & { tenant: string }) => {
-      const { runtime, line } = await openRuntime({ ...options, json: true });
+    .option('--html <file>', 'write the viewer page for this run (self-contained, works offline)')
+    .action(async (runId: string, options: CommonOptions & { tenant: string; html?: string }) => {
+      const { runtime, line, config } = await openRuntime({ ...options, json: true });
       const result = await runtime.get(runId, { tenantId: options.tenant });
       await runtime.close();
       if (!result) throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" for tenant "${options.tenant}"; list them with "runchart runs list --tenant ${options.tenant}"`);
+      if (options.html) {
+        const recording = await readFile(join(config.store.dir, 'inspect', `${runId}.jsonl`), 'utf8').catch(() => {
+          throw new RunchartError('invalid-input', 'runtime', `runtime: run "${runId}" has no recording under ${join(config.store.dir, 'inspect')} (telemetry.record_runs was off, or it ran elsewhere)`);
+        });
+        const { writeViewerPage } = await import('../../visualizations/viewer.js');
+        await writeViewerPage({ recording, out: options.html });
+        line(`wrote ${options.html}: open it in a browser`);
+        return;
+      }
       if (!options.json) {
         for (const decision of result.decisions) line(`  ${decision.stage}${decision.capability ? ` ${decision.capability}` : ''}: ${decision.verdict} (rule ${decision.ruleId}${decision.stage === 'approval' ? `, by ${decision.principalId}` : ''})`);
         for (const call of result.toolCalls) line(`  tool ${call.capability ?? call.toolName} [${call.callId}] ${call.args}: ${call.outcome.status}`);
@@ -292,7 +340,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
 
   program
     .command('viz')
-    .description('Regenerate the diagram (Mermaid) and the path list from the machine.')
+    .description('Regenerate the diagram (Mermaid and SVG), the path list, the viewer page and the README diagram from the machine.')
     .option('--out <dir>', 'where to write them', 'visualizations')
     .action(async (options: { out: string }) => {
       const { mkdir } = await import('node:fs/promises');

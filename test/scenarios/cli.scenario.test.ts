@@ -111,6 +111,12 @@ describe('approving from a second command', () => {
     expect(listed.out).toMatch(new RegExp(`${runId}\\s+completed`));
     const shown = await cli('runs', 'show', runId!, '--store', store, '--config', config);
     expect(shown.out).toContain('approval math.add: allow (rule managers-approve, by manager-1)');
+    const page = join(store, 'viewer.html');
+    const html = await cli('runs', 'show', runId!, '--html', page, '--store', store, '--config', config);
+    expect(html.out).toContain(`wrote ${page}`);
+    const written = readFileSync(page, 'utf8');
+    expect(written).toContain('data-state="toolExecution.awaitingApproval"');
+    expect(written).toContain(runId!);
     const missing = await cli('runs', 'show', 'nope', '--store', store, '--config', config);
     expect(missing.code).toBe(ExitCode.usage);
     expect(missing.err).toContain('runchart runs list');

@@ -1,0 +1,142 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isRunchartError, type ModelRequest } from '../../src/index.js';
+import { parseRecording, readRecording, type RecordedEvent } from '../../src/inspect/recorder.js';
+import { tempDir } from '../support/temp.js';
+import { allowMath, allowRuns, approvedRun, recordedRuntime, recordingPath } from './recorded-run.js';
+
+type Line = RecordedEvent & Record<string, any>;
+const rootOf = (events: Line[]) => events.find((event) => event.type === '@xstate.actor' && event.parentId === undefined)!;
+const rootSnapshots = (events: Line[], root: string) => events.filter((event) => event.type === '@xstate.snapshot' && event.sessionId === root);
+
+describe('createRunRecorder', () => {
+  it('records a run as JSONL of the Stately inspection protocol, with a timestamp on every line', async () => {
+    const dir = await tempDir();
+    const { runtime, recorder } = recordedRuntime(dir, {
+      rules: [allowRuns, allowMath],
+      steps: [{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '2+3 is 5' }],
+    });
+    const result = await runtime.run({ input: 'what is 2+3?', tenantId: 'acme', principalId: 'user-7' });
+    await runtime.drain();
+    await recorder.flush();
+    await runtime.close();
+
+    expect(await readdir(join(dir, 'inspect'))).toEqual([`${result.runId}.jsonl`]);
+    const text = await readFile(recordingPath(dir, result.runId), 'utf8');
+    const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
+    expect(text.trimEnd().split('\n')).toHaveLength(events.length);
+    expect(new Set(events.map((event) => event.type))).toEqual(new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot']));
+    expect(events.every((event) => event.runId === result.runId && typeof event._version === 'string')).toBe(true);
+
+    // The root actor comes first; every other actor is its child, and every event names it as root.
+    const root = rootOf(events);
+    expect(events[0]).toBe(root);
+    expect(root).toMatchObject({ name: 'run', sessionId: root.sessionId });
+    expect(JSON.parse(root.definition as string)).toMatchObject({ id: 'run', initial: 'ingress' });
+    expect(events.every((event) => event.rootId === root.sessionId)).toBe(true);
+    const children = events.filter((event) => event.type === '@xstate.actor' && event !== root);
+    expect(children.every((event) => event.parentId === root.sessionId)).toBe(true);
+    expect(new Set(children.map((event) => event.name))).toEqual(
+      new Set(['telemetry', 'acceptRequest', 'evaluatePolicy', 'recallMemory', 'callModel', 'executeTool', 'enqueueBackground']),
+    );
+
+    // The events sent to the run, and its snapshots state by state, end to end.
+    const sent = events.filter((event) => event.type === '@xstate.event' && event.sessionId === root.sessionId).map((event) => event.event.type);
+    expect(sent).toContain('xstate.done.actor.executeTool');
+    const states = rootSnapshots(events, root.sessionId).map((event) => JSON.stringify(event.snapshot.value));
+    expect([...new Set(states)]).toEqual(
+      ['"ingress"', '"policy"', '"retrieval"', '"modelStep"', '{"toolExecution":"authorizing"}', '{"toolExecution":"executing"}', '"assembly"', '{"background":"authorizing"}', '{"background":"queueing"}', '"completed"'],
+    );
+    const last = rootSnapshots(events, root.sessionId).at(-1)!;
+    expect(last.snapshot).toMatchObject({ status: 'done', value: 'completed', context: { runId: result.runId, output: '2+3 is 5' } });
+    expect(last.snapshot.context.decisions).toEqual(result.decisions);
+
+    // Timestamps come from the injected clock, in order; createdAt (the protocol's field) agrees.
+    const times = events.map((event) => event.timestamp);
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(events.every((event) => event.createdAt === String(event.timestamp))).toBe(true);
+    expect(times[0]).toBeGreaterThan(Date.UTC(2026, 0, 2));
+  });
+
+  it('writes plain JSON: child actors are references, errors keep their message', async () => {
+    const dir = await tempDir();
+    const { runtime, recorder } = recordedRuntime(dir, { rules: [allowRuns], steps: [{ error: new Error('the model is down') }] });
+    const result = await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' });
+    await runtime.drain();
+    await recorder.flush();
+    await runtime.close();
+
+    expect(result.status).toBe('failed');
+    const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
+    const failure = events.find((event) => event.type === '@xstate.event' && event.event.type === 'xstate.error.actor.callModel')!;
+    expect(failure.event.error).toMatchObject({ message: expect.stringContaining('the model is down') });
+    const root = rootOf(events);
+    const snapshot = rootSnapshots(events, root.sessionId).find((event) => Object.keys(event.snapshot.children ?? {}).length > 0)!;
+    for (const child of Object.values(snapshot.snapshot.children as Record<string, unknown>)) expect(child).toMatchObject({ xstate$$type: 1, id: expect.any(String) });
+    // A JSON round trip changes nothing: no functions, no class instances, no undefined holes.
+    for (const event of events) expect(JSON.parse(JSON.stringify(event))).toEqual(event);
+  });
+
+  it('keeps two concurrent runs in two files', async () => {
+    const dir = await tempDir();
+    const echo = (request: ModelRequest) => ({
+      text: `echo: ${request.messages.findLast((message) => message.role === 'user')?.content}`,
+      toolCalls: [],
+      usage: { inputTokens: 1, outputTokens: 1 },
+      finishReason: 'stop',
+    });
+    const { runtime, recorder } = recordedRuntime(dir, { rules: [allowRuns], steps: [echo, echo], delayMs: 20 });
+    const first = runtime.start({ input: 'first', tenantId: 'acme', principalId: 'user-1' });
+    const second = runtime.start({ input: 'second', tenantId: 'acme', principalId: 'user-2' });
+    const results = await Promise.all([first.result, second.result]);
+    await runtime.drain();
+    await recorder.flush();
+    await runtime.close();
+
+    expect((await readdir(join(dir, 'inspect'))).sort()).toEqual([`${first.runId}.jsonl`, `${second.runId}.jsonl`].sort());
+    const sessions: Set<string>[] = [];
+    for (const [index, result] of results.entries()) {
+      const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
+      const root = rootOf(events);
+      expect(events.every((event) => event.runId === result.runId && event.rootId === root.sessionId)).toBe(true);
+      const last = rootSnapshots(events, root.sessionId).at(-1)!;
+      expect(last.snapshot.context).toMatchObject({ runId: result.runId, principalId: `user-${index + 1}`, output: `echo: ${index === 0 ? 'first' : 'second'}` });
+      sessions.push(new Set(events.map((event) => event.sessionId)));
+    }
+    expect([...sessions[0]!].filter((session) => sessions[1]!.has(session))).toEqual([]);
+  });
+
+  it('appends a run restored in another runtime (an approval after a restart) to the same file', async () => {
+    const dir = await tempDir();
+    const { parked, done, path } = await approvedRun(dir);
+    expect(parked.status).toBe('awaiting_approval');
+    expect(done.status).toBe('completed');
+
+    const events = (await readRecording(path)) as Line[];
+    const roots = events.filter((event) => event.type === '@xstate.actor' && event.parentId === undefined);
+    expect(roots).toHaveLength(2);
+    const approve = events.find((event) => event.type === '@xstate.event' && event.event.type === 'tool.approve')!;
+    expect(approve.event).toMatchObject({ callId: parked.toolCalls[0]!.callId, principalId: 'manager' });
+    expect(events.indexOf(approve)).toBeGreaterThan(events.indexOf(roots[1]!));
+    const last = rootSnapshots(events, roots[1]!.sessionId).at(-1)!;
+    expect(last.snapshot).toMatchObject({ value: 'completed', context: { output: '2+3 is 5' } });
+  });
+});
+
+describe('parseRecording', () => {
+  it('names the line that is not an inspection event', () => {
+    const good = JSON.stringify({ type: '@xstate.event', timestamp: 1, runId: 'r', sessionId: 'x:0', createdAt: '1', _version: '0.7.2', event: { type: 'a' } });
+    expect(parseRecording(`${good}\n\n${good}\n`)).toHaveLength(2);
+    for (const bad of ['{"type":"@xstate.event"}', 'not json']) {
+      let error: unknown;
+      try {
+        parseRecording(`${good}\n${bad}\n`, 'run.jsonl');
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isRunchartError(error)).toBe(true);
+      expect((error as Error).message).toMatch(/^inspect: line 2 of run\.jsonl is not/);
+    }
+  });
+});
