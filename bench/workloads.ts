@@ -1,0 +1,218 @@
+// The benchmark's one-hop run through createRuntime, and the fake model and tool every workload shares.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import {
+  createRuntime,
+  defineCapability,
+  type Capability,
+  type ModelAdapter,
+  type ModelRequest,
+  type ModelResponse,
+  type PolicyRule,
+  type RunHandle,
+  type RunResult,
+  type Runtime,
+} from '../src/index.js';
+import { waitUntil, type ParkedRuns, type Workload } from './measure.js';
+
+/** The answer every run must end with: the model repeats the tool's result. */
+export const expectedOutput = '2 + 3 = 5';
+export const runInput = 'what is 2+3?';
+
+/** Counts of what the fakes were asked to do, across all runs of one workload. */
+export interface FakeStats {
+  modelCalls: number;
+  toolCalls: number;
+  /** While true, the model's second call (the one after the tool result) never answers until released. */
+  parking: boolean;
+  /** Releases of parked second calls; held here as a socket would hold its callback. */
+  parked: (() => void)[];
+}
+
+export function newStats(): FakeStats {
+  return { modelCalls: 0, toolCalls: 0, parking: false, parked: [] };
+}
+
+const usage = () => ({ inputTokens: 10, outputTokens: 5 });
+
+/**
+ * An instant model that decides by the last message: after the user's question it asks for
+ * `math_add` {a:2,b:3}; after a tool result it answers with it. Reusable for any number of runs.
+ */
+export function instantModel(stats: FakeStats): ModelAdapter {
+  return {
+    name: 'bench-instant',
+    step(request: ModelRequest): Promise<ModelResponse> {
+      stats.modelCalls++;
+      const last = request.messages[request.messages.length - 1];
+      if (last?.role === 'user') {
+        return Promise.resolve({
+          text: null,
+          toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }],
+          usage: usage(),
+          finishReason: 'tool_calls',
+        });
+      }
+      if (last?.role === 'tool') {
+        const answer: ModelResponse = { text: `2 + 3 = ${last.content}`, toolCalls: [], usage: usage(), finishReason: 'stop' };
+        if (stats.parking) return new Promise((resolve) => stats.parked.push(() => resolve(answer)));
+        return Promise.resolve(answer);
+      }
+      return Promise.reject(new Error(`bench model: unexpected last message (${last?.role ?? 'none'})`));
+    },
+  };
+}
+
+/** `math.add`, counting its executions. */
+export function mathAdd(stats: FakeStats): Capability {
+  return defineCapability({
+    name: 'math.add',
+    version: '1.0.0',
+    description: 'Add two numbers',
+    input: z.object({ a: z.number(), b: z.number() }),
+    output: z.number(),
+    effects: 'read',
+    handler: async ({ a, b }) => {
+      stats.toolCalls++;
+      return a + b;
+    },
+  }) as Capability;
+}
+
+/** The rules policy of the benchmark: runs may start, answer and remember; `math.*` tools are allowed. */
+export const benchRules: PolicyRule[] = [
+  { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'], effect: 'allow' },
+  { id: 'allow-math', stage: 'tool', effect: 'allow', capabilities: ['math.*'] },
+];
+
+/** A fresh request per run; a tenant per run keeps recall's work the same for every run (memory is per tenant). */
+export function requestFor(index: number) {
+  return { input: runInput, tenantId: `tenant-${index}`, principalId: 'user-7' };
+}
+
+/** What every workload's run must come back with, in one shape. */
+export interface Outcome {
+  status: string;
+  output: string | null;
+  modelCalls: number;
+  toolCalls: number;
+  toolOutput: unknown;
+  detail?: string;
+}
+
+/** Throws a clear message when a run's outcome is not the expected one. */
+export function checkOutcome(workload: string, index: number, outcome: Outcome): void {
+  const problems: string[] = [];
+  if (outcome.status !== 'completed') problems.push(`status is "${outcome.status}", expected "completed"${outcome.detail ? ` (${outcome.detail})` : ''}`);
+  if (outcome.output !== expectedOutput) problems.push(`output is ${JSON.stringify(outcome.output)}, expected ${JSON.stringify(expectedOutput)}`);
+  if (outcome.modelCalls !== 2) problems.push(`${outcome.modelCalls} model calls, expected 2`);
+  if (outcome.toolCalls !== 1) problems.push(`${outcome.toolCalls} tool calls, expected 1`);
+  if (outcome.toolOutput !== 5) problems.push(`tool output is ${JSON.stringify(outcome.toolOutput)}, expected 5`);
+  if (problems.length) throw new Error(`bench: ${workload}, run ${index}: ${problems.join('; ')}`);
+}
+
+/** Checks the fakes' counters against the number of runs that finished since `before`. */
+export function checkCounts(workload: string, stats: FakeStats, before: { modelCalls: number; toolCalls: number }, runs: number): void {
+  const models = stats.modelCalls - before.modelCalls;
+  const tools = stats.toolCalls - before.toolCalls;
+  if (models !== 2 * runs || tools !== runs) {
+    throw new Error(`bench: ${workload}: ${runs} runs made ${models} model calls and executed ${tools} tool calls; expected ${2 * runs} and ${runs}`);
+  }
+}
+
+function outcomeOf(result: RunResult): Outcome {
+  const call = result.toolCalls[0];
+  return {
+    status: result.status,
+    output: result.output,
+    modelCalls: result.usage.modelCalls,
+    toolCalls: result.toolCalls.length === 1 && result.usage.toolCalls === 1 ? 1 : Math.max(result.toolCalls.length, result.usage.toolCalls),
+    toolOutput: call?.outcome.status === 'ok' ? call.outcome.output : call?.outcome,
+    ...(result.error ? { detail: `${result.error.layer}: ${result.error.message}` } : {}),
+  };
+}
+
+export type StoreKind = 'memory' | 'lowdb';
+
+/**
+ * The one-hop run through `createRuntime`: rules policy, the default telemetry (none given: OTel
+ * spans to the global tracer, a no-op without an SDK), structured events off; in-memory stores,
+ * or the lowdb defaults in a fresh temporary directory.
+ */
+export function runchartWorkload(store: StoreKind): Workload & { stats: FakeStats; runtime: Runtime } {
+  const name = store === 'memory' ? 'runchart in-memory' : 'runchart lowdb';
+  const stats = newStats();
+  const dir = store === 'lowdb' ? mkdtempSync(join(tmpdir(), 'runchart-bench-')) : undefined;
+  const runtime = createRuntime({
+    model: instantModel(stats),
+    capabilities: [mathAdd(stats)],
+    config: {
+      store: dir ? { kind: 'lowdb', dir } : { kind: 'memory' },
+      telemetry: { emit_structured_events: false },
+      policy: { rules: structuredClone(benchRules) },
+    },
+  });
+
+  function check(index: number, result: RunResult) {
+    checkOutcome(name, index, outcomeOf(result));
+    if (result.background !== 'queued') throw new Error(`bench: ${name}, run ${index}: background is ${result.background}, expected queued`);
+  }
+
+  return {
+    name,
+    stats,
+    runtime,
+    async run(index) {
+      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
+      check(index, await runtime.run(requestFor(index)));
+      checkCounts(`${name}, run ${index}`, stats, before, 1);
+    },
+    async runMany(count, firstIndex) {
+      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
+      const handles: RunHandle[] = new Array(count);
+      for (let i = 0; i < count; i++) handles[i] = runtime.start(requestFor(firstIndex + i));
+      const results = await Promise.all(handles.map((handle) => handle.result));
+      results.forEach((result, i) => check(firstIndex + i, result));
+      checkCounts(`${name}, ${count} runs in flight`, stats, before, count);
+    },
+    async park(count, firstIndex): Promise<ParkedRuns> {
+      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
+      stats.parking = true;
+      let settled = 0;
+      const handles: RunHandle[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        const handle = (handles[i] = runtime.start(requestFor(firstIndex + i)));
+        handle.result.then(
+          () => settled++,
+          () => settled++,
+        );
+      }
+      await waitUntil(() => stats.parked.length === count || settled > 0, 300_000, `${count} ${name} runs to park`);
+      stats.parking = false;
+      if (settled > 0) throw new Error(`bench: ${name}: ${settled} runs finished while they should be parked`);
+      return {
+        inFlight: () =>
+          settled === 0
+            ? handles.filter((handle) => {
+                const snapshot = handle.actor.getSnapshot();
+                return snapshot.status === 'active' && snapshot.value === 'modelStep' && snapshot.context.usage.modelCalls === 1 && snapshot.context.toolCalls.length === 1;
+              }).length
+            : 0,
+        async release() {
+          for (const resume of stats.parked.splice(0)) resume();
+          const results = await Promise.all(handles.map((handle) => handle.result));
+          results.forEach((result, i) => check(firstIndex + i, result));
+          checkCounts(`${name}, ${count} parked runs`, stats, before, count);
+        },
+      };
+    },
+    settle: () => runtime.drain(),
+    async close() {
+      await runtime.drain();
+      await runtime.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
