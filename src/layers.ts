@@ -20,6 +20,8 @@ export interface StatefulLayers {
   queue: BackgroundQueue & { close?(): void; resume?(): Promise<number> };
   /** Resolves once the store directory is open and locked (at once for in-memory stores). */
   ready(): Promise<void>;
+  /** True when runs are kept by the built-in in-memory store, which nothing outlives. */
+  volatileRunStore: boolean;
   /** True when nothing needs opening, so a run can start synchronously. */
   isReady(): boolean;
   close(): void;
@@ -98,6 +100,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
       if (needsDirectory) await directory();
     },
     isReady: () => !needsDirectory || opened !== undefined,
+    volatileRunStore: !options.runStore && !durable,
     close: () => opened?.close(),
   };
 }

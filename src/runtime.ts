@@ -125,6 +125,9 @@ interface LiveRun {
   saving: Promise<void>;
   /** The first failed save: the run's next result is an error, since the store is behind. */
   saveError: RunchartError | undefined;
+  /** A step happened that is not saved yet. */
+  dirty: boolean;
+  flushing: boolean;
 }
 
 /**
@@ -242,9 +245,32 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       principalId: context.principalId,
       status: statusOf(value),
       updatedAt: now(),
-      // Secrets never land in the store: sensitive arguments and configured patterns are redacted.
-      snapshot: redact(actor.getPersistedSnapshot()),
+      // Secrets never land in a store: sensitive arguments and secret patterns are redacted (the
+      // built-in in-memory store keeps nothing beyond the process, so it is spared the walk).
+      snapshot: layers.volatileRunStore ? actor.getPersistedSnapshot() : redact(actor.getPersistedSnapshot()),
     };
+  }
+
+  /**
+   * Saves the run's newest snapshot after every step. Latest wins: steps taken while a save is in
+   * flight are saved once, as the newest snapshot (with a slow store, fewer writes; never an older state).
+   */
+  function scheduleSave(entry: LiveRun) {
+    if (entry.flushing) return;
+    entry.flushing = true;
+    entry.saving = entry.saving.then(async () => {
+      while (entry.dirty) {
+        entry.dirty = false;
+        const snapshot = entry.handle.actor.getSnapshot();
+        try {
+          await runStore.save(persist(entry.handle.actor, snapshot.context, snapshot.value));
+        } catch (error) {
+          entry.saveError ??= new RunchartError('internal', 'store', `store: run ${entry.handle.runId} could not be saved: ${(error as Error).message}`, { cause: error });
+          warn(`store: saving run ${entry.handle.runId} failed`, error);
+        }
+      }
+      entry.flushing = false;
+    });
   }
 
   /** Watches one actor: saves after every step, settles waiters when the run finishes or parks. */
@@ -267,6 +293,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       waiters,
       saving: Promise.resolve(),
       saveError: undefined,
+      dirty: false,
+      flushing: false,
     };
     live.set(runId, entry);
     let lastStatus = '';
@@ -282,13 +310,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     };
     actor.subscribe({
       next: (snapshot) => {
-        const record = persist(actor, snapshot.context, snapshot.value);
-        entry.saving = entry.saving.then(() =>
-          runStore.save(record).catch((error: unknown) => {
-            entry.saveError ??= new RunchartError('internal', 'store', `store: run ${runId} could not be saved: ${(error as Error).message}`, { cause: error });
-            warn(`store: saving run ${runId} failed`, error);
-          }),
-        );
+        entry.dirty = true;
+        scheduleSave(entry);
         const status = statusOf(snapshot.value);
         const arrived = status !== lastStatus || status === 'awaiting_approval';
         lastStatus = status;

@@ -11,7 +11,8 @@ export function createInMemoryRunStore(): RunStore {
   const runs = new Map<string, PersistedRun>();
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   return {
-    save: async (run) => void runs.set(run.runId, copy(run)),
+    // Saved as given (the runtime hands over a fresh snapshot each time); copies go out on load.
+    save: async (run) => void runs.set(run.runId, run),
     load: async (runId) => {
       const run = runs.get(runId);
       return run && copy(run);

@@ -40,6 +40,8 @@ export interface TracingLayer extends TelemetryLayer {
 }
 
 export interface OtelTelemetryOptions {
+  /** Skip all span work for a run whose root span is not recording (no SDK); only for use without correlated events. */
+  idleWhenNotRecording?: boolean;
   /** Defaults to the global tracer `trace.getTracer('runchart')` (a no-op until an SDK registers a provider). */
   tracer?: Tracer;
   /** Input, model text, tool arguments and results go into attributes only when true. */
@@ -66,6 +68,7 @@ export function otelTelemetry(options: OtelTelemetryOptions = {}): TracingLayer 
   return {
     startRun: (identity, at) =>
       new RunTrace(tracer, identity, at, {
+        idleWhenNotRecording: options.idleWhenNotRecording ?? false,
         redact,
         captureContent: options.captureContent ?? false,
         requestModel: options.requestModel ?? null,
@@ -75,6 +78,7 @@ export function otelTelemetry(options: OtelTelemetryOptions = {}): TracingLayer 
 }
 
 interface RunTraceOptions {
+  idleWhenNotRecording: boolean;
   redact: <T>(value: T) => T;
   captureContent: boolean;
   requestModel: string | null;
@@ -109,6 +113,7 @@ class RunTrace implements TracedRun {
   private last: Span | undefined;
   private error: RunchartErrorData | undefined;
   private ended = false;
+  private idle = false;
   private reported = false;
   private readonly usage = { inputTokens: 0, outputTokens: 0 };
 
@@ -121,8 +126,13 @@ class RunTrace implements TracedRun {
 
   record(mark: TelemetryMark, at: number): void {
     this.guard(() => {
-      if (this.ended) return;
-      this.ensureRoot(at);
+      if (this.ended || this.idle) return;
+      const root = this.ensureRoot(at);
+      // No SDK records these spans (the global no-op tracer) and nobody needs their ids: build nothing.
+      if (this.options.idleWhenNotRecording && !root.isRecording()) {
+        this.idle = true;
+        return;
+      }
       this.last = this.apply(mark, at);
     });
   }
@@ -132,6 +142,7 @@ class RunTrace implements TracedRun {
       if (this.ended) return;
       const root = this.ensureRoot(at);
       this.ended = true;
+      if (this.idle) return root.end(time(at));
       this.flush();
       for (const child of [this.chat, ...this.tools.values()]) child?.span.end(time(at));
       this.chat = undefined;
