@@ -125,6 +125,7 @@ function lazyJournal(open: () => Promise<ExecutionJournal>): ExecutionJournal {
   return {
     get: async (key) => (await open()).get(key),
     put: async (entry) => (await open()).put(entry),
+    release: async (runId) => (await open()).release?.(runId),
   };
 }
 

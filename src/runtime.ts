@@ -337,6 +337,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   function retire(runId: string, entry: LiveRun) {
     live.delete(runId);
     finishing.set(runId, entry);
+    // The run is final: once it is saved nothing will replay its calls, so the journal forgets them.
+    entry.saving = entry.saving.then(() => journal.release?.(runId)).catch((error: unknown) => warn(`store: the journal could not forget run ${runId}`, error));
     void entry.saving.then(() => {
       if (finishing.get(runId) === entry) finishing.delete(runId);
     });

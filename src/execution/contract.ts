@@ -54,6 +54,8 @@ export type JournalEntry = z.infer<typeof JournalEntry>;
 export interface ExecutionJournal {
   get(key: string): Promise<JournalEntry | undefined>;
   put(entry: JournalEntry): Promise<void>;
+  /** Forgets the entries of a finished run (keys starting `runId:`): nothing will replay them. */
+  release?(runId: string): Promise<void>;
 }
 
 /** The hash an approval is bound to: sha256 of the exact argument text the model sent. */

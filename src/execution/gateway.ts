@@ -22,6 +22,9 @@ export function createMemoryJournal(): ExecutionJournal & { entries: Map<string,
     entries,
     get: async (key) => entries.get(key),
     put: async (entry) => void entries.set(entry.key, entry),
+    release: async (runId) => {
+      for (const key of entries.keys()) if (key.startsWith(`${runId}:`)) entries.delete(key);
+    },
   };
 }
 

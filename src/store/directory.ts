@@ -20,6 +20,8 @@ export interface JsonDocument<Data> {
 /** A store directory held by this process alone. */
 export interface StoreDirectory {
   readonly path: string;
+  /** Where the directory reports what it repaired (corrupt files moved aside, torn lines skipped). */
+  readonly onWarning: (message: string) => void;
   open<Data extends object>(name: string, defaults: () => Data): Promise<JsonDocument<Data>>;
   /** Releases the lock; documents must not be written afterwards. */
   close(): void;
@@ -82,9 +84,11 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
   await mkdir(path, { recursive: true });
   const release = takeLock(join(path, 'lock'));
   let closed = false;
+  const onWarning = options.onWarning ?? (() => {});
   return {
     path,
-    open: (name, defaults) => openDocument(join(path, name), defaults, options.onWarning ?? (() => {})),
+    onWarning,
+    open: (name, defaults) => openDocument(join(path, name), defaults, onWarning),
     close() {
       if (!closed) release();
       closed = true;

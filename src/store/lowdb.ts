@@ -1,31 +1,74 @@
 import type { BackgroundTask } from '../background/contract.js';
 import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
+import { appendFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { StoreDirectory } from './directory.js';
 import type { PersistedRun, RunStore } from './contract.js';
 
 const finals = new Set(['completed', 'denied', 'failed', 'cancelled']);
 
 /**
- * Runs in `runs.json` of the store directory; saves made in one tick share one write.
+ * Runs in two files of the store directory: `runs.json` holds the runs that are not finished (a
+ * small lowdb document, rewritten as they move), `runs-finished.jsonl` gets one line per finished
+ * run, appended once. So the document lowdb stringifies on every save stays the size of the work
+ * in flight, not of the history.
  * @example
  * const runStore = await createLowdbRunStore(directory);
  */
 export async function createLowdbRunStore(directory: StoreDirectory): Promise<RunStore> {
   const document = await directory.open<{ runs: Record<string, PersistedRun> }>('runs.json', () => ({ runs: {} }));
+  const finishedPath = join(directory.path, 'runs-finished.jsonl');
+  const finished = await readFinished(finishedPath, directory.onWarning);
+  let appending: Promise<void> = Promise.resolve();
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
+  const all = () => [...Object.values(document.data.runs).filter((run) => !finished.has(run.runId)), ...finished.values()];
   return {
-    save: (run) =>
-      document.update((data) => {
-        data.runs[run.runId] = run;
-      }),
+    async save(run) {
+      if (!finals.has(run.status)) {
+        return document.update((data) => {
+          data.runs[run.runId] = run;
+        });
+      }
+      // Appended first: a crash between the two writes leaves the run in both files, and the finished line wins.
+      const line = `${JSON.stringify(run)}\n`;
+      const appended = appending.then(() => appendFile(finishedPath, line));
+      appending = appended.catch(() => {});
+      await appended;
+      finished.set(run.runId, run);
+      if (document.data.runs[run.runId]) {
+        await document.update((data) => {
+          delete data.runs[run.runId];
+        });
+      }
+    },
     load: async (runId) => {
-      const run = document.data.runs[runId];
+      const run = finished.get(runId) ?? document.data.runs[runId];
       return run && copy(run);
     },
-    listActive: async () => Object.values(document.data.runs).filter((run) => !finals.has(run.status)).map(copy),
-    list: async ({ tenantId }) => Object.values(document.data.runs).filter((run) => run.tenantId === tenantId).map(copy),
+    listActive: async () => Object.values(document.data.runs).filter((run) => !finished.has(run.runId)).map(copy),
+    list: async ({ tenantId }) => all().filter((run) => run.tenantId === tenantId).map(copy),
   };
+}
+
+/** Reads the finished runs; a torn last line (a crash mid-append) is reported and skipped. */
+async function readFinished(path: string, onWarning: (message: string) => void): Promise<Map<string, PersistedRun>> {
+  const runs = new Map<string, PersistedRun>();
+  const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return '';
+    throw error;
+  });
+  const lines = text.split('\n');
+  lines.forEach((line, index) => {
+    if (!line.trim()) return;
+    try {
+      const run = JSON.parse(line) as PersistedRun;
+      runs.set(run.runId, run);
+    } catch {
+      onWarning(`store: line ${index + 1} of ${path} is not JSON (a write cut short?); it was skipped`);
+    }
+  });
+  return runs;
 }
 
 /**
@@ -41,6 +84,13 @@ export async function createLowdbJournal(directory: StoreDirectory): Promise<Exe
       document.update((data) => {
         data.entries[entry.key] = entry;
       }),
+    async release(runId) {
+      const keys = Object.keys(document.data.entries).filter((key) => key.startsWith(`${runId}:`));
+      if (keys.length === 0) return;
+      await document.update((data) => {
+        for (const key of keys) delete data.entries[key];
+      });
+    },
   };
 }
 
@@ -60,9 +110,11 @@ export async function createLowdbQueuePersistence(directory: StoreDirectory): Pr
   return {
     pending: async () => Object.values(document.data.tasks).filter((stored) => stored.state === 'pending').map((stored) => stored.task),
     known: async (id) => document.data.tasks[id] !== undefined,
+    // A finished task leaves the file (its run is past the point of queueing it again); a failed one stays to be looked at.
     save: (task, state) =>
       document.update((data) => {
-        data.tasks[task.id] = { task, state, updatedAt: new Date().toISOString() };
+        if (state === 'done') delete data.tasks[task.id];
+        else data.tasks[task.id] = { task, state, updatedAt: new Date().toISOString() };
       }),
   };
 }

@@ -120,6 +120,24 @@ describe('lowdb store safety', () => {
     directory.close();
   });
 
+  it('keeps finished runs in an append-only file, reads them back in a new process, and skips a torn last line', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createLowdbRunStore(first);
+    await store.save(run({ runId: 'a', status: 'running' }));
+    await store.save(run({ runId: 'a', status: 'completed', updatedAt: 2 }));
+    await store.save(run({ runId: 'b', status: 'awaiting_approval' }));
+    expect(Object.keys(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs)).toEqual(['b']);
+    first.close();
+    await writeFile(join(dir, 'runs-finished.jsonl'), `${await readFile(join(dir, 'runs-finished.jsonl'), 'utf8')}{"runId":"torn","sta`);
+    const warnings: string[] = [];
+    const again = await createLowdbRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect(await again.load('a')).toMatchObject({ status: 'completed', updatedAt: 2 });
+    expect((await again.listActive()).map((stored) => stored.runId)).toEqual(['b']);
+    expect((await again.list({ tenantId: 'acme' })).map((stored) => stored.runId).sort()).toEqual(['a', 'b']);
+    expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs-finished\.jsonl is not JSON/)]);
+  });
+
   it('moves a corrupt or truncated file aside and reports it, never silently replacing it', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'runs.json'), '{"runs": {"run-1": {"schemaVer');

@@ -40,7 +40,15 @@ async function finish(dir: string, args: string[]): Promise<{ runId: string; sta
 }
 
 const lines = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean) : []);
-const stored = (dir: string) => JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs as Record<string, { status: string }>;
+/** Every run in the store: the active ones in runs.json, the finished ones in runs-finished.jsonl (which win). */
+const stored = (dir: string) => {
+  const runs = JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs as Record<string, { status: string }>;
+  for (const line of lines(join(dir, 'runs-finished.jsonl'))) {
+    const run = JSON.parse(line) as { runId: string; status: string };
+    runs[run.runId] = run;
+  }
+  return runs;
+};
 
 describe('a process killed with SIGKILL loses no run', () => {
   it('before the model call: the restored run calls the model again and completes', async () => {

@@ -52,12 +52,14 @@ describe('the embedded defaults', () => {
     await runtime.drain();
     await runtime.close();
     expect(result.status).toBe('completed');
-    for (const file of ['runs.json', 'journal.json', 'queue.json', 'memory.json']) expect(existsSync(join(dir, file)), file).toBe(true);
+    for (const file of ['runs.json', 'runs-finished.jsonl', 'journal.json', 'queue.json', 'memory.json']) expect(existsSync(join(dir, file)), file).toBe(true);
     expect(existsSync(join(dir, 'lock'))).toBe(false);
-    const runs = JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs;
-    expect(runs[result.runId]).toMatchObject({ schemaVersion: 1, status: 'completed', tenantId: 'acme' });
-    const journal = JSON.parse(readFileSync(join(dir, 'journal.json'), 'utf8')).entries;
-    expect(journal[`${result.runId}:c0.0`]).toMatchObject({ state: 'completed', result: { status: 'ok', output: 5 } });
+    // Finished runs leave the active document for the append-only file.
+    expect(JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs).toEqual({});
+    const finished = readFileSync(join(dir, 'runs-finished.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 1, status: 'completed', tenantId: 'acme' })]);
+    // A finished run's journal entries are forgotten: nothing will replay its calls.
+    expect(JSON.parse(readFileSync(join(dir, 'journal.json'), 'utf8')).entries).toEqual({});
   });
 });
 
