@@ -8,7 +8,7 @@ import type { RunContext } from '../machines/run/types.js';
  * request is accepted are held until the run's identity is known. Telemetry never fails a run:
  * a throwing layer is reported once to `onFailure` and then ignored.
  */
-export function telemetryActor(layer: TelemetryLayer, options: { now: () => number; onFailure?: (error: unknown) => void }) {
+export function telemetryActor(layer: TelemetryLayer, options: { now: () => number; onFailure?: (error: unknown) => void; router?: MarkRouter }) {
   return fromCallback<TelemetryEvent, TelemetryInput>(({ input, receive, self }) => {
     let run: RunTelemetry | undefined;
     let broken = false;
@@ -48,19 +48,56 @@ export function telemetryActor(layer: TelemetryLayer, options: { now: () => numb
       );
     }
 
-    receive((event) => {
+    const accept = (mark: TelemetryMark) => {
       const at = options.now();
-      const { mark } = event;
       if (mark.kind === 'state.enter') last = mark.state;
       if (mark.kind === 'run.accepted') return start(mark.identity, at, mark);
       if (!run) held.push({ mark, at });
       else guard(() => run!.record(mark, at));
-    });
+    };
+    receive((event) => accept(event.mark));
+    options.router?.attach(input.runId, accept);
 
     return () => {
+      options.router?.detach(input.runId, accept);
       const at = options.now();
       if (!run) start({ runId: input.runId, traceId: '', tenantId: '', principalId: '' }, at);
       guard(() => run?.end(last, at));
     };
   });
+}
+
+/**
+ * Routes marks from the chart's `mark` action straight to the run's telemetry actor, instead of an
+ * event per mark through the actor's mailbox (a run makes about forty). Marks made before the actor
+ * has started (the first state's entry) wait for it.
+ */
+export interface MarkRouter {
+  deliver(runId: string, mark: TelemetryMark): void;
+  attach(runId: string, accept: (mark: TelemetryMark) => void): void;
+  detach(runId: string, accept: (mark: TelemetryMark) => void): void;
+}
+
+export function createMarkRouter(): MarkRouter {
+  const routes = new Map<string, (mark: TelemetryMark) => void>();
+  const early = new Map<string, TelemetryMark[]>();
+  return {
+    deliver(runId, mark) {
+      const accept = routes.get(runId);
+      if (accept) return accept(mark);
+      const waiting = early.get(runId);
+      if (waiting) waiting.push(mark);
+      else early.set(runId, [mark]);
+    },
+    attach(runId, accept) {
+      routes.set(runId, accept);
+      const waiting = early.get(runId);
+      early.delete(runId);
+      for (const mark of waiting ?? []) accept(mark);
+    },
+    detach(runId, accept) {
+      if (routes.get(runId) === accept) routes.delete(runId);
+      early.delete(runId);
+    },
+  };
 }

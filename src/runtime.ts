@@ -7,7 +7,7 @@ import { ingressActor } from '../actors/ingress.actor.js';
 import { recallActor } from '../actors/memory.actor.js';
 import { modelActor } from '../actors/model.actor.js';
 import { policyActor } from '../actors/policy.actor.js';
-import { telemetryActor } from '../actors/telemetry.actor.js';
+import { createMarkRouter, telemetryActor } from '../actors/telemetry.actor.js';
 import { runMachine } from '../machines/run/machine.js';
 import { statusOf, toRunResult, type RunResult } from '../machines/run/result.js';
 import type { RunContext, RunInput } from '../machines/run/types.js';
@@ -169,6 +169,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     });
   const redact = createRunRedactor(catalog, config.telemetry.redact_patterns);
 
+  const marks = createMarkRouter();
   const machine = runMachine.provide({
     actors: {
       acceptRequest: ingressActor({
@@ -186,7 +187,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
       enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
       awaitApproval: approvalDeadlineActor(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
-      recordTelemetry: telemetryActor(streamed(telemetryLayer()), { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+      recordTelemetry: telemetryActor(streamed(telemetryLayer()), { now, router: marks, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+    },
+    actions: {
+      mark: ({ context }, params: { mark: TelemetryMark }) => marks.deliver(context.runId, params.mark),
     },
   });
 

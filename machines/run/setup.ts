@@ -28,6 +28,9 @@ export interface ApprovalWaitInput {
   callId: string;
 }
 
+/** The named `mark` action with its params; typed loosely because setup's own actions cannot name each other. */
+const markAction = (mark: TelemetryMark) => ({ type: 'mark', params: { mark } }) as never;
+
 export const runSetup = setup({
   types: {
     input: {} as RunInput,
@@ -76,17 +79,18 @@ export const runSetup = setup({
       enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: params.mark } satisfies TelemetryEvent);
     }),
     /** Keeps a decision in the run's record and tells telemetry about it. */
+    // Each of these marks through the `mark` action, so a runtime that provides a faster `mark` speeds up all of them.
     recordDecision: enqueueActions(({ enqueue }, params: { decision: DecisionRecord }) => {
       enqueue.assign({ decisions: ({ context }) => [...context.decisions, params.decision] });
-      enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: { kind: 'decision', decision: params.decision } } satisfies TelemetryEvent);
+      enqueue(markAction({ kind: 'decision', decision: params.decision }));
     }),
     fail: enqueueActions(({ enqueue }, params: { error: RunContext['error'] }) => {
       enqueue.assign({ error: params.error });
-      if (params.error) enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: { kind: 'run.error', error: params.error } } satisfies TelemetryEvent);
+      if (params.error) enqueue(markAction({ kind: 'run.error', error: params.error }));
     }),
     warn: enqueueActions(({ enqueue }, params: { message: string }) => {
       enqueue.assign({ warnings: ({ context }) => [...context.warnings, params.message] });
-      enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: { kind: 'warning', message: params.message } } satisfies TelemetryEvent);
+      enqueue(markAction({ kind: 'warning', message: params.message }));
     }),
     countModelCall: assign({
       usage: ({ context }, params: { response: ModelResponse }) => ({
