@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createActor, type InspectionEvent, type Observer } from 'xstate';
 import { approvalDeadlineActor } from '../actors/approval.actor.js';
 import { backgroundActor } from '../actors/background.actor.js';
@@ -141,7 +141,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const config = parseConfig(options.config ?? {});
   const settings = settingsFrom(config);
   const now = () => (options.clock ?? Date).now();
-  const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : randomBytes(16).toString('hex')));
+  // randomUUID draws from a cached pool; a trace id is 32 hex digits, so a UUID without its dashes serves.
+  const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : randomUUID().replaceAll('-', '')));
   const warn = options.onWarning ?? (() => {});
   const catalog = createCatalog(options.capabilities ?? []);
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
@@ -168,6 +169,9 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       now,
     });
   const redact = createRunRedactor(catalog, config.telemetry.redact_patterns);
+  const hasSensitiveFields = catalog.list().some((capability) => capability.sensitive.length > 0);
+  /** The default telemetry redacts secret patterns itself; a layer of the caller's own gets marks already redacted. */
+  const selfRedacting = !options.telemetry || !('startRun' in options.telemetry);
 
   const marks = createMarkRouter();
   const machine = runMachine.provide({
@@ -228,7 +232,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         return {
           record(raw, markedAt) {
             // Sensitive argument fields and secret patterns never leave the run, content or not.
-            const mark = raw.kind === 'tool.start' || raw.kind === 'tool.call' || raw.kind === 'run.accepted' || raw.kind === 'model.step' ? redact(raw) : raw;
+            // (The telemetry layers redact secret patterns themselves; what only the catalog knows, and
+            // what a subscriber is sent, is redacted here.)
+            const content = raw.kind === 'tool.start' || raw.kind === 'tool.call' || raw.kind === 'run.accepted' || raw.kind === 'model.step';
+            const mark = content && (hasSensitiveFields || !selfRedacting || listeners.has(identity.runId)) ? redact(raw) : raw;
             emit(identity.runId, { type: 'mark', mark });
             inner?.record(mark, markedAt);
           },
@@ -314,11 +321,13 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     };
     actor.subscribe({
       next: (snapshot) => {
-        entry.dirty = true;
-        scheduleSave(entry);
         const status = statusOf(snapshot.value);
         const arrived = status !== lastStatus || status === 'awaiting_approval';
         lastStatus = status;
+        entry.dirty = true;
+        // The built-in in-memory store outlives nothing, so only the points a caller can observe
+        // there (parked, finished) are saved; every other store gets every step, for recovery.
+        if (!layers.volatileRunStore || status !== 'running') scheduleSave(entry);
         if (status !== 'running' && arrived) {
           if (snapshot.status === 'done') retire(runId, entry);
           settle(toRunResult(snapshot.value, snapshot.context));
