@@ -97,3 +97,16 @@ describe('README', () => {
     expect(readme).toContain(`\`\`\`mermaid\n${rendered['run-machine.mmd']}\`\`\``);
   });
 });
+
+describe('README configuration example', () => {
+  it('is a config the schema accepts (the hash placeholder filled in)', async () => {
+    const { parse } = await import('yaml');
+    const { parseConfig } = await import('../../src/config.js');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Configuration'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!.replace('<64 hex>', 'a'.repeat(64));
+    const config = parseConfig(parse(yaml));
+    expect(config.http.api_keys).toHaveLength(1);
+    expect(config.policy.rules.map((rule) => rule.id)).toContain('refunds-need-approval');
+  });
+});
