@@ -189,3 +189,34 @@ describe('runchart init, key and the starter config', () => {
     }
   });
 });
+
+describe('runchart run with a real model', () => {
+  it('uses the OpenAI-compatible server named by OPENAI_BASE_URL, with the pinned capabilities as tools', async () => {
+    const { startOpenAIServer } = await import('../support/openai-server.js');
+    const server = await startOpenAIServer([
+      { answer: { toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }] } },
+      { answer: { text: 'It is 5.' } },
+    ]);
+    const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL, model: process.env.OPENAI_MODEL };
+    process.env.OPENAI_API_KEY = 'test-key';
+    process.env.OPENAI_BASE_URL = server.url;
+    process.env.OPENAI_MODEL = 'local-model';
+    try {
+      const { out, code } = await cli('run', 'what is 2+3?', '--store', await tempDir());
+      expect(code).toBe(0);
+      expect(out).toContain(`model: local-model at ${server.url}`);
+      expect(out).toContain('tool math.add [c0.0]: ok');
+      expect(out).toContain('It is 5.');
+      expect(server.requests[0]!.body.model).toBe('local-model');
+      expect(server.requests[0]!.body.tools?.map((tool) => tool.function.name)).toContain('math_add');
+      expect(server.requests[1]!.body.messages.at(-1)).toMatchObject({ role: 'tool', tool_call_id: 'call_1', content: '5' });
+      server.verify();
+    } finally {
+      for (const [name, value] of [['OPENAI_API_KEY', saved.key], ['OPENAI_BASE_URL', saved.url], ['OPENAI_MODEL', saved.model]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      await server.close();
+    }
+  });
+});
