@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { CatalogLayer } from '../src/catalog/contract.js';
+import type { CatalogLayer, PinnedCapability } from '../src/catalog/contract.js';
 import { pinCapabilities } from '../src/catalog/registry.js';
 import { parseRunRequest, traceContextFor } from '../src/ingress/request.js';
 import type { PolicyLayer } from '../src/policy/contract.js';
@@ -14,6 +14,11 @@ export interface IngressOptions {
   catalog: CatalogLayer;
   policy: PolicyLayer;
   newTraceId: () => string;
+  /**
+   * Pinned sets by tenant and principal, for a policy whose tool-stage answers depend on nothing
+   * else (the built-in rules): pinning is then one lookup per run instead of a decision per capability.
+   */
+  pinCache?: Map<string, PinnedCapability[]>;
 }
 
 /**
@@ -24,12 +29,29 @@ export function ingressActor(options: IngressOptions) {
   return fromPromise<AcceptedRequest, RunInput>(async ({ input, signal }) => {
     const request = parseRunRequest(input.request, options);
     const trace = traceContextFor(request, options.newTraceId);
+    const cacheKey = `${request.tenantId}\u0000${request.principalId}`;
+    const capabilities = options.pinCache?.get(cacheKey) ?? (await pin(request.tenantId, request.principalId, input.runId, signal));
+    if (options.pinCache && !options.pinCache.has(cacheKey)) {
+      if (options.pinCache.size >= 10_000) options.pinCache.clear();
+      options.pinCache.set(cacheKey, capabilities);
+    }
+    return {
+      ...trace,
+      tenantId: request.tenantId,
+      principalId: request.principalId,
+      ...(request.sessionId ? { sessionId: request.sessionId } : {}),
+      input: request.input,
+      capabilities,
+    };
+  });
+
+  async function pin(tenantId: string, principalId: string, runId: string, signal: AbortSignal): Promise<PinnedCapability[]> {
     const visible = [];
     for (const capability of options.catalog.list()) {
       let answer: unknown;
       try {
         answer = await options.policy.evaluate(
-          { stage: 'tool', runId: input.runId, tenantId: request.tenantId, principalId: request.principalId, capability: capability.name, version: capability.version },
+          { stage: 'tool', runId, tenantId, principalId, capability: capability.name, version: capability.version },
           { signal },
         );
       } catch (error) {
@@ -40,13 +62,6 @@ export function ingressActor(options: IngressOptions) {
       const decision = checked(PolicyDecision, answer, 'policy');
       if (decision.verdict !== 'deny') visible.push(capability);
     }
-    return {
-      ...trace,
-      tenantId: request.tenantId,
-      principalId: request.principalId,
-      ...(request.sessionId ? { sessionId: request.sessionId } : {}),
-      input: request.input,
-      capabilities: pinCapabilities(visible),
-    };
-  });
+    return pinCapabilities(visible);
+  }
 }

@@ -182,6 +182,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         catalog,
         policy,
         newTraceId: () => idFor('trace'),
+        // The built-in rules decide the tool stage from tenant, principal and capability alone.
+        ...(options.policy ? {} : { pinCache: new Map() }),
       }),
       evaluatePolicy: policyActor(policy),
       recallMemory: recallActor(memory),

@@ -1,4 +1,4 @@
-import { describeIssues, isRunchartError } from '../errors.js';
+import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
 import type { CatalogLayer, Capability } from '../catalog/contract.js';
 import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalEntry, ToolError } from './contract.js';
 
@@ -87,24 +87,31 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     const remaining = Math.min(capability.timeoutMs, request.deadline - now());
     if (remaining <= 0) return fail('timeout', `execution: "${capability.name}" passed its deadline before it could start`);
     runSignal.throwIfAborted();
-    const timeout = AbortSignal.timeout(remaining);
-    const signal = AbortSignal.any([runSignal, timeout]);
+    // One controller per attempt, aborted by the run or by the timer: lighter than AbortSignal.timeout + AbortSignal.any.
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort(new RunchartError('timeout', 'execution', `execution: "${capability.name}" timed out after ${remaining} ms`));
+    }, remaining);
+    const onRunAbort = () => attempt.abort(runSignal.reason);
+    runSignal.addEventListener('abort', onRunAbort, { once: true });
     let output: unknown;
     try {
       output = await abortable(
         capability.handler(args, {
-          signal,
+          signal: attempt.signal,
           idempotencyKey: request.idempotencyKey,
           runId: request.runId,
           callId: request.callId,
           tenantId: request.tenantId,
           principalId: request.principalId,
         }),
-        signal,
+        attempt.signal,
       );
     } catch (error) {
       if (runSignal.aborted) throw runSignal.reason;
-      if (timeout.aborted) return fail('timeout', `execution: "${capability.name}" timed out after ${remaining} ms`, true);
+      if (timedOut) return fail('timeout', `execution: "${capability.name}" timed out after ${remaining} ms`, true);
       if (isRunchartError(error)) {
         // Keep who is to blame (an MCP server that died is 'upstream', not the tool's own failure).
         const kind = error.kind === 'internal' || error.kind === 'invalid-input' ? 'tool-failed' : error.kind;
@@ -112,6 +119,9 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
       }
       const message = error instanceof Error ? error.message : String(error);
       return fail('tool-failed', `execution: "${capability.name}" failed: ${message}`);
+    } finally {
+      clearTimeout(timer);
+      runSignal.removeEventListener('abort', onRunAbort);
     }
     const checked = capability.output.safeParse(output);
     if (!checked.success) {
