@@ -14,7 +14,8 @@ export { recallActor } from '../actors/memory.actor.js';
 export { modelActor } from '../actors/model.actor.js';
 export { executionActor } from '../actors/execution.actor.js';
 export { backgroundActor } from '../actors/background.actor.js';
-export { telemetryActor } from '../actors/telemetry.actor.js';
+export { telemetryActor, createMarkRouter, type MarkRouter } from '../actors/telemetry.actor.js';
+export { approvalDeadlineActor } from '../actors/approval.actor.js';
 
 export { RunRequest, parseRunRequest, parseTraceparent, traceContextFor } from './ingress/request.js';
 export { createHttpIngress, hashApiKey, generateApiKey, type HttpIngress, type HttpIngressOptions, type HttpListener, type HttpErrorKind, type HttpCaller } from './ingress/http.js';

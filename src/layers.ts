@@ -37,6 +37,8 @@ export interface StatefulOptions {
   storeDirectory?: StoreDirectory;
   now: () => number;
   warn: (message: string, error?: unknown) => void;
+  /** Applied to what the lowdb journal, queue and memory keep: secrets never land on disk. */
+  redact?: <T>(value: T) => T;
 }
 
 /** Calls `open` once, on first use, and hands out its result. */
@@ -56,14 +58,15 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     async () => (opened = options.storeDirectory ?? (await openStoreDirectory(resolve(config.store.dir), { onWarning: (message) => options.warn(message) }))),
   );
 
+  const scrub = options.redact ?? (<T>(value: T) => value);
   const memory: MemoryLayer =
     options.memory ??
     (durable
-      ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns })))
+      ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns })), scrub)
       : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
   const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createLowdbRunStore(await directory()))) : createInMemoryRunStore());
-  const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createLowdbJournal(await directory()))) : createMemoryJournal());
-  const persistence = durable ? lazyPersistence(once(async () => createLowdbQueuePersistence(await directory()))) : undefined;
+  const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createLowdbJournal(await directory())), scrub) : createMemoryJournal());
+  const persistence = durable ? lazyPersistence(once(async () => createLowdbQueuePersistence(await directory())), scrub) : undefined;
 
   const queue =
     options.background ??
@@ -105,10 +108,10 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
   };
 }
 
-function lazyMemory(open: () => Promise<MemoryLayer>): MemoryLayer {
+function lazyMemory(open: () => Promise<MemoryLayer>, scrub: <T>(value: T) => T): MemoryLayer {
   return {
     recall: async (query, options) => (await open()).recall(query, options),
-    remember: async (record, options) => (await open()).remember(record, options),
+    remember: async (record, options) => (await open()).remember(scrub(record), options),
   };
 }
 
@@ -121,18 +124,18 @@ function lazyRunStore(open: () => Promise<RunStore>): RunStore {
   };
 }
 
-function lazyJournal(open: () => Promise<ExecutionJournal>): ExecutionJournal {
+function lazyJournal(open: () => Promise<ExecutionJournal>, scrub: <T>(value: T) => T): ExecutionJournal {
   return {
     get: async (key) => (await open()).get(key),
-    put: async (entry) => (await open()).put(entry),
+    put: async (entry) => (await open()).put(scrub(entry)),
     release: async (runId) => (await open()).release?.(runId),
   };
 }
 
-function lazyPersistence(open: () => Promise<QueuePersistence>): QueuePersistence {
+function lazyPersistence(open: () => Promise<QueuePersistence>, scrub: <T>(value: T) => T): QueuePersistence {
   return {
     pending: async () => (await open()).pending(),
     known: async (id) => (await open()).known(id),
-    save: async (task, state) => (await open()).save(task, state),
+    save: async (task, state) => (await open()).save(scrub(task), state),
   };
 }

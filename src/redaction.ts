@@ -62,7 +62,8 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
     if (Array.isArray(value)) return value.map(walk);
     if (!value || typeof value !== 'object') return value;
     const record = value as Record<string, unknown>;
-    const owner = typeof record.capability === 'string' ? record.capability : typeof record.name === 'string' ? record.name : undefined;
+    // A call the model made to a tool it was not given has no capability, only the name it used.
+    const owner = [record.capability, record.toolName, record.name].find((name): name is string => typeof name === 'string' && byName.has(name));
     const fields = owner === undefined ? undefined : byName.get(owner);
     return Object.fromEntries(
       Object.entries(record).map(([key, inner]) => [

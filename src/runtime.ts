@@ -25,7 +25,7 @@ import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
 import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
-import { createRunRedactor } from './redaction.js';
+import { createRedactor, createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
 import type { TelemetryLayer, TelemetryMark } from './telemetry/contract.js';
 import { createTelemetry } from './telemetry/create.js';
@@ -143,7 +143,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const now = () => (options.clock ?? Date).now();
   // randomUUID draws from a cached pool; a trace id is 32 hex digits, so a UUID without its dashes serves.
   const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : randomUUID().replaceAll('-', '')));
-  const warn = options.onWarning ?? (() => {});
+  // Never silent by default: a corrupt file moved aside or a failed save is a process warning.
+  const warn =
+    options.onWarning ??
+    ((message: string, error?: unknown) => process.emitWarning(error instanceof Error ? `${message}: ${error.message}` : message, { code: 'RUNCHART' }));
   const catalog = createCatalog(options.capabilities ?? []);
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
   const hooks = options.hooks ?? {};
@@ -153,6 +156,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     ...(options.journal ? { journal: options.journal } : {}),
     ...(options.background ? { background: options.background } : {}),
     ...(options.storeDirectory ? { storeDirectory: options.storeDirectory } : {}),
+    redact: createRedactor(config.telemetry.redact_patterns),
     hooks,
     now,
     warn,
@@ -249,6 +253,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
 
   const live = new Map<string, LiveRun>();
   const finishing = new Map<string, LiveRun>();
+  const restorings = new Map<string, Promise<LiveRun | undefined>>();
 
   function persist(actor: RunActor, context: RunContext, value: unknown): PersistedRun {
     return {
@@ -277,6 +282,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         const snapshot = entry.handle.actor.getSnapshot();
         try {
           await runStore.save(persist(entry.handle.actor, snapshot.context, snapshot.value));
+          // The newest state is on disk: an earlier failed save no longer leaves the store behind.
+          entry.saveError = undefined;
         } catch (error) {
           entry.saveError ??= new RunchartError('internal', 'store', `store: run ${entry.handle.runId} could not be saved: ${(error as Error).message}`, { cause: error });
           warn(`store: saving run ${entry.handle.runId} failed`, error);
@@ -290,6 +297,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   function track(actor: RunActor, runId: string): RunHandle {
     const waiters: LiveRun['waiters'] = [];
     const first = new Promise<RunResult>((resolve, reject) => void waiters.push({ resolve, reject }));
+    // A restored run may have no caller waiting on its first result; its rejection must not crash the process.
+    first.catch(() => {});
     const entry: LiveRun = {
       handle: {
         runId,
@@ -300,7 +309,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
           let set = listeners.get(runId);
           if (!set) listeners.set(runId, (set = new Set()));
           set.add(listener);
-          return () => void set.delete(listener);
+          return () => {
+            set.delete(listener);
+            if (set.size === 0 && listeners.get(runId) === set) listeners.delete(runId);
+          };
         },
       },
       waiters,
@@ -384,7 +396,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   function restore(run: PersistedRun): RunHandle {
     if (run.schemaVersion !== SCHEMA_VERSION) {
       throw new RunchartError(
-        'invalid-input',
+        'contract-violation',
         'store',
         `store: run ${run.runId} was saved with schemaVersion ${run.schemaVersion}, but this build reads schemaVersion ${SCHEMA_VERSION}`,
       );
@@ -404,10 +416,18 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   async function liveRun(runId: string, tenantId: string | undefined): Promise<LiveRun> {
     let entry = live.get(runId);
     if (!entry) {
-      const stored = await runStore.load(runId);
-      if (stored?.status === 'awaiting_approval' && (tenantId === undefined || stored.tenantId === tenantId)) {
-        entry = live.get(restore(stored).runId);
+      // Two approvals at once must not restore the run twice: they share one restore.
+      let restoring = restorings.get(runId);
+      if (!restoring) {
+        restoring = (async () => {
+          const stored = await runStore.load(runId);
+          if (live.has(runId)) return live.get(runId);
+          if (stored?.status !== 'awaiting_approval' || (tenantId !== undefined && stored.tenantId !== tenantId)) return undefined;
+          return live.get(restore(stored).runId);
+        })().finally(() => restorings.delete(runId));
+        restorings.set(runId, restoring);
       }
+      entry = await restoring;
     }
     const context = entry?.handle.actor.getSnapshot().context;
     if (!entry || !context || (tenantId !== undefined && context.tenantId !== tenantId)) {
@@ -476,7 +496,15 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       await layers.ready();
       await queue.resume?.();
       const handles: RunHandle[] = [];
-      for (const run of await runStore.listActive()) if (!live.has(run.runId)) handles.push(restore(run));
+      for (const run of await runStore.listActive()) {
+        if (live.has(run.runId)) continue;
+        try {
+          handles.push(restore(run));
+        } catch (error) {
+          // One unreadable run does not keep the others from resuming.
+          warn(`store: run ${run.runId} was not resumed`, error);
+        }
+      }
       return handles;
     },
     async drain() {
@@ -486,10 +514,13 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       await saves();
     },
     async close() {
-      await queue.drain();
+      // Background work gets the grace period; then its signals are aborted (the tasks stay queued on disk).
+      await Promise.race([queue.drain(), new Promise((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref())]);
       for (const entry of [...live.values(), ...finishing.values()]) {
         await entry.saving;
         entry.handle.actor.stop();
+        const stopped = new RunchartError('cancelled', 'runtime', `runtime: the runtime closed before run ${entry.handle.runId} settled; it stays in the store and resumes with recover()`);
+        for (const waiter of entry.waiters.splice(0)) waiter.reject(stopped);
       }
       finishing.clear();
       live.clear();

@@ -56,6 +56,7 @@ export function createMemoryQueue(options: QueueOptions): BackgroundQueue & { cl
         if (!handler) throw new RunchartError('not-provided', 'background', `background: no handler for tasks of kind "${task.kind}"`);
         await handler(task, { signal: controller.signal });
         await settle(task, 'done');
+        known.delete(task.id); // done for good: the persisted queue (or nobody) dedupes it from here
         return;
       } catch (error) {
         if (controller.signal.aborted) return; // closed: the task stays pending for the next process

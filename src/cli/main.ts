@@ -255,7 +255,8 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .option('--config <path>', 'YAML config')
     .option('--store <dir>', 'store directory')
     .action(async (runId: string, options: CommonOptions) => {
-      const { config } = await openRuntime({ ...options, json: true });
+      const { config: found } = await resolveConfig(options.config);
+      const config = { ...found, store: { ...found.store, ...(options.store ? { dir: options.store } : {}) } };
       const events = await readRecording(join(config.store.dir, 'inspect', `${runId}.jsonl`)).catch((error: unknown) => {
         throw new RunchartError('invalid-input', 'runtime', `runtime: cannot read the recording of run "${runId}": ${(error as Error).message}`);
       });

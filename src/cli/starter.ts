@@ -35,7 +35,7 @@ policy:
       reason: admins may approve parked calls
 
 telemetry:
-  emit_structured_events: false # true: one JSON line per state, decision and tool call (pino) on stdout
+  emit_structured_events: false # true: one JSON line per state, decision and tool call (pino; the CLI writes them to stderr)
   capture_content: false        # prompts, arguments and results stay out of telemetry unless true
 
 execution:

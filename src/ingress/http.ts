@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
@@ -130,7 +130,8 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
       const onStop = () => reject(refusal(503, 'unavailable', stoppedMessage(runId)));
       if (stopping.signal.aborted) return onStop();
       stopping.signal.addEventListener('abort', onStop, { once: true });
-      promise.then(resolve, reject).finally(() => stopping.signal.removeEventListener('abort', onStop));
+      // A run the closing runtime stopped is a shutdown too, whichever of the two is heard first.
+      promise.then(resolve, (error: unknown) => (closedRuntime(error) ? onStop() : reject(error))).finally(() => stopping.signal.removeEventListener('abort', onStop));
     });
   }
 
@@ -367,8 +368,14 @@ function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string |
       refuse(400, 'invalid-input', `${JSON.stringify(field.slice(0, 64))}: unknown field; the body takes "input", "sessionId" and "traceId" (tenant and principal come from the API key, the trace may come from a "traceparent" header)`);
     }
   }
-  // W3C Trace Context: a traceparent that does not parse is ignored and a new trace starts.
-  const parent = traceparent !== undefined && parseTraceparent(traceparent) ? { traceparent: traceparent.trim() } : {};
+  // W3C Trace Context: the server is an ingress, so it continues the caller's trace or starts one
+  // (a traceparent that does not parse is ignored, as the spec says).
+  const parent =
+    traceparent !== undefined && parseTraceparent(traceparent)
+      ? { traceparent: traceparent.trim() }
+      : (body as { traceId?: unknown }).traceId === undefined
+        ? { traceId: randomUUID().replaceAll('-', '') }
+        : {};
   try {
     return parseRunRequest(
       { ...body, tenantId: caller.tenantId, principalId: caller.principalId, ...parent },
@@ -410,6 +417,7 @@ function eventStream(handle: RunHandle, stopped: AbortSignal): Response {
       });
       // The result settles the stream too: a run whose save failed rejects without a `settled` event.
       handle.result.then(settle, (error: unknown) => {
+        if (closedRuntime(error)) return onStop();
         send('error', errorBody('internal', isRunchartError(error) ? error.message : 'the run failed; the server log has the details'));
         finish();
       });
@@ -420,6 +428,11 @@ function eventStream(handle: RunHandle, stopped: AbortSignal): Response {
     cancel: () => void end(),
   });
   return new Response(stream, { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' } });
+}
+
+/** The runtime closed under a waiting caller (shutdown); the run stays resumable. */
+function closedRuntime(error: unknown): boolean {
+  return isRunchartError(error) && error.kind === 'cancelled' && error.layer === 'runtime';
 }
 
 function errorBody(kind: HttpErrorKind, message: string) {

@@ -84,11 +84,17 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
         output: record.output,
         createdAt: record.createdAt,
       };
-      await document.update((data) => {
-        (data.tenants[record.tenantId] ??= { items: {} }).items[idempotencyKey] = item;
-      });
-      // Indexed only once it is on disk, so the index never holds what the file lost.
-      if (indexes.has(record.tenantId)) indexFor(record.tenantId).add(item);
+      try {
+        await document.update((data) => {
+          (data.tenants[record.tenantId] ??= { items: {} }).items[idempotencyKey] = item;
+        });
+      } catch (error) {
+        indexes.delete(record.tenantId); // rebuilt from the file, which the failed write left as it was
+        throw error;
+      }
+      // Indexed once it is on disk; a recall that built the index meanwhile may have it already.
+      const index = indexes.get(record.tenantId);
+      if (index && !index.has(item.key)) index.add(item);
     },
   };
 }

@@ -44,16 +44,22 @@ describe('persisted snapshots by schema version', () => {
     expect(result.toolCalls[0]).toMatchObject({ capability: 'payments.refund', outcome: { status: 'ok', output: { refunded: 20 } } });
   });
 
-  it('refuses a snapshot of an unknown version, naming both versions', async () => {
+  it('refuses a snapshot of an unknown version, naming both versions, and still resumes the others', async () => {
     const runStore = createInMemoryRunStore();
-    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), schemaVersion: 2 });
-    const runtime = createRuntime({ runStore, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false } } });
-    const error = await runtime.recover().then(
-      () => undefined,
-      (caught: unknown) => caught,
-    );
-    expect(isRunchartError(error)).toBe(true);
-    expect((error as Error).message).toMatch(/schemaVersion 2.*schemaVersion 1/);
+    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), runId: 'from-v2', schemaVersion: 2 });
+    await runStore.save(await fixture('v1-awaiting-approval.json'));
+    const warnings: unknown[] = [];
+    const runtime = createRuntime({
+      runStore,
+      capabilities: [refundCapability([])],
+      onWarning: (_message, error) => warnings.push(error),
+      config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, policy: { rules } },
+    });
+    const handles = await runtime.recover();
+    expect(handles.map((handle) => handle.runId)).toEqual(['run-fixture-v1']);
+    expect((await handles[0]!.result).status).toBe('awaiting_approval');
+    expect(isRunchartError(warnings[0])).toBe(true);
+    expect((warnings[0] as Error).message).toMatch(/from-v2 was saved with schemaVersion 2.*schemaVersion 1/);
   });
 });
 
