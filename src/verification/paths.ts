@@ -155,7 +155,7 @@ function eventLabel(event: AnyEventObject): { label: string; verdict?: PolicyDec
   return { label: `${match[2]}:done` };
 }
 
-/** Thrown-away paths past this count mean the chart grew a loop the walk cannot bound. */
+/** Past this many paths the walk stops: too many to check in reasonable time (or a loop it cannot bound). */
 const MAX_PATHS = 200_000;
 
 /**
@@ -204,7 +204,13 @@ export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
       steps.push({ from: stateKey(snapshot.value), event: label, to: stateKey(next.value), hops: snapshot.context.hops, cursor: snapshot.context.cursor, ...(verdict ? { verdict } : {}) });
       walk(nextKey);
       steps.pop();
-      if (paths.length > MAX_PATHS) throw new RunchartError('internal', 'runtime', `paths: more than ${MAX_PATHS} paths; the chart has an unbounded loop`);
+      if (paths.length > MAX_PATHS) {
+        throw new RunchartError(
+          'invalid-input',
+          'runtime',
+          `paths: more than ${MAX_PATHS.toLocaleString('en')} paths at max_tool_hops ${input.settings.maxToolHops}; each tool round multiplies them by about six, so check at a smaller --max-tool-hops (3 to 5), which proves every shorter loop too`,
+        );
+      }
     }
     onPath.delete(key);
     if (!moved) paths.push(toPath(start, steps, 'stuck'));
