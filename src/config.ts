@@ -105,7 +105,10 @@ const Http = z.strictObject({
   host: z.string().default('127.0.0.1'),
   max_body_bytes: z.number().int().positive().default(256 * 1024),
   api_keys: z.array(ApiKey).default(() => []),
-  /** How long shutdown waits for in-flight runs before it stops them (they stay resumable in the store). */
+  /**
+   * How long shutdown waits for in-flight runs before it stops them (they stay resumable in the
+   * store); `runtime.close()` gives background tasks the same time before it aborts them.
+   */
   shutdown_grace_ms: z.number().int().min(0).default(10_000),
 });
 

@@ -13,14 +13,14 @@ export const defaultSecretPatterns = [
 export const REDACTED = '[redacted]';
 
 /**
- * Builds a function that replaces secrets in every string of a JSON value: the default patterns,
- * the configured ones, and (by key) sensitive fields inside JSON-encoded tool arguments.
+ * Builds a function that replaces secrets in every string of a JSON value: the default patterns
+ * and the configured ones (sensitive argument fields are `createRunRedactor`'s job).
  * @example
  * const redact = createRedactor(['internal-[0-9]+']); redact({ note: 'token sk-abc…' });
  */
 export function createRedactor(patterns: readonly string[]): <T>(value: T) => T {
   const expression = new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'g');
-  const scrub = (text: string) => (expression.test(text) ? ((expression.lastIndex = 0), text.replace(expression, REDACTED)) : ((expression.lastIndex = 0), text));
+  const scrub = (text: string) => text.replace(expression, REDACTED);
   const walk = (value: unknown): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (Array.isArray(value)) return value.map(walk);

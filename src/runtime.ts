@@ -23,6 +23,7 @@ import type { ModelAdapter } from './models/contract.js';
 import { demoModel } from './models/demo.js';
 import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
+import { newTraceId } from './ingress/request.js';
 import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
 import { createRedactor, createRunRedactor } from './redaction.js';
@@ -141,8 +142,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const config = parseConfig(options.config ?? {});
   const settings = settingsFrom(config);
   const now = () => (options.clock ?? Date).now();
-  // randomUUID draws from a cached pool; a trace id is 32 hex digits, so a UUID without its dashes serves.
-  const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : randomUUID().replaceAll('-', '')));
+  const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : newTraceId()));
   // Never silent by default: a corrupt file moved aside or a failed save is a process warning.
   const warn =
     options.onWarning ??

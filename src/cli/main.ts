@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { InspectionEvent } from 'xstate';
@@ -11,6 +10,7 @@ import { mathCapabilities } from '../catalog/math.js';
 import { demoModel } from '../models/demo.js';
 import { modelFromEnvironment } from '../models/openai.js';
 import { createHttpIngress, generateApiKey } from '../ingress/http.js';
+import { newTraceId } from '../ingress/request.js';
 import { createRuntime } from '../runtime.js';
 import { checkPolicyCoverage } from '../verification/coverage.js';
 import { enumerateRunPaths } from '../verification/paths.js';
@@ -142,7 +142,7 @@ export function createProgram(io: { out: (text: string) => void; err: (text: str
     .action(async (input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) => {
       const { runtime, line } = await openRuntime(options);
       // The CLI is an ingress: it continues the caller's trace or starts one.
-      const trace = options.traceparent ? { traceparent: options.traceparent } : { traceId: randomBytes(16).toString('hex') };
+      const trace = options.traceparent ? { traceparent: options.traceparent } : { traceId: newTraceId() };
       const result = await runtime.run({
         input,
         tenantId: options.tenant,

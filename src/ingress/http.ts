@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
@@ -10,7 +10,7 @@ import type { RunResult } from '../../machines/run/result.js';
 import type { RunchartConfig } from '../config.js';
 import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
 import type { RunHandle, Runtime } from '../runtime.js';
-import { parseRunRequest, parseTraceparent, type RunRequest } from './request.js';
+import { newTraceId, parseRunRequest, parseTraceparent, type RunRequest } from './request.js';
 
 /**
  * What an error response's `kind` says, with its status: `invalid-input` 400, `unauthenticated`
@@ -374,7 +374,7 @@ function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string |
     traceparent !== undefined && parseTraceparent(traceparent)
       ? { traceparent: traceparent.trim() }
       : (body as { traceId?: unknown }).traceId === undefined
-        ? { traceId: randomUUID().replaceAll('-', '') }
+        ? { traceId: newTraceId() }
         : {};
   try {
     return parseRunRequest(
