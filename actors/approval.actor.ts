@@ -1,13 +1,13 @@
-import { fromPromise } from 'xstate';
 import type { ExecutionJournal } from '../src/execution/contract.js';
-import type { ApprovalWaitInput } from '../machines/run/setup.js';
+import type { ApprovalWaitInput } from '../machines/run/types.js';
+import type { LayerService } from './layers.actor.js';
 
 /**
  * Resolves when a parked call's approval deadline passes. The deadline is fixed in the journal
  * the first time the call parks, so a run restored after a restart waits only for what is left.
  */
-export function approvalDeadlineActor(journal: ExecutionJournal, options: { now: () => number; timeoutMs: number }) {
-  return fromPromise<void, ApprovalWaitInput>(async ({ input, signal }) => {
+export function approvalDeadlineService(journal: ExecutionJournal, options: { now: () => number; timeoutMs: number }): LayerService<ApprovalWaitInput, void> {
+  return async (input, { signal }) => {
     const key = `${input.runId}:${input.callId}:approval`;
     let entry = await journal.get(key);
     if (!entry) {
@@ -17,11 +17,12 @@ export function approvalDeadlineActor(journal: ExecutionJournal, options: { now:
     const remaining = (entry.deadline ?? 0) - options.now();
     if (remaining > 0) {
       await new Promise<void>((resolve, reject) => {
+        if (signal.aborted) return reject(signal.reason);
         // Unref'd: a parked run must not keep a CLI process alive.
         const timer = setTimeout(resolve, Math.min(remaining, 2 ** 31 - 1));
         timer.unref();
         signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
       });
     }
-  });
+  };
 }

@@ -1,15 +1,15 @@
-import { fromPromise } from 'xstate';
 import { checked } from '../src/errors.js';
 import { ExecuteResult, hashArguments, type ExecutionGateway } from '../src/execution/contract.js';
-import type { ToolExecutionInput } from '../machines/run/setup.js';
+import type { ToolExecutionInput } from '../machines/run/types.js';
+import type { LayerService } from './layers.actor.js';
 
 /**
  * Calls the gateway for one tool call with an absolute deadline of `now + deadlineMs` (the
  * gateway keeps the first one on a replay). Arguments that no longer hash to what was planned
  * and approved (redacted before saving, or changed on disk) are refused, never executed.
  */
-export function executionActor(gateway: ExecutionGateway, options: { now: () => number; deadlineMs: number }) {
-  return fromPromise<ExecuteResult, ToolExecutionInput>(async ({ input, signal }) => {
+export function executionService(gateway: ExecutionGateway, options: { now: () => number; deadlineMs: number }): LayerService<ToolExecutionInput, ExecuteResult> {
+  return async (input, { signal }) => {
     const { argsHash, ...request } = input;
     if (hashArguments(request.arguments) !== argsHash) {
       return {
@@ -18,5 +18,5 @@ export function executionActor(gateway: ExecutionGateway, options: { now: () => 
       };
     }
     return checked(ExecuteResult, await gateway.execute({ ...request, deadline: options.now() + options.deadlineMs }, { signal }), 'execution');
-  });
+  };
 }

@@ -1,4 +1,3 @@
-import { fromPromise } from 'xstate';
 import type { CatalogLayer, PinnedCapability } from '../src/catalog/contract.js';
 import { pinCapabilities } from '../src/catalog/registry.js';
 import { parseRunRequest, traceContextFor } from '../src/ingress/request.js';
@@ -6,6 +5,7 @@ import type { PolicyLayer } from '../src/policy/contract.js';
 import { checked, isRunchartError, RunchartError } from '../src/errors.js';
 import { PolicyDecision } from '../src/policy/contract.js';
 import type { AcceptedRequest, RunInput } from '../machines/run/types.js';
+import type { LayerService } from './layers.actor.js';
 
 /** What ingress needs besides the request: limits, the catalog and policy to pin capabilities, a trace id source. */
 export interface IngressOptions {
@@ -25,8 +25,8 @@ export interface IngressOptions {
  * Parses the caller's request and pins the capabilities this principal may see: those whose
  * tool-stage verdict is not deny (a deny-by-default capability is never shown to the model).
  */
-export function ingressActor(options: IngressOptions) {
-  return fromPromise<AcceptedRequest, RunInput>(async ({ input, signal }) => {
+export function ingressService(options: IngressOptions): LayerService<RunInput, AcceptedRequest> {
+  return async (input, { signal }) => {
     const request = parseRunRequest(input.request, options);
     const trace = traceContextFor(request, options.newTraceId);
     const cacheKey = `${request.tenantId}\u0000${request.principalId}`;
@@ -43,7 +43,7 @@ export function ingressActor(options: IngressOptions) {
       input: request.input,
       capabilities,
     };
-  });
+  };
 
   async function pin(tenantId: string, principalId: string, runId: string, signal: AbortSignal): Promise<PinnedCapability[]> {
     const visible = [];

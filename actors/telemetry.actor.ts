@@ -33,7 +33,7 @@ export function telemetryActor(layer: TelemetryLayer, options: { now: () => numb
         for (const entry of held.splice(0)) run.record(entry.mark, entry.at);
       });
     // A restored run is past ingress: its identity is in the parent's context, so telemetry starts at once.
-    const restored = (self as unknown as { _parent?: { getSnapshot(): { context?: Partial<RunContext> } } })._parent?.getSnapshot().context;
+    const restored = (self as unknown as { _parent?: { getSnapshot(): { context?: Partial<RunContext> } } })._parent?.getSnapshot().context?.accepted;
     if (restored?.tenantId && restored.traceId) {
       start(
         {

@@ -1,14 +1,25 @@
-import { fromCallback, fromPromise, type EventObject } from 'xstate';
-import { RunchartError } from '../src/errors.js';
+import { fromCallback, type EventObject } from 'xstate';
+import { RunchartError, toRunchartErrorData } from '../src/errors.js';
+import { answers } from './run/requests.js';
+import type { LayerRequest } from './run/types.js';
 
 /**
- * A typed stand-in for a service the runtime provides; called unprovided, it fails with `not-provided`.
+ * The layers stand-in of an unprovided chart: every request is answered with its failure event,
+ * a `not-provided` error, so the run fails with a message saying what to provide.
  * @example
- * setup({ actors: { callModel: placeholder<ModelResponse, ModelRequest>('callModel') } });
+ * setup({ actors: { callLayers: unprovidedLayers<LayerRequest, { runId: string }>() } });
  */
-export function placeholder<Output, Input>(name: string) {
-  return fromPromise<Output, Input>(async () => {
-    throw new RunchartError('not-provided', 'runtime', `runtime: the actor "${name}" is not provided; pass it in machine.provide({ actors: { ${name} } })`);
+export function unprovidedLayers<Request extends LayerRequest, Input>() {
+  return fromCallback<Request, Input>(({ receive, sendBack }) => {
+    receive((request) => {
+      const answer = answers[request.type];
+      const error = new RunchartError(
+        'not-provided',
+        'runtime',
+        `runtime: no service answers "${request.type}"; provide callLayers with machine.provide({ actors: { callLayers: layersActor({ ${answer.service}, … }) } })`,
+      );
+      sendBack({ type: answer.failed, error: toRunchartErrorData(error, answer.layer) });
+    });
   });
 }
 

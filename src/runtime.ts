@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { createActor, type InspectionEvent, type Observer } from 'xstate';
-import { approvalDeadlineActor } from '../actors/approval.actor.js';
-import { backgroundActor } from '../actors/background.actor.js';
-import { executionActor } from '../actors/execution.actor.js';
-import { ingressActor } from '../actors/ingress.actor.js';
-import { recallActor } from '../actors/memory.actor.js';
-import { modelActor } from '../actors/model.actor.js';
-import { policyActor } from '../actors/policy.actor.js';
+import { approvalDeadlineService } from '../actors/approval.actor.js';
+import { backgroundService } from '../actors/background.actor.js';
+import { executionService } from '../actors/execution.actor.js';
+import { ingressService } from '../actors/ingress.actor.js';
+import { layersActor } from '../actors/layers.actor.js';
+import { recallService } from '../actors/memory.actor.js';
+import { modelService } from '../actors/model.actor.js';
+import { policyService } from '../actors/policy.actor.js';
 import { createMarkRouter, telemetryActor } from '../actors/telemetry.actor.js';
 import { runMachine } from '../machines/run/machine.js';
 import { statusOf, toRunResult, type RunResult } from '../machines/run/result.js';
@@ -28,6 +29,7 @@ import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
 import { createRedactor, createRunRedactor } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
+import { readableRun } from './store/migrate.js';
 import type { TelemetryLayer, TelemetryMark } from './telemetry/contract.js';
 import { createTelemetry } from './telemetry/create.js';
 import type { TelemetryTracer } from './telemetry/otel.js';
@@ -129,6 +131,8 @@ interface LiveRun {
   /** A step happened that is not saved yet. */
   dirty: boolean;
   flushing: boolean;
+  /** True while a restored run takes `run.resume`, a step that changes nothing worth saving or settling. */
+  resuming: boolean;
 }
 
 /**
@@ -180,23 +184,25 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const marks = createMarkRouter();
   const machine = runMachine.provide({
     actors: {
-      acceptRequest: ingressActor({
-        maxInputChars: config.limits.max_input_chars,
-        requireTraceId: config.runtime.require_trace_id,
-        catalog,
-        policy,
-        newTraceId: () => idFor('trace'),
-        // The built-in rules decide the tool stage from tenant, principal and capability alone.
-        ...(options.policy ? {} : { pinCache: new Map() }),
+      callLayers: layersActor({
+        acceptRequest: ingressService({
+          maxInputChars: config.limits.max_input_chars,
+          requireTraceId: config.runtime.require_trace_id,
+          catalog,
+          policy,
+          newTraceId: () => idFor('trace'),
+          // The built-in rules decide the tool stage from tenant, principal and capability alone.
+          ...(options.policy ? {} : { pinCache: new Map() }),
+        }),
+        evaluatePolicy: policyService(policy),
+        recallMemory: recallService(memory),
+        callModel: modelService(options.model ?? demoModel(), {
+          deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
+        }),
+        executeTool: executionService(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
+        enqueueBackground: backgroundService(queue, Object.keys(hooks)),
+        awaitApproval: approvalDeadlineService(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
       }),
-      evaluatePolicy: policyActor(policy),
-      recallMemory: recallActor(memory),
-      callModel: modelActor(options.model ?? demoModel(), {
-        deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
-      }),
-      executeTool: executionActor(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
-      enqueueBackground: backgroundActor(queue, Object.keys(hooks)),
-      awaitApproval: approvalDeadlineActor(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
       recordTelemetry: telemetryActor(streamed(telemetryLayer()), { now, router: marks, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
     },
     actions: {
@@ -259,8 +265,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     return {
       schemaVersion: SCHEMA_VERSION,
       runId: context.runId,
-      tenantId: context.tenantId,
-      principalId: context.principalId,
+      tenantId: context.accepted.tenantId,
+      principalId: context.accepted.principalId,
       status: statusOf(value),
       updatedAt: now(),
       // Secrets never land in a store: sensitive arguments and secret patterns are redacted (the
@@ -320,6 +326,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       saveError: undefined,
       dirty: false,
       flushing: false,
+      resuming: false,
     };
     live.set(runId, entry);
     let lastStatus = '';
@@ -335,6 +342,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     };
     actor.subscribe({
       next: (snapshot) => {
+        if (entry.resuming) return;
         const status = statusOf(snapshot.value);
         const arrived = status !== lastStatus || status === 'awaiting_approval';
         lastStatus = status;
@@ -371,11 +379,25 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     });
   }
 
-  /** Starts the actor once the stores are open; a store that cannot open fails the run's result. */
-  function launch(entry: RunHandle) {
-    if (layers.isReady()) return void entry.actor.start();
+  /**
+   * Starts the actor once the stores are open; a store that cannot open fails the run's result. A
+   * restored run is told to resume: its state's request was lost with the process that sent it.
+   */
+  function launch(entry: RunHandle, restored = false) {
+    const go = () => {
+      entry.actor.start();
+      const tracked = live.get(entry.runId);
+      if (!restored || !tracked) return;
+      tracked.resuming = true;
+      try {
+        entry.actor.send({ type: 'run.resume' });
+      } finally {
+        tracked.resuming = false;
+      }
+    };
+    if (layers.isReady()) return go();
     layers.ready().then(
-      () => entry.actor.start(),
+      go,
       (error: unknown) => {
         const waiting = live.get(entry.runId);
         live.delete(entry.runId);
@@ -393,14 +415,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     return handle;
   }
 
-  function restore(run: PersistedRun): RunHandle {
-    if (run.schemaVersion !== SCHEMA_VERSION) {
-      throw new RunchartError(
-        'contract-violation',
-        'store',
-        `store: run ${run.runId} was saved with schemaVersion ${run.schemaVersion}, but this build reads schemaVersion ${SCHEMA_VERSION}`,
-      );
-    }
+  function restore(stored: PersistedRun): RunHandle {
+    const run = readableRun(stored);
     // The input is ignored on restore: the context comes from the snapshot.
     const actor = createActor(machine, {
       snapshot: run.snapshot as never,
@@ -408,7 +424,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       ...(options.inspect ? { inspect: options.inspect } : {}),
     }) as RunActor;
     const handle = track(actor, run.runId);
-    launch(handle);
+    launch(handle, true);
     return handle;
   }
 
@@ -430,7 +446,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       entry = await restoring;
     }
     const context = entry?.handle.actor.getSnapshot().context;
-    if (!entry || !context || (tenantId !== undefined && context.tenantId !== tenantId)) {
+    if (!entry || !context || (tenantId !== undefined && context.accepted.tenantId !== tenantId)) {
       throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" is waiting for approval`);
     }
     return entry;
@@ -478,12 +494,12 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       const entry = live.get(runId);
       if (entry) {
         const snapshot = entry.handle.actor.getSnapshot();
-        if (tenantId === undefined || snapshot.context.tenantId === tenantId) return toRunResult(snapshot.value, snapshot.context);
+        if (tenantId === undefined || snapshot.context.accepted.tenantId === tenantId) return toRunResult(snapshot.value, snapshot.context);
         return undefined;
       }
       const stored = await runStore.load(runId);
       if (!stored || (tenantId !== undefined && stored.tenantId !== tenantId)) return undefined;
-      const snapshot = stored.snapshot as { value: unknown; context: RunContext };
+      const snapshot = readableRun(stored).snapshot as { value: unknown; context: RunContext };
       return toRunResult(snapshot.value, snapshot.context);
     },
     async list({ tenantId }) {

@@ -11,10 +11,11 @@ import type { RunInput } from './types.js';
 
 /**
  * The run statechart: ingress → policy → retrieval → modelStep ⇄ toolExecution → assembly →
- * background, ending in completed, denied, failed or cancelled. Every service is a placeholder
- * until the runtime (or your own code) provides it.
+ * background, ending in completed, denied, failed or cancelled. Two actors live as long as the
+ * run: `callLayers`, to which each state sends its request and which answers with an event, and
+ * `telemetry`. Both are stand-ins until the runtime (or your own code) provides them.
  * @example
- * const actor = createActor(runMachine.provide({ actors: { callModel: fromPromise(...) , ... } }), { input }).start();
+ * const actor = createActor(runMachine.provide({ actors: { callLayers: layersActor({ evaluatePolicy, callModel, … }) } }), { input }).start();
  */
 export const runMachine = runSetup.createMachine({
   id: 'run',
@@ -22,15 +23,8 @@ export const runMachine = runSetup.createMachine({
     runId: input.runId,
     settings: input.settings,
     request: input.request,
-    traceId: '',
-    parentSpanId: null,
-    tenantId: '',
-    principalId: '',
-    sessionId: null,
-    input: '',
-    capabilities: [],
-    recalled: [],
-    history: [],
+    accepted: { traceId: '', tenantId: '', principalId: '', input: '', capabilities: [] },
+    recalled: { items: [], history: [] },
     messages: [],
     hops: 0,
     calls: [],
@@ -44,11 +38,16 @@ export const runMachine = runSetup.createMachine({
     warnings: [],
     background: null,
     error: null,
-    cancelReason: null,
   }),
-  invoke: { id: 'telemetry', src: 'recordTelemetry', input: ({ context }) => ({ runId: context.runId }) },
+  invoke: [
+    { id: 'telemetry', src: 'recordTelemetry', input: ({ context }) => ({ runId: context.runId }) },
+    { id: 'callLayers', src: 'callLayers', input: ({ context }) => ({ runId: context.runId }) },
+  ],
   on: {
-    'run.cancel': { target: '.cancelled', actions: assign({ cancelReason: ({ event }) => event.reason ?? 'cancelled by the caller' }) },
+    'run.cancel': {
+      target: '.cancelled',
+      actions: assign({ error: ({ event }) => ({ kind: 'cancelled' as const, layer: 'runtime' as const, message: `runtime: ${event.reason ?? 'cancelled by the caller'}`, retryable: false }) }),
+    },
   },
   initial: 'ingress',
   states: {

@@ -88,16 +88,16 @@ export function closeCall(context: RunContext, outcome: CallOutcome): Pick<RunCo
 
 /** The model request for the next step: system prompt with recalled memory, history, input, this run's turns. */
 export function modelRequestFor(context: RunContext): ModelRequest {
-  const memory = context.recalled.length
-    ? `\n\nThings you may know from earlier conversations:\n${context.recalled.map((item) => `- ${item.text}`).join('\n')}`
+  const memory = context.recalled.items.length
+    ? `\n\nThings you may know from earlier conversations:\n${context.recalled.items.map((item) => `- ${item.text}`).join('\n')}`
     : '';
   const messages: ChatMessage[] = [
     { role: 'system', content: context.settings.systemPrompt + memory },
-    ...context.history.map((turn): ChatMessage => ({ role: turn.role, content: turn.content })),
-    { role: 'user', content: context.input },
+    ...context.recalled.history.map((turn): ChatMessage => ({ role: turn.role, content: turn.content })),
+    { role: 'user', content: context.accepted.input },
     ...context.messages,
   ];
-  const tools = context.capabilities.map((capability) => ({
+  const tools = context.accepted.capabilities.map((capability) => ({
     name: capability.toolName,
     description: capability.description,
     parameters: capability.parameters,
@@ -112,9 +112,9 @@ export function backgroundTasksFor(context: RunContext): BackgroundTask[] {
       id: `${context.runId}:memory.write`,
       kind: 'memory.write',
       runId: context.runId,
-      tenantId: context.tenantId,
-      principalId: context.principalId,
-      payload: { sessionId: context.sessionId, input: context.input, output: context.output ?? '' },
+      tenantId: context.accepted.tenantId,
+      principalId: context.accepted.principalId,
+      payload: { sessionId: context.accepted.sessionId, input: context.accepted.input, output: context.output ?? '' },
     },
   ];
 }

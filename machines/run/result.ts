@@ -49,9 +49,9 @@ export function toRunResult(value: unknown, context: RunContext): RunResult {
   }
   return {
     runId: context.runId,
-    traceId: context.traceId,
-    tenantId: context.tenantId,
-    principalId: context.principalId,
+    traceId: context.accepted.traceId,
+    tenantId: context.accepted.tenantId,
+    principalId: context.accepted.principalId,
     status,
     output: status === 'completed' ? context.output : null,
     toolCalls,

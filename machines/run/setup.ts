@@ -1,12 +1,11 @@
-import { assign, enqueueActions, setup } from 'xstate';
-import type { BackgroundTask } from '../../src/background/contract.js';
-import type { ExecuteRequest, ExecuteResult } from '../../src/execution/contract.js';
-import type { RecallQuery, RecallResult } from '../../src/memory/contract.js';
-import type { ModelRequest, ModelResponse } from '../../src/models/contract.js';
-import type { DecisionRecord, PolicyDecision, PolicyRequest, PolicyStage } from '../../src/policy/contract.js';
+import { assign, enqueueActions, sendTo, setup } from 'xstate';
+import type { ModelResponse } from '../../src/models/contract.js';
+import type { DecisionRecord, PolicyDecision, PolicyStage } from '../../src/policy/contract.js';
 import type { TelemetryMark } from '../../src/telemetry/contract.js';
-import { placeholder, silentTelemetry } from '../placeholder.js';
-import type { AcceptedRequest, RunContext, RunEvent, RunInput } from './types.js';
+import { silentTelemetry, unprovidedLayers } from '../placeholder.js';
+import type { LayerRequest, RunChartEvent, RunContext, RunInput } from './types.js';
+
+export type { ToolExecutionInput, ApprovalWaitInput, ModelStepInput } from './types.js';
 
 /** What the telemetry actor receives: one mark per state entry, exit, decision, model step and tool call. */
 export type TelemetryEvent = { type: 'telemetry.mark'; mark: TelemetryMark };
@@ -16,16 +15,9 @@ export interface TelemetryInput {
   runId: string;
 }
 
-/**
- * The tool call the chart hands the gateway, with the hash the call was planned (and approved)
- * with; the actor refuses arguments that no longer match it and sets the absolute deadline.
- */
-export type ToolExecutionInput = Omit<ExecuteRequest, 'deadline'> & { argsHash: string };
-
-/** Which parked call an approval deadline belongs to. */
-export interface ApprovalWaitInput {
+/** Input of the layers actor. */
+export interface LayersInput {
   runId: string;
-  callId: string;
 }
 
 /** The named `mark` action with its params; typed loosely because setup's own actions cannot name each other. */
@@ -35,16 +27,11 @@ export const runSetup = setup({
   types: {
     input: {} as RunInput,
     context: {} as RunContext,
-    events: {} as RunEvent,
+    events: {} as RunChartEvent,
   },
   actors: {
-    acceptRequest: placeholder<AcceptedRequest, RunInput>('acceptRequest'),
-    evaluatePolicy: placeholder<PolicyDecision, PolicyRequest>('evaluatePolicy'),
-    recallMemory: placeholder<RecallResult, RecallQuery>('recallMemory'),
-    callModel: placeholder<ModelResponse, ModelRequest & { runId: string }>('callModel'),
-    executeTool: placeholder<ExecuteResult, ToolExecutionInput>('executeTool'),
-    enqueueBackground: placeholder<void, { tasks: BackgroundTask[] }>('enqueueBackground'),
-    awaitApproval: placeholder<void, ApprovalWaitInput>('awaitApproval'),
+    /** The run's one service actor: every layer call goes to it as a request event and comes back as an answer event. */
+    callLayers: unprovidedLayers<LayerRequest, LayersInput>(),
     recordTelemetry: silentTelemetry<TelemetryEvent, TelemetryInput>(),
   },
   guards: {
@@ -74,6 +61,8 @@ export const runSetup = setup({
     isBackgroundDisabled: ({ context }) => !context.settings.backgroundUpdates,
   },
   actions: {
+    /** Asks the layers: the request goes to the run's `callLayers` actor, whose answer comes back as an event. */
+    request: sendTo('callLayers', (_, params: { request: LayerRequest }) => params.request),
     /** Sends one mark to the telemetry actor; telemetry swallows its own failures. */
     mark: enqueueActions(({ enqueue }, params: { mark: TelemetryMark }) => {
       enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: params.mark } satisfies TelemetryEvent);
@@ -115,7 +104,7 @@ export function decisionRecord(
     ruleId: decision.ruleId,
     reason: decision.reason,
     stage,
-    principalId: extra.principalId ?? context.principalId,
+    principalId: extra.principalId ?? context.accepted.principalId,
     ...(extra.capability ? { capability: extra.capability } : {}),
     ...(extra.callId ? { callId: extra.callId } : {}),
     ...(extra.argsHash ? { argsHash: extra.argsHash } : {}),
@@ -128,4 +117,15 @@ export function traced(state: string) {
     entry: { type: 'mark', params: { mark: { kind: 'state.enter', state } } } as const,
     exit: { type: 'mark', params: { mark: { kind: 'state.exit', state } } } as const,
   };
+}
+
+/**
+ * A state that asks the layers one thing: entry and exit marks, the request sent on entry, and
+ * the same request sent again on `run.resume` (a restored run's request was lost with the process;
+ * effects carry idempotency keys, so asking twice is safe).
+ */
+export function asking(state: string, build: (context: RunContext) => LayerRequest) {
+  const ask = { type: 'request', params: ({ context }: { context: RunContext }) => ({ request: build(context) }) } as const;
+  const marks = traced(state);
+  return { entry: [marks.entry, ask], exit: marks.exit, resume: { actions: ask } };
 }

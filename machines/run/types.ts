@@ -2,9 +2,12 @@ import type { RunchartErrorData } from '../../src/errors.js';
 import type { PinnedCapability } from '../../src/catalog/contract.js';
 import type { ExecuteResult } from '../../src/execution/contract.js';
 import type { ChatMessage, ModelResponse } from '../../src/models/contract.js';
-import type { HistoryTurn, MemoryItem } from '../../src/memory/contract.js';
 import type { DecisionRecord } from '../../src/policy/contract.js';
 import type { BackgroundTask } from '../../src/background/contract.js';
+import type { ExecuteRequest } from '../../src/execution/contract.js';
+import type { RecallQuery, RecallResult } from '../../src/memory/contract.js';
+import type { ModelRequest } from '../../src/models/contract.js';
+import type { PolicyDecision, PolicyRequest } from '../../src/policy/contract.js';
 
 /** The parts of the config a run needs, resolved once at start and kept in context. */
 export interface RunSettings {
@@ -91,20 +94,20 @@ export interface RunUsage {
   outputTokens: number;
 }
 
-/** The run's context: plain JSON, persisted and restored as it is. */
+/**
+ * The run's context: plain JSON, persisted and restored as it is. Kept to few top-level keys
+ * (what ingress and retrieval produce is kept whole): XState copies the context with
+ * `Object.assign` on every assign, which V8 slows down tenfold past about twenty keys.
+ */
 export interface RunContext {
   runId: string;
   settings: RunSettings;
+  /** The caller's raw request until ingress has parsed it; null after. */
   request: unknown;
-  traceId: string;
-  parentSpanId: string | null;
-  tenantId: string;
-  principalId: string;
-  sessionId: string | null;
-  input: string;
-  capabilities: PinnedCapability[];
-  recalled: MemoryItem[];
-  history: HistoryTurn[];
+  /** What ingress accepted: identity, trace, input and the pinned capabilities (empty until then). */
+  accepted: AcceptedRequest;
+  /** What retrieval recalled for the input (empty until then, or when memory failed). */
+  recalled: RecallResult;
   /** Assistant tool-call messages and tool results of this run, in order. */
   messages: ChatMessage[];
   hops: number;
@@ -119,13 +122,63 @@ export interface RunContext {
   output: string | null;
   warnings: string[];
   background: 'queued' | 'skipped' | 'denied' | 'failed' | null;
+  /** Why the run failed, or why it was cancelled. */
   error: RunchartErrorData | null;
-  cancelReason: string | null;
 }
 
+/** The events a caller sends a run. `run.resume` is sent once by whoever restores a persisted run. */
 export type RunEvent =
   | { type: 'run.cancel'; reason?: string }
+  | { type: 'run.resume' }
   | { type: 'tool.approve'; callId: string; principalId: string; argsHash?: string }
   | { type: 'tool.reject'; callId: string; principalId: string; reason?: string };
+
+/** The model step as the chart asks for it: the request plus the run, so streamed text reaches the run's listeners. */
+export type ModelStepInput = ModelRequest & { runId: string };
+
+/**
+ * The tool call the chart hands the gateway, with the hash the call was planned (and approved)
+ * with; the service refuses arguments that no longer match it and sets the absolute deadline.
+ */
+export type ToolExecutionInput = Omit<ExecuteRequest, 'deadline'> & { argsHash: string };
+
+/** Which parked call an approval deadline belongs to. */
+export interface ApprovalWaitInput {
+  runId: string;
+  callId: string;
+}
+
+/**
+ * What a state asks of the layers, sent to the run's `callLayers` actor on entry. One request is
+ * in flight per run: a new one supersedes (and aborts) the one before, whose answer is dropped.
+ */
+export type LayerRequest =
+  | { type: 'request.accept'; input: RunInput }
+  | { type: 'policy.evaluate'; input: PolicyRequest }
+  | { type: 'memory.recall'; input: RecallQuery }
+  | { type: 'model.step'; input: ModelStepInput }
+  | { type: 'tool.execute'; input: ToolExecutionInput }
+  | { type: 'background.enqueue'; input: { tasks: BackgroundTask[] } }
+  | { type: 'approval.await'; input: ApprovalWaitInput };
+
+/** What `callLayers` answers, one event per outcome of each request; errors arrive as data. */
+export type LayerAnswer =
+  | { type: 'request.accepted'; output: AcceptedRequest }
+  | { type: 'request.refused'; error: RunchartErrorData }
+  | { type: 'policy.decided'; output: PolicyDecision }
+  | { type: 'policy.failed'; error: RunchartErrorData }
+  | { type: 'memory.recalled'; output: RecallResult }
+  | { type: 'memory.failed'; error: RunchartErrorData }
+  | { type: 'model.answered'; output: ModelResponse }
+  | { type: 'model.failed'; error: RunchartErrorData }
+  | { type: 'tool.executed'; output: ExecuteResult }
+  | { type: 'tool.failed'; error: RunchartErrorData }
+  | { type: 'background.queued' }
+  | { type: 'background.failed'; error: RunchartErrorData }
+  | { type: 'approval.expired' }
+  | { type: 'approval.failed'; error: RunchartErrorData };
+
+/** Every event the chart handles: the caller's and the layers' answers. */
+export type RunChartEvent = RunEvent | LayerAnswer;
 
 export type { ModelResponse, BackgroundTask };

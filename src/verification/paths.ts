@@ -2,7 +2,7 @@ import { getAdjacencyMap } from 'xstate/graph';
 import { getInitialSnapshot, type AnyEventObject, type SnapshotFrom } from 'xstate';
 import { runMachine } from '../../machines/run/machine.js';
 import type { AcceptedRequest, RunInput, RunSettings } from '../../machines/run/types.js';
-import { RunchartError } from '../errors.js';
+import { RunchartError, type RunchartErrorData } from '../errors.js';
 import type { ModelResponse } from '../models/contract.js';
 import type { PolicyDecision } from '../policy/contract.js';
 import { parseConfig, settingsFrom } from '../config.js';
@@ -31,7 +31,7 @@ export interface PathStep {
 export interface RunPath {
   states: string[];
   final: string;
-  /** Short labels of the events taken, one per step (`evaluatePolicy:allow`, `tool.approve`, …). */
+  /** Short labels of the events taken, one per step (`policy.decided:allow`, `tool.approve`, …). */
   events: string[];
   steps: PathStep[];
 }
@@ -84,16 +84,18 @@ const decisions: PolicyDecision[] = [
   { verdict: 'deny', ruleId: 'default-deny', reason: 'no rule matched' },
 ];
 
-const done = (id: string, output: unknown) => ({ type: `xstate.done.actor.${id}`, output });
-const failure = (id: string) => ({ type: `xstate.error.actor.${id}`, error: new RunchartError('internal', 'runtime', `sample failure of ${id}`) });
+const failure = (type: string, layer: RunchartErrorData['layer']) => ({
+  type,
+  error: { kind: 'internal', layer, message: `${layer}: sample failure`, retryable: false } satisfies RunchartErrorData,
+});
 
 /**
- * A sample of every event the chart handles, for the given state: a done event for each outcome
- * of each actor, an error event for each actor, the external events. A test proves the list is
+ * A sample of every event the chart handles, for the given state: an answer for each outcome of
+ * each layer request, a failure for each, the external events. A test proves the list is
  * complete; the traversal keeps only the events each state handles.
  */
 export function sampleEventsFor(snapshot: RunSnapshot): AnyEventObject[] {
-  // An error event no active state handles would put the machine itself in error: offer each state only its own events.
+  // Offer each state only its own events: the walk then tries nothing a state would ignore.
   const handled = new Set<string>(snapshot._nodes.flatMap((node) => node.ownEvents));
   return allSampleEvents(snapshot).filter((event) => handled.has(event.type));
 }
@@ -101,24 +103,25 @@ export function sampleEventsFor(snapshot: RunSnapshot): AnyEventObject[] {
 function allSampleEvents(snapshot: RunSnapshot): AnyEventObject[] {
   const callId = snapshot.context.calls[snapshot.context.cursor]?.callId ?? 'c0.0';
   return [
-    done('acceptRequest', sampleAccepted),
-    failure('acceptRequest'),
-    ...decisions.map((decision) => done('evaluatePolicy', decision)),
-    failure('evaluatePolicy'),
-    done('recallMemory', { items: [], history: [] }),
-    failure('recallMemory'),
-    ...Object.values(sampleModelResponses).map((response) => done('callModel', response)),
-    failure('callModel'),
-    done('executeTool', { status: 'ok', output: 1 }),
-    done('executeTool', { status: 'error', error: { kind: 'tool-failed', message: 'sample tool failure', retryable: false } }),
-    failure('executeTool'),
-    done('enqueueBackground', undefined),
-    failure('enqueueBackground'),
-    done('awaitApproval', undefined),
-    failure('awaitApproval'),
+    { type: 'request.accepted', output: sampleAccepted },
+    failure('request.refused', 'ingress'),
+    ...decisions.map((decision) => ({ type: 'policy.decided', output: decision })),
+    failure('policy.failed', 'policy'),
+    { type: 'memory.recalled', output: { items: [], history: [] } },
+    failure('memory.failed', 'memory'),
+    ...Object.values(sampleModelResponses).map((response) => ({ type: 'model.answered', output: response })),
+    failure('model.failed', 'model'),
+    { type: 'tool.executed', output: { status: 'ok', output: 1 } },
+    { type: 'tool.executed', output: { status: 'error', error: { kind: 'tool-failed', message: 'sample tool failure', retryable: false } } },
+    failure('tool.failed', 'execution'),
+    { type: 'background.queued' },
+    failure('background.failed', 'background'),
+    { type: 'approval.expired' },
+    failure('approval.failed', 'runtime'),
     { type: 'tool.approve', callId, principalId: 'approver' },
     { type: 'tool.reject', callId, principalId: 'approver', reason: 'sample' },
     { type: 'run.cancel' },
+    { type: 'run.resume' },
   ];
 }
 
@@ -139,20 +142,17 @@ export function serialize(snapshot: RunSnapshot): string {
 }
 
 function eventLabel(event: AnyEventObject): { label: string; verdict?: PolicyDecision['verdict'] } {
-  const match = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
-  if (!match) return { label: event.type };
-  if (match[1] === 'error') return { label: `${match[2]}:threw` };
   const output = (event as { output?: unknown }).output;
-  if (match[2] === 'evaluatePolicy') {
+  if (event.type === 'policy.decided') {
     const decision = output as PolicyDecision;
-    return { label: `evaluatePolicy:${decision.verdict}${decision.ruleId === 'default-deny' ? '(default)' : ''}`, verdict: decision.verdict };
+    return { label: `policy.decided:${decision.verdict}${decision.ruleId === 'default-deny' ? '(default)' : ''}`, verdict: decision.verdict };
   }
-  if (match[2] === 'callModel') {
+  if (event.type === 'model.answered') {
     const name = Object.entries(sampleModelResponses).find(([, response]) => response === output)?.[0] ?? 'response';
-    return { label: `callModel:${name}` };
+    return { label: `model.answered:${name}` };
   }
-  if (match[2] === 'executeTool') return { label: `executeTool:${(output as { status: string }).status}` };
-  return { label: `${match[2]}:done` };
+  if (event.type === 'tool.executed') return { label: `tool.executed:${(output as { status: string }).status}` };
+  return { label: event.type };
 }
 
 /** Past this many paths the walk stops: too many to check in reasonable time (or a loop it cannot bound). */

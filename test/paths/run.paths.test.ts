@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getNextSnapshot } from 'xstate';
+import { getStateNodes } from 'xstate/graph';
+import { answers } from '../../machines/run/requests.js';
 import { runMachine } from '../../machines/run/machine.js';
 import { checkPath, checkPolicyCoverage, type CoverageRule } from '../../src/verification/coverage.js';
 import {
@@ -57,26 +59,55 @@ describe('the sample events', () => {
     expect([...sampledEventTypes()].filter((type) => !handled.has(type))).toEqual([]);
   });
 
-  it('has a done and an error sample for every invoked actor whose outcome the chart handles', () => {
+  it('invokes two actors for the life of the run, and samples both answers of every layer request', () => {
     const sampled = sampledEventTypes();
     const invoked = invokedActors();
-    expect(invoked.map((actor) => actor.id)).toEqual(expect.arrayContaining(['telemetry', 'acceptRequest', 'evaluatePolicy', 'recallMemory', 'callModel', 'executeTool', 'enqueueBackground']));
-    for (const { id, src } of invoked) {
+    expect(invoked).toEqual([
+      { id: 'telemetry', src: 'recordTelemetry', state: 'run' },
       // Style: an invoked actor uses one verb phrase as both id and src.
-      expect(src, id).toBe(id === 'telemetry' ? 'recordTelemetry' : id);
-      if (id === 'telemetry') continue;
-      expect(runMachine.events, id).toContain(`xstate.done.actor.${id}`);
-      for (const outcome of ['done', 'error']) expect(sampled.has(`xstate.${outcome}.actor.${id}`), `${outcome} sample for ${id}`).toBe(true);
+      { id: 'callLayers', src: 'callLayers', state: 'run' },
+    ]);
+    for (const [request, answer] of Object.entries(answers)) {
+      for (const type of [answer.done, answer.failed]) {
+        expect(runMachine.events, `${request} → ${type}`).toContain(type);
+        expect(sampled.has(type), `sample of ${type}`).toBe(true);
+      }
     }
-    // Telemetry lives as long as the run and never ends it: the chart handles neither of its outcomes.
-    expect(runMachine.events.filter((type) => type.endsWith('.actor.telemetry'))).toEqual([]);
+    // Neither long-lived actor ends the run: the chart handles no outcome of theirs.
+    expect(runMachine.events.filter((type) => type.startsWith('xstate.'))).toEqual([]);
+  });
+
+  it('sends the request of every requesting state again on run.resume, and only there', () => {
+    const requesting = [runMachine.root, ...getStateNodes(runMachine.root)].filter((node) =>
+      node.entry.some((action) => (action as { type?: string }).type === 'request'),
+    );
+    expect(requesting.map((node) => node.path.join('.')).sort()).toEqual(
+      [
+        'assembly',
+        'background.authorizing',
+        'background.queueing',
+        'ingress',
+        'modelStep',
+        'policy',
+        'retrieval',
+        'toolExecution.authorizing',
+        'toolExecution.awaitingApproval',
+        'toolExecution.executing',
+        'toolExecution.reviewing',
+      ].sort(),
+    );
+    for (const node of requesting) {
+      const resume = node.on['run.resume']?.[0];
+      expect(resume?.target, node.id).toBeUndefined();
+      expect(resume?.actions.map((action) => (action as { type?: string }).type), node.id).toEqual(['request']);
+    }
   });
 
   it('offers policy every verdict, including the default deny', () => {
-    const atPolicy = walkSamples({}, [(event) => event.type === 'xstate.done.actor.acceptRequest']);
+    const atPolicy = walkSamples({}, [(event) => event.type === 'request.accepted']);
     expect(stateKey(atPolicy.value)).toBe('policy');
     const decisions = sampleEventsFor(atPolicy)
-      .filter((event) => event.type === 'xstate.done.actor.evaluatePolicy')
+      .filter((event) => event.type === 'policy.decided')
       .map((event) => (event as unknown as { output: { verdict: string; ruleId: string } }).output);
     expect(new Set(decisions.map((decision) => decision.verdict))).toEqual(new Set(['allow', 'deny', 'require_approval']));
     expect(decisions.some((decision) => decision.verdict === 'deny' && decision.ruleId === 'default-deny')).toBe(true);
@@ -84,13 +115,13 @@ describe('the sample events', () => {
 
   it('offers the model an answer for every branch of modelStep', () => {
     const atModel = walkSamples({ maxToolHops: 1 }, [
-      (event) => event.type === 'xstate.done.actor.acceptRequest',
+      (event) => event.type === 'request.accepted',
       (event) => (event as unknown as { output?: { verdict?: string } }).output?.verdict === 'allow',
-      (event) => event.type === 'xstate.done.actor.recallMemory',
+      (event) => event.type === 'memory.recalled',
     ]);
     expect(stateKey(atModel.value)).toBe('modelStep');
     const reached = new Map<string, string | null>();
-    for (const event of sampleEventsFor(atModel).filter((event) => event.type === 'xstate.done.actor.callModel')) {
+    for (const event of sampleEventsFor(atModel).filter((event) => event.type === 'model.answered')) {
       const next = getNextSnapshot(runMachine, atModel, event as never);
       reached.set(`${stateKey(next.value)}:${next.context.error?.kind ?? '-'}`, next.context.error?.message ?? null);
     }
@@ -99,7 +130,7 @@ describe('the sample events', () => {
     );
     // The budget failures are two different budgets: tokens and tool calls per step.
     const budgetEvents = sampleEventsFor(atModel)
-      .filter((event) => event.type === 'xstate.done.actor.callModel')
+      .filter((event) => event.type === 'model.answered')
       .map((event) => getNextSnapshot(runMachine, atModel, event as never).context.error?.message ?? '')
       .filter((message) => message.includes('budget') || message.includes('max_tool_calls_per_step'));
     expect(budgetEvents).toHaveLength(2);
@@ -149,7 +180,7 @@ describe.each([0, 1, 2, 3])('the paths with max_tool_hops %i', (maxToolHops) => 
   it('fail a run whose model asks for a tool once the hops are spent', () => {
     const spent = pathWhere(paths, 'asking for a tool after the last hop', (path) => {
       const last = path.steps.at(-1)!;
-      return path.final === 'failed' && last.from === 'modelStep' && last.event === 'callModel:tool' && last.hops === maxToolHops;
+      return path.final === 'failed' && last.from === 'modelStep' && last.event === 'model.answered:tool' && last.hops === maxToolHops;
     });
     expect(loopCounts(spent).modelSteps).toBe(maxToolHops + 1);
     // …and no path lets the model's tool request through at that hop.
@@ -200,18 +231,18 @@ describe('the paths that must exist', () => {
 
   it('an invalid call (unknown tool) answered to the model without policy or execution', () => {
     pathWhere(paths, 'from modelStep straight back to modelStep', (path) =>
-      path.steps.some((step) => step.from === 'modelStep' && step.to === 'modelStep' && step.event === 'callModel:unknownTool'),
+      path.steps.some((step) => step.from === 'modelStep' && step.to === 'modelStep' && step.event === 'model.answered:unknownTool'),
     );
   });
 
   it('a recall failure that degrades instead of failing', () => {
     // The walk merges a recall failure with a recall (same next state): check the step itself.
     const atRetrieval = walkSamples({}, [
-      (event) => event.type === 'xstate.done.actor.acceptRequest',
+      (event) => event.type === 'request.accepted',
       (event) => (event as unknown as { output?: { verdict?: string } }).output?.verdict === 'allow',
     ]);
     expect(stateKey(atRetrieval.value)).toBe('retrieval');
-    const failure = sampleEventsFor(atRetrieval).find((event) => event.type === 'xstate.error.actor.recallMemory')!;
+    const failure = sampleEventsFor(atRetrieval).find((event) => event.type === 'memory.failed')!;
     const next = getNextSnapshot(runMachine, atRetrieval, failure as never);
     expect(stateKey(next.value)).toBe('modelStep');
     expect(next.context.error).toBeNull();
@@ -229,9 +260,9 @@ describe('the paths that must exist', () => {
     expect(paths.some(defaultPass)).toBe(false);
     const lenient = enumerateRunPaths({ maxToolHops: 1, precheckRequired: false });
     const passed = pathWhere(lenient, 'past a default deny', defaultPass);
-    expect(passed.events[1]).toBe('evaluatePolicy:deny(default)');
+    expect(passed.events[1]).toBe('policy.decided:deny(default)');
     // An explicit deny still denies.
-    expect(lenient.some((path) => path.steps.some((step) => step.from === 'policy' && step.to === 'retrieval' && step.event === 'evaluatePolicy:deny'))).toBe(false);
+    expect(lenient.some((path) => path.steps.some((step) => step.from === 'policy' && step.to === 'retrieval' && step.event === 'policy.decided:deny'))).toBe(false);
   });
 
   it('no background step when background updates are off', () => {
@@ -271,19 +302,19 @@ describe('checkPath', () => {
   });
 
   it('reports precheck-before-effects when the model is reached after a precheck deny', () => {
-    const bad = mutated(allowed, (step) => step.from === 'policy', { verdict: 'deny', event: 'evaluatePolicy:deny' });
+    const bad = mutated(allowed, (step) => step.from === 'policy', { verdict: 'deny', event: 'policy.decided:deny' });
     expect(rulesOf(bad)).toEqual(['precheck-before-effects']);
   });
 
   it('lets a default deny through only when precheck is not required', () => {
     const lenient = enumerateRunPaths({ maxToolHops: 0, precheckRequired: false });
-    const passed = pathWhere(lenient, 'past a default deny', (path) => path.events[1] === 'evaluatePolicy:deny(default)' && path.states.includes('modelStep'));
+    const passed = pathWhere(lenient, 'past a default deny', (path) => path.events[1] === 'policy.decided:deny(default)' && path.states.includes('modelStep'));
     expect(checkPath(passed, { precheckRequired: false })).toEqual([]);
     expect(rulesOf(passed, { precheckRequired: true })).toContain('precheck-before-effects');
   });
 
   it('reports tool-allow-before-execute for an execution after a tool deny', () => {
-    const bad = mutated(allowed, (step) => step.from === 'toolExecution.authorizing', { verdict: 'deny', event: 'evaluatePolicy:deny' });
+    const bad = mutated(allowed, (step) => step.from === 'toolExecution.authorizing', { verdict: 'deny', event: 'policy.decided:deny' });
     expect(rulesOf(bad)).toEqual(['tool-allow-before-execute']);
   });
 
@@ -293,29 +324,29 @@ describe('checkPath', () => {
   });
 
   it('reports tool-allow-before-execute for an execution after a refused approver', () => {
-    const bad = mutated(approved, (step) => step.from === 'toolExecution.reviewing', { verdict: 'deny', event: 'evaluatePolicy:deny' });
+    const bad = mutated(approved, (step) => step.from === 'toolExecution.reviewing', { verdict: 'deny', event: 'policy.decided:deny' });
     expect(rulesOf(bad)).toEqual(['tool-allow-before-execute']);
   });
 
   it('reports tool-allow-before-execute for an approval without a require_approval in front of it', () => {
-    const bad = mutated(approved, (step) => step.from === 'toolExecution.authorizing', { verdict: 'allow', event: 'evaluatePolicy:allow' });
+    const bad = mutated(approved, (step) => step.from === 'toolExecution.authorizing', { verdict: 'allow', event: 'policy.decided:allow' });
     expect(rulesOf(bad)).toEqual(expect.arrayContaining(['tool-allow-before-execute', 'approval-before-park']));
   });
 
   it('reports approval-before-park for a park without a require_approval', () => {
-    const bad = mutated(parked, (step) => step.to === 'toolExecution.awaitingApproval', { verdict: 'allow', event: 'evaluatePolicy:allow' });
+    const bad = mutated(parked, (step) => step.to === 'toolExecution.awaitingApproval', { verdict: 'allow', event: 'policy.decided:allow' });
     expect(rulesOf(bad)).toEqual(['approval-before-park']);
-    const fromElsewhere = mutated(parked, (step) => step.to === 'toolExecution.awaitingApproval', { from: 'modelStep', verdict: undefined, event: 'callModel:tool' });
+    const fromElsewhere = mutated(parked, (step) => step.to === 'toolExecution.awaitingApproval', { from: 'modelStep', verdict: undefined, event: 'model.answered:tool' });
     expect(rulesOf(fromElsewhere)).toContain('approval-before-park');
   });
 
   it('reports output-allow-before-release for a release after an output deny', () => {
-    const bad = mutated(allowed, (step) => step.from === 'assembly', { verdict: 'deny', event: 'evaluatePolicy:deny' });
+    const bad = mutated(allowed, (step) => step.from === 'assembly', { verdict: 'deny', event: 'policy.decided:deny' });
     expect(rulesOf(bad)).toEqual(['output-allow-before-release']);
   });
 
   it('reports memory-write-allow-before-queue for a write-back after a memory.write deny', () => {
-    const bad = mutated(allowed, (step) => step.to === 'background.queueing', { verdict: 'require_approval', event: 'evaluatePolicy:require_approval' });
+    const bad = mutated(allowed, (step) => step.to === 'background.queueing', { verdict: 'require_approval', event: 'policy.decided:require_approval' });
     expect(rulesOf(bad)).toEqual(['memory-write-allow-before-queue']);
   });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PinnedCapability } from '../../src/catalog/contract.js';
+import { RunchartErrorData } from '../../src/errors.js';
 import { ExecuteResult } from '../../src/execution/contract.js';
 import { RecallResult } from '../../src/memory/contract.js';
 import { ModelResponse } from '../../src/models/contract.js';
@@ -95,19 +96,17 @@ describe('the arbitraries', () => {
     fc.assert(fc.property(acceptedRequest, (request) => request.capabilities.forEach((capability) => void PinnedCapability.parse(capability))));
   });
 
-  it('generate chart events whose outputs meet the contract of the actor they claim to come from', () => {
+  it('generate chart events whose outputs meet the contract of the layer they claim to come from, and errors as data', () => {
     const contracts: Record<string, { parse(value: unknown): unknown }> = {
-      evaluatePolicy: PolicyDecision,
-      recallMemory: RecallResult,
-      callModel: ModelResponse,
-      executeTool: ExecuteResult,
+      'policy.decided': PolicyDecision,
+      'memory.recalled': RecallResult,
+      'model.answered': ModelResponse,
+      'tool.executed': ExecuteResult,
     };
     fc.assert(
       fc.property(runEvent, (event) => {
-        const done = /^xstate\.done\.actor\.(.+)$/.exec(event.type);
-        const contract = done ? contracts[done[1]!] : undefined;
-        if (contract) contract.parse((event as { output?: unknown }).output);
-        if (event.type.startsWith('xstate.error.actor.')) expect((event as { error?: unknown }).error).toBeInstanceOf(Error);
+        contracts[event.type]?.parse((event as { output?: unknown }).output);
+        if (event.type.endsWith('.failed') || event.type === 'request.refused') RunchartErrorData.parse((event as { error?: unknown }).error);
       }),
       { numRuns: 200 },
     );

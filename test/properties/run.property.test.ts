@@ -50,8 +50,10 @@ function checkRun(value: Scenario, run: ScenarioRun): void {
 
   // (c) Result invariants.
   expect(result.status).toBe(final.value);
-  expect(result.status === 'failed').toBe(result.error !== undefined);
+  // An error says why a run failed or was cancelled, and is there for nothing else.
+  expect(result.status === 'failed' || result.status === 'cancelled').toBe(result.error !== undefined);
   if (result.error) RunchartErrorData.parse(result.error);
+  if (result.status === 'cancelled') expect(result.error?.kind).toBe('cancelled');
   expect(result.usage.modelCalls).toBeLessThanOrEqual(value.maxToolHops + 1);
   for (const decision of result.decisions) {
     DecisionRecord.parse(decision);
@@ -155,11 +157,11 @@ describe('the pure step function', () => {
     return visited;
   }
 
-  it('records an error exactly when the run fails', () => {
+  it('records an error exactly when the run fails or is cancelled', () => {
     fc.assert(
       fc.property(settings, fc.array(step, { maxLength: 30 }), (options, steps) => {
         for (const snapshot of walk(options, steps)) {
-          expect(snapshot.context.error !== null).toBe(snapshot.matches('failed'));
+          expect(snapshot.context.error !== null).toBe(snapshot.matches('failed') || snapshot.matches('cancelled'));
         }
       }),
       { numRuns: 300 },

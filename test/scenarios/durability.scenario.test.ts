@@ -46,7 +46,7 @@ describe('persisted snapshots by schema version', () => {
 
   it('refuses a snapshot of an unknown version, naming both versions, and still resumes the others', async () => {
     const runStore = createInMemoryRunStore();
-    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), runId: 'from-v2', schemaVersion: 2 });
+    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), runId: 'from-v3', schemaVersion: 3 });
     await runStore.save(await fixture('v1-awaiting-approval.json'));
     const warnings: unknown[] = [];
     const runtime = createRuntime({
@@ -59,7 +59,7 @@ describe('persisted snapshots by schema version', () => {
     expect(handles.map((handle) => handle.runId)).toEqual(['run-fixture-v1']);
     expect((await handles[0]!.result).status).toBe('awaiting_approval');
     expect(isRunchartError(warnings[0])).toBe(true);
-    expect((warnings[0] as Error).message).toMatch(/from-v2 was saved with schemaVersion 2.*schemaVersion 1/);
+    expect((warnings[0] as Error).message).toMatch(/from-v3 was saved with schemaVersion 3.*schemaVersion 1 to 2/);
   });
 });
 

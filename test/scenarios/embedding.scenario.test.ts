@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise, setup, waitFor } from 'xstate';
+import { createActor, setup, waitFor } from 'xstate';
 import { z } from 'zod';
 import {
-  backgroundActor,
+  backgroundService,
   createCatalog,
   createGateway,
   createInMemoryMemory,
@@ -12,11 +12,12 @@ import {
   createRuntime,
   createRulesPolicy,
   defineCapability,
-  executionActor,
-  ingressActor,
-  modelActor,
-  policyActor,
-  recallActor,
+  executionService,
+  ingressService,
+  layersActor,
+  modelService,
+  policyService,
+  recallService,
   runMachine,
   settingsFrom,
   parseConfig,
@@ -57,14 +58,14 @@ describe('the embedded defaults', () => {
     // Finished runs leave the active document for the append-only file.
     expect(JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs).toEqual({});
     const finished = readFileSync(join(dir, 'runs-finished.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 1, status: 'completed', tenantId: 'acme' })]);
+    expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 2, status: 'completed', tenantId: 'acme' })]);
     // A finished run's journal entries are forgotten: nothing will replay its calls.
     expect(JSON.parse(readFileSync(join(dir, 'journal.json'), 'utf8')).entries).toEqual({});
   });
 });
 
 describe('the run machine in your own XState system', () => {
-  it('runs as a child actor of a parent machine, with the layers provided through the actor factories', async () => {
+  it('runs as a child actor of a parent machine, with the layers provided through the service factories', async () => {
     const config = parseConfig({ policy: { rules } });
     const catalog = createCatalog([add]);
     const policy = createRulesPolicy(config.policy.rules);
@@ -72,13 +73,15 @@ describe('the run machine in your own XState system', () => {
     const queue = createMemoryQueue({ handlers: { 'memory.write': async () => {} } });
     const provided = runMachine.provide({
       actors: {
-        acceptRequest: ingressActor({ maxInputChars: 1000, requireTraceId: false, catalog, policy, newTraceId: () => '4bf92f3577b34da6a3ce929d0e0e4736' }),
-        evaluatePolicy: policyActor(policy),
-        recallMemory: recallActor(memory),
-        callModel: modelActor(scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 20, b: 22 } }] }, { text: '42' }])),
-        executeTool: executionActor(createGateway({ catalog }), { now: Date.now, deadlineMs: 5_000 }),
-        enqueueBackground: backgroundActor(queue, []),
-        awaitApproval: fromPromise(async () => new Promise<void>(() => {})),
+        callLayers: layersActor({
+          acceptRequest: ingressService({ maxInputChars: 1000, requireTraceId: false, catalog, policy, newTraceId: () => '4bf92f3577b34da6a3ce929d0e0e4736' }),
+          evaluatePolicy: policyService(policy),
+          recallMemory: recallService(memory),
+          callModel: modelService(scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 20, b: 22 } }] }, { text: '42' }])),
+          executeTool: executionService(createGateway({ catalog }), { now: Date.now, deadlineMs: 5_000 }),
+          enqueueBackground: backgroundService(queue, []),
+          awaitApproval: () => new Promise<void>(() => {}),
+        }),
       },
     });
     const parent = setup({
@@ -105,5 +108,14 @@ describe('the run machine in your own XState system', () => {
     const result = toRunResult(finished.value, finished.context as RunContext);
     expect(result).toMatchObject({ status: 'completed', output: '42', usage: { modelCalls: 2, toolCalls: 1 } });
     await waitFor(actor, (snapshot) => snapshot.status === 'done');
+  });
+
+  it('fails a run whose layers are not provided, naming what to provide', async () => {
+    const config = parseConfig({});
+    const actor = createActor(runMachine, { input: { runId: 'bare-1', request: { input: 'hi', tenantId: 'acme', principalId: 'u' }, settings: settingsFrom(config) } }).start();
+    const finished = await waitFor(actor, (snapshot) => snapshot.status === 'done');
+    expect(finished.value).toBe('failed');
+    expect(finished.context.error).toMatchObject({ kind: 'not-provided', layer: 'runtime' });
+    expect(finished.context.error?.message).toMatch(/request\.accept.*callLayers.*acceptRequest/);
   });
 });

@@ -183,7 +183,7 @@ describe('cancel', () => {
     expect(model.signals).toHaveLength(1);
     expect(model.signals[0]!.aborted).toBe(true);
     expect(result.usage.modelCalls).toBe(0);
-    expect(handle.actor.getSnapshot().context.cancelReason).toBe('the user left');
+    expect(result.error).toEqual({ kind: 'cancelled', layer: 'runtime', message: 'runtime: the user left', retryable: false });
     model.verify();
   });
 

@@ -4,7 +4,7 @@ import type { AnyEventObject } from 'xstate';
 import { z } from 'zod';
 import type { AcceptedRequest } from '../../machines/run/types.js';
 import type { PinnedCapability } from '../../src/catalog/contract.js';
-import { RunchartError } from '../../src/errors.js';
+import { RunchartError, toRunchartErrorData } from '../../src/errors.js';
 import type { ExecuteResult } from '../../src/execution/contract.js';
 import type { RecallResult } from '../../src/memory/contract.js';
 import type { ModelResponse, ToolCall } from '../../src/models/contract.js';
@@ -177,29 +177,32 @@ export const acceptedRequest: fc.Arbitrary<AcceptedRequest> = fc.record({
   capabilities: fc.constantFrom([pinnedProbe], []),
 });
 
-const actorIds = ['acceptRequest', 'evaluatePolicy', 'recallMemory', 'callModel', 'executeTool', 'enqueueBackground'] as const;
-const done = (id: string, output: unknown): AnyEventObject => ({ type: `xstate.done.actor.${id}`, output });
+const failures = ['request.refused', 'policy.failed', 'memory.failed', 'model.failed', 'tool.failed', 'background.failed', 'approval.failed'] as const;
+const done = (type: string, output: unknown): AnyEventObject => ({ type, output });
 const failure = fc
-  .tuple(fc.constantFrom(...actorIds), fc.string({ maxLength: 20 }), fc.boolean())
-  .map(([id, message, branded]): AnyEventObject => ({
-    type: `xstate.error.actor.${id}`,
-    error: branded ? new RunchartError('internal', 'runtime', message) : new Error(message),
+  .tuple(fc.constantFrom(...failures), fc.string({ maxLength: 20 }), fc.boolean())
+  .map(([type, message, branded]): AnyEventObject => ({
+    type,
+    // What callLayers sends: an error as data, from a RunchartError or any other thrown value.
+    error: toRunchartErrorData(branded ? new RunchartError('internal', 'runtime', message) : new Error(message), 'runtime'),
   }));
 const reviewCallId = fc.oneof(fc.constantFrom('c0.0', 'c1.0', 'c2.0'), fc.stringMatching(/^c[0-9]\.[0-9]$/));
 
 /**
- * Any event the run chart might receive: a done event for each actor with a generated output,
- * an error event for each actor, and the external events.
+ * Any event the run chart might receive: each layer answer with a generated output, each layer
+ * failure, and the external events.
  */
 export const runEvent: fc.Arbitrary<AnyEventObject> = fc.oneof(
-  acceptedRequest.map((output) => done('acceptRequest', output)),
-  policyDecision.map((output) => done('evaluatePolicy', output)),
-  recallResult.map((output) => done('recallMemory', output)),
-  modelStep.map(({ response }) => done('callModel', response)),
-  executeResult.map((output) => done('executeTool', output)),
-  fc.constant(done('enqueueBackground', undefined)),
+  acceptedRequest.map((output) => done('request.accepted', output)),
+  policyDecision.map((output) => done('policy.decided', output)),
+  recallResult.map((output) => done('memory.recalled', output)),
+  modelStep.map(({ response }) => done('model.answered', response)),
+  executeResult.map((output) => done('tool.executed', output)),
+  fc.constant({ type: 'background.queued' }),
+  fc.constant({ type: 'approval.expired' }),
   failure,
   fc.record({ type: fc.constant('tool.approve'), callId: reviewCallId, principalId: fc.constantFrom('approver', 'user-1') }),
   fc.record({ type: fc.constant('tool.reject'), callId: reviewCallId, principalId: fc.constantFrom('approver', 'user-1'), reason: fc.string({ maxLength: 10 }) }),
   fc.record({ type: fc.constant('run.cancel') }),
+  fc.record({ type: fc.constant('run.resume') }),
 );

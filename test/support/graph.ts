@@ -76,7 +76,7 @@ export function observedPath(snapshots: readonly RunSnapshot[]): RunPath {
         : from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing'
           ? `tool.${after.context.review?.kind ?? 'unknown'}`
           : verdict
-            ? `evaluatePolicy:${verdict}`
+            ? `policy.decided:${verdict}`
             : 'observed';
     steps.push({ from, event, to, hops: before.context.hops, cursor: before.context.cursor, ...(verdict ? { verdict } : {}) });
   }

@@ -38,12 +38,16 @@ describe('createRunRecorder', () => {
     const children = events.filter((event) => event.type === '@xstate.actor' && event !== root);
     expect(children.every((event) => event.parentId === root.sessionId)).toBe(true);
     expect(new Set(children.map((event) => event.name))).toEqual(
-      new Set(['telemetry', 'acceptRequest', 'evaluatePolicy', 'recallMemory', 'callModel', 'executeTool', 'enqueueBackground']),
+      new Set(['telemetry', 'callLayers']),
     );
 
     // The events sent to the run, and its snapshots state by state, end to end.
     const sent = events.filter((event) => event.type === '@xstate.event' && event.sessionId === root.sessionId).map((event) => event.event.type);
-    expect(sent).toContain('xstate.done.actor.executeTool');
+    expect(sent).toEqual(expect.arrayContaining(['request.accepted', 'policy.decided', 'memory.recalled', 'model.answered', 'tool.executed', 'background.queued']));
+    // The requests go the other way, from the run to its callLayers actor.
+    const layers = children.find((event) => event.name === 'callLayers')!;
+    const requests = events.filter((event) => event.type === '@xstate.event' && event.sessionId === layers.sessionId).map((event) => event.event.type);
+    expect(requests.filter((type) => type !== 'xstate.init')).toEqual(['request.accept', 'policy.evaluate', 'memory.recall', 'model.step', 'policy.evaluate', 'tool.execute', 'model.step', 'policy.evaluate', 'policy.evaluate', 'background.enqueue']);
     const states = rootSnapshots(events, root.sessionId).map((event) => JSON.stringify(event.snapshot.value));
     expect([...new Set(states)]).toEqual(
       ['"ingress"', '"policy"', '"retrieval"', '"modelStep"', '{"toolExecution":"authorizing"}', '{"toolExecution":"executing"}', '"assembly"', '{"background":"authorizing"}', '{"background":"queueing"}', '"completed"'],
@@ -69,7 +73,7 @@ describe('createRunRecorder', () => {
 
     expect(result.status).toBe('failed');
     const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
-    const failure = events.find((event) => event.type === '@xstate.event' && event.event.type === 'xstate.error.actor.callModel')!;
+    const failure = events.find((event) => event.type === '@xstate.event' && event.event.type === 'model.failed')!;
     expect(failure.event.error).toMatchObject({ message: expect.stringContaining('the model is down') });
     const root = rootOf(events);
     const snapshot = rootSnapshots(events, root.sessionId).find((event) => Object.keys(event.snapshot.children ?? {}).length > 0)!;
@@ -101,7 +105,7 @@ describe('createRunRecorder', () => {
       const root = rootOf(events);
       expect(events.every((event) => event.runId === result.runId && event.rootId === root.sessionId)).toBe(true);
       const last = rootSnapshots(events, root.sessionId).at(-1)!;
-      expect(last.snapshot.context).toMatchObject({ runId: result.runId, principalId: `user-${index + 1}`, output: `echo: ${index === 0 ? 'first' : 'second'}` });
+      expect(last.snapshot.context).toMatchObject({ runId: result.runId, accepted: { principalId: `user-${index + 1}` }, output: `echo: ${index === 0 ? 'first' : 'second'}` });
       sessions.push(new Set(events.map((event) => event.sessionId)));
     }
     expect([...sessions[0]!].filter((session) => sessions[1]!.has(session))).toEqual([]);

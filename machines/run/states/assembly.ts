@@ -1,14 +1,15 @@
-import { toRunchartErrorData } from '../../../src/errors.js';
-import { decisionRecord, runSetup, traced } from '../setup.js';
+import { requests } from '../requests.js';
+import { asking, decisionRecord, runSetup } from '../setup.js';
+
+const outputCheck = asking('assembly', requests.assembly);
 
 /** The output check: the answer is released only with an `output` allow. */
 export const assembly = runSetup.createStateConfig({
-  ...traced('assembly'),
-  invoke: {
-    id: 'evaluatePolicy',
-    src: 'evaluatePolicy',
-    input: ({ context }) => ({ stage: 'output' as const, runId: context.runId, tenantId: context.tenantId, principalId: context.principalId }),
-    onDone: [
+  entry: outputCheck.entry,
+  exit: outputCheck.exit,
+  on: {
+    'run.resume': outputCheck.resume,
+    'policy.decided': [
       {
         guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
         target: 'background',
@@ -19,6 +20,6 @@ export const assembly = runSetup.createStateConfig({
         actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) },
       },
     ],
-    onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+    'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
   },
 });

@@ -1,7 +1,9 @@
 import { assign } from 'xstate';
-import { toRunchartErrorData } from '../../../src/errors.js';
-import { backgroundTasksFor } from '../plan.js';
-import { decisionRecord, runSetup, traced } from '../setup.js';
+import { requests } from '../requests.js';
+import { asking, decisionRecord, runSetup, traced } from '../setup.js';
+
+const authorize = asking('background.authorizing', requests.backgroundAuthorizing);
+const queue = asking('background.queueing', requests.queueing);
 
 /** Queues the turn's write-back behind policy stage `memory.write`; the result is released once it is queued. */
 export const background = runSetup.createStateConfig({
@@ -15,12 +17,11 @@ export const background = runSetup.createStateConfig({
       ],
     },
     authorizing: {
-      ...traced('background.authorizing'),
-      invoke: {
-        id: 'evaluatePolicy',
-        src: 'evaluatePolicy',
-        input: ({ context }) => ({ stage: 'memory.write' as const, runId: context.runId, tenantId: context.tenantId, principalId: context.principalId }),
-        onDone: [
+      entry: authorize.entry,
+      exit: authorize.exit,
+      on: {
+        'run.resume': authorize.resume,
+        'policy.decided': [
           {
             guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
             target: 'queueing',
@@ -34,27 +35,26 @@ export const background = runSetup.createStateConfig({
             ],
           },
         ],
-        onError: {
+        'policy.failed': {
           target: '#run.completed',
           actions: [
             assign({ background: 'failed' }),
-            { type: 'warn', params: ({ event }) => ({ message: `background skipped, policy failed: ${toRunchartErrorData(event.error, 'policy').message}` }) },
+            { type: 'warn', params: ({ event }) => ({ message: `background skipped, policy failed: ${event.error.message}` }) },
           ],
         },
       },
     },
     queueing: {
-      ...traced('background.queueing'),
-      invoke: {
-        id: 'enqueueBackground',
-        src: 'enqueueBackground',
-        input: ({ context }) => ({ tasks: backgroundTasksFor(context) }),
-        onDone: { target: '#run.completed', actions: assign({ background: 'queued' }) },
-        onError: {
+      entry: queue.entry,
+      exit: queue.exit,
+      on: {
+        'run.resume': queue.resume,
+        'background.queued': { target: '#run.completed', actions: assign({ background: 'queued' }) },
+        'background.failed': {
           target: '#run.completed',
           actions: [
             assign({ background: 'failed' }),
-            { type: 'warn', params: ({ event }) => ({ message: `background tasks could not be queued: ${toRunchartErrorData(event.error, 'background').message}` }) },
+            { type: 'warn', params: ({ event }) => ({ message: `background tasks could not be queued: ${event.error.message}` }) },
           ],
         },
       },

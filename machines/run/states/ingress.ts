@@ -1,15 +1,16 @@
 import { assign } from 'xstate';
-import { toRunchartErrorData } from '../../../src/errors.js';
-import { runSetup, traced } from '../setup.js';
+import { requests } from '../requests.js';
+import { asking, runSetup } from '../setup.js';
+
+const accept = asking('ingress', requests.ingress);
 
 /** Parses the caller's request and pins the capabilities this principal may see; nothing else runs for a bad request. */
 export const ingress = runSetup.createStateConfig({
-  ...traced('ingress'),
-  invoke: {
-    id: 'acceptRequest',
-    src: 'acceptRequest',
-    input: ({ context }) => ({ runId: context.runId, request: context.request, settings: context.settings }),
-    onDone: {
+  entry: accept.entry,
+  exit: accept.exit,
+  on: {
+    'run.resume': accept.resume,
+    'request.accepted': {
       target: 'policy',
       actions: [
         {
@@ -29,21 +30,12 @@ export const ingress = runSetup.createStateConfig({
             },
           }),
         },
-        assign(({ event }) => ({
-        request: null,
-        traceId: event.output.traceId,
-        parentSpanId: event.output.parentSpanId ?? null,
-        tenantId: event.output.tenantId,
-        principalId: event.output.principalId,
-        sessionId: event.output.sessionId ?? null,
-        input: event.output.input,
-        capabilities: event.output.capabilities,
-        })),
+        assign({ request: null, accepted: ({ event }) => event.output }),
       ],
     },
-    onError: {
+    'request.refused': {
       target: 'failed',
-      actions: [assign({ request: null }), { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'ingress') }) }],
+      actions: [assign({ request: null }), { type: 'fail', params: ({ event }) => ({ error: event.error }) }],
     },
   },
 });

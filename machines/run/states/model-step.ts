@@ -1,8 +1,8 @@
 import { assign } from 'xstate';
-import { toRunchartErrorData } from '../../../src/errors.js';
 import type { ModelResponse } from '../../../src/models/contract.js';
-import { modelRequestFor, planToolCalls } from '../plan.js';
-import { runSetup, traced } from '../setup.js';
+import { planToolCalls } from '../plan.js';
+import { requests } from '../requests.js';
+import { asking, runSetup } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Done = { context: RunContext; event: { output: ModelResponse } };
@@ -26,14 +26,15 @@ const counted = [
 const failWith = (kind: 'budget-exceeded' | 'model-behavior', message: (done: Done) => string) =>
   ({ type: 'fail', params: (done: Done) => ({ error: { kind, layer: 'model' as const, message: message(done), retryable: false } }) }) as const;
 
+const step = asking('modelStep', requests.modelStep);
+
 /** One model step; the chart, not the model, decides whether another tool round fits the budgets. */
 export const modelStep = runSetup.createStateConfig({
-  ...traced('modelStep'),
-  invoke: {
-    id: 'callModel',
-    src: 'callModel',
-    input: ({ context }) => ({ ...modelRequestFor(context), runId: context.runId }),
-    onDone: [
+  entry: step.entry,
+  exit: step.exit,
+  on: {
+    'run.resume': step.resume,
+    'model.answered': [
       {
         guard: { type: 'isOverTokenBudget', params: response },
         target: 'failed',
@@ -70,7 +71,7 @@ export const modelStep = runSetup.createStateConfig({
         actions: [
           ...counted,
           assign(({ context, event }) => ({
-            calls: planToolCalls(event.output.toolCalls, context.capabilities, context.hops, context.settings.maxToolArgumentChars),
+            calls: planToolCalls(event.output.toolCalls, context.accepted.capabilities, context.hops, context.settings.maxToolArgumentChars),
             cursor: 0,
             messages: [...context.messages, { role: 'assistant' as const, content: event.output.text, toolCalls: event.output.toolCalls }],
           })),
@@ -78,6 +79,6 @@ export const modelStep = runSetup.createStateConfig({
       },
       { target: 'assembly', actions: [...counted, assign({ output: ({ event }) => event.output.text })] },
     ],
-    onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'model') }) } },
+    'model.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
   },
 });

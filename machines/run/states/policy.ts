@@ -1,14 +1,15 @@
-import { toRunchartErrorData } from '../../../src/errors.js';
-import { decisionRecord, runSetup, traced } from '../setup.js';
+import { requests } from '../requests.js';
+import { asking, decisionRecord, runSetup } from '../setup.js';
+
+const precheck = asking('policy', requests.policy);
 
 /** The precheck: blocking, fail closed; the run cannot reach memory or the model without it. */
 export const policy = runSetup.createStateConfig({
-  ...traced('policy'),
-  invoke: {
-    id: 'evaluatePolicy',
-    src: 'evaluatePolicy',
-    input: ({ context }) => ({ stage: 'precheck' as const, runId: context.runId, tenantId: context.tenantId, principalId: context.principalId }),
-    onDone: [
+  entry: precheck.entry,
+  exit: precheck.exit,
+  on: {
+    'run.resume': precheck.resume,
+    'policy.decided': [
       {
         guard: { type: 'isPrecheckPassed', params: ({ event }) => ({ decision: event.output }) },
         target: 'retrieval',
@@ -19,6 +20,6 @@ export const policy = runSetup.createStateConfig({
         actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) },
       },
     ],
-    onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+    'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
   },
 });

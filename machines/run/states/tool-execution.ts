@@ -1,8 +1,8 @@
 import { assign } from 'xstate';
-import { toRunchartErrorData } from '../../../src/errors.js';
 import type { PolicyDecision } from '../../../src/policy/contract.js';
 import { closeCall, toolMessageContent } from '../plan.js';
-import { decisionRecord, runSetup, traced } from '../setup.js';
+import { requests } from '../requests.js';
+import { asking, decisionRecord, runSetup, traced } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Decided = { context: RunContext; event: { output: PolicyDecision } };
@@ -32,6 +32,11 @@ const callMark = (outcome: 'ok' | 'error' | 'denied' | 'rejected' | 'invalid', m
     }),
   }) as const;
 
+const authorize = asking('toolExecution.authorizing', requests.authorizing);
+const park = asking('toolExecution.awaitingApproval', requests.awaitingApproval);
+const review = asking('toolExecution.reviewing', requests.reviewing);
+const execute = asking('toolExecution.executing', requests.executing);
+
 /**
  * The tool calls of one model step, one at a time: each is authorized (policy stage `tool`),
  * possibly parked for approval, then executed through the gateway; then back to the model.
@@ -58,20 +63,11 @@ export const toolExecution = runSetup.createStateConfig({
       ],
     },
     authorizing: {
-      ...traced('toolExecution.authorizing'),
-      invoke: {
-        id: 'evaluatePolicy',
-        src: 'evaluatePolicy',
-        input: ({ context }) => ({
-          stage: 'tool' as const,
-          runId: context.runId,
-          tenantId: context.tenantId,
-          principalId: context.principalId,
-          capability: current(context).capability!,
-          version: current(context).version!,
-          callId: current(context).callId,
-        }),
-        onDone: [
+      entry: authorize.entry,
+      exit: authorize.exit,
+      on: {
+        'run.resume': authorize.resume,
+        'policy.decided': [
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'executing',
@@ -98,34 +94,29 @@ export const toolExecution = runSetup.createStateConfig({
             ],
           },
         ],
-        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+        'policy.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     awaitingApproval: {
-      ...traced('toolExecution.awaitingApproval'),
       // The approval deadline is absolute and kept outside the chart, so a restored run re-arms it.
-      invoke: {
-        id: 'awaitApproval',
-        src: 'awaitApproval',
-        input: ({ context }) => ({ runId: context.runId, callId: current(context).callId }),
-        onDone: {
+      entry: park.entry,
+      exit: park.exit,
+      on: {
+        'run.resume': park.resume,
+        'approval.expired': {
           target: 'next',
           actions: [
             callMark('rejected', () => 'no approval before the deadline'),
             assign(({ context }) => closeCall(context, { status: 'rejected', reason: 'no approval arrived before the approval deadline' })),
           ],
         },
-        onError: {
+        'approval.failed': {
           target: 'next',
           actions: [
             callMark('rejected', () => 'the approval timer failed'),
-            assign(({ context, event }) =>
-              closeCall(context, { status: 'rejected', reason: `the approval could not be awaited: ${toRunchartErrorData(event.error, 'runtime').message}` }),
-            ),
+            assign(({ context, event }) => closeCall(context, { status: 'rejected', reason: `the approval could not be awaited: ${event.error.message}` })),
           ],
         },
-      },
-      on: {
         'tool.approve': {
           guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, argsHash: event.argsHash }) },
           target: 'reviewing',
@@ -149,20 +140,11 @@ export const toolExecution = runSetup.createStateConfig({
       },
     },
     reviewing: {
-      ...traced('toolExecution.reviewing'),
-      invoke: {
-        id: 'evaluatePolicy',
-        src: 'evaluatePolicy',
-        input: ({ context }) => ({
-          stage: 'approval' as const,
-          runId: context.runId,
-          tenantId: context.tenantId,
-          principalId: context.review!.principalId,
-          capability: current(context).capability!,
-          version: current(context).version!,
-          callId: current(context).callId,
-        }),
-        onDone: [
+      entry: review.entry,
+      exit: review.exit,
+      on: {
+        'run.resume': review.resume,
+        'policy.decided': [
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'reviewed',
@@ -176,7 +158,7 @@ export const toolExecution = runSetup.createStateConfig({
             ],
           },
         ],
-        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'policy') }) } },
+        'policy.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
       },
     },
     reviewed: {
@@ -193,7 +175,7 @@ export const toolExecution = runSetup.createStateConfig({
     },
     executing: {
       entry: [
-        traced('toolExecution.executing').entry,
+        execute.entry[0],
         {
           type: 'mark',
           params: ({ context }) => ({
@@ -207,23 +189,12 @@ export const toolExecution = runSetup.createStateConfig({
             },
           }),
         },
+        execute.entry[1],
       ],
-      exit: traced('toolExecution.executing').exit,
-      invoke: {
-        id: 'executeTool',
-        src: 'executeTool',
-        input: ({ context }) => ({
-          capability: current(context).capability!,
-          version: current(context).version!,
-          arguments: current(context).arguments,
-          argsHash: current(context).argsHash,
-          idempotencyKey: `${context.runId}:${current(context).callId}`,
-          runId: context.runId,
-          callId: current(context).callId,
-          tenantId: context.tenantId,
-          principalId: context.principalId,
-        }),
-        onDone: {
+      exit: execute.exit,
+      on: {
+        'run.resume': execute.resume,
+        'tool.executed': {
           target: 'next',
           actions: [
             {
@@ -246,7 +217,7 @@ export const toolExecution = runSetup.createStateConfig({
             })),
           ],
         },
-        onError: { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: toRunchartErrorData(event.error, 'execution') }) } },
+        'tool.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
       },
     },
   },

@@ -1,0 +1,52 @@
+import { RunchartError } from '../errors.js';
+import { SCHEMA_VERSION, type PersistedRun } from './contract.js';
+
+type Json = Record<string, unknown>;
+
+/**
+ * v1 → v2. v1 kept identity and recall as flat context keys and invoked one actor per step; v2
+ * keeps them as `accepted` and `recalled` (fewer keys make every context update cheaper), puts a
+ * cancel reason in `error`, and has one `callLayers` actor that a restored run asks again
+ * (`run.resume`), so v1's step actors are dropped.
+ */
+function fromV1(snapshot: Json): Json {
+  const context = snapshot.context as Json;
+  const { traceId, parentSpanId, tenantId, principalId, sessionId, input, capabilities, recalled, history, cancelReason, ...rest } = context;
+  const accepted: Json = { traceId, tenantId, principalId, input, capabilities };
+  if (parentSpanId) accepted.parentSpanId = parentSpanId;
+  if (sessionId) accepted.sessionId = sessionId;
+  const error = rest.error ?? (cancelReason ? { kind: 'cancelled', layer: 'runtime', message: `runtime: ${String(cancelReason)}`, retryable: false } : null);
+  const children = (snapshot.children ?? {}) as Json;
+  const telemetry = children.telemetry;
+  const done = snapshot.status !== 'active';
+  return {
+    ...snapshot,
+    context: { ...rest, accepted, recalled: { items: recalled ?? [], history: history ?? [] }, error },
+    children: done
+      ? {}
+      : {
+          ...(telemetry ? { telemetry } : {}),
+          callLayers: { snapshot: { status: 'active', input: { runId: context.runId } }, src: 'callLayers', syncSnapshot: false },
+        },
+  };
+}
+
+const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1 };
+
+/**
+ * A stored run in the format this build runs: runs of an earlier schemaVersion are migrated step
+ * by step; a run of an unknown version is refused with a message naming both.
+ */
+export function readableRun(run: PersistedRun): PersistedRun {
+  if (run.schemaVersion === SCHEMA_VERSION) return run;
+  if (!Number.isInteger(run.schemaVersion) || run.schemaVersion < 1 || run.schemaVersion > SCHEMA_VERSION) {
+    throw new RunchartError(
+      'contract-violation',
+      'store',
+      `store: run ${run.runId} was saved with schemaVersion ${run.schemaVersion}, but this build reads schemaVersion 1 to ${SCHEMA_VERSION}`,
+    );
+  }
+  let snapshot = run.snapshot as Json;
+  for (let version = run.schemaVersion; version < SCHEMA_VERSION; version++) snapshot = migrations[version]!(snapshot);
+  return { ...run, schemaVersion: SCHEMA_VERSION, snapshot };
+}
