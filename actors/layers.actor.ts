@@ -37,10 +37,13 @@ export function layersActor(services: LayerServices) {
   return fromCallback<LayerRequest, LayersInput>(({ receive, sendBack, input }) => {
     const run = new AbortController();
     let latest = 0;
+    /** The newest request has not been answered yet. */
+    let inFlight = false;
     /** Only the approval wait outlives its state (a review supersedes it), so only it gets a signal of its own. */
     let waiting: AbortController | undefined;
     receive((request) => {
       const id = ++latest;
+      inFlight = true;
       waiting?.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped waiting for the approval`));
       waiting = request.type === 'approval.await' ? new AbortController() : undefined;
       const signal = waiting ? AbortSignal.any([run.signal, waiting.signal]) : run.signal;
@@ -54,16 +57,19 @@ export function layersActor(services: LayerServices) {
       pending.then(
         (output) => {
           if (id !== latest || run.signal.aborted) return;
+          inFlight = false;
           sendBack((answer.done === 'background.queued' || answer.done === 'approval.expired' ? { type: answer.done } : { type: answer.done, output }) as LayerAnswer);
         },
         (error: unknown) => {
           if (id !== latest || run.signal.aborted) return;
+          inFlight = false;
           sendBack({ type: answer.failed, error: toRunchartErrorData(error, answer.layer) } as LayerAnswer);
         },
       );
     });
     return () => {
-      run.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped`));
+      // A run that ends on an answer has nothing to abort (and an error built per run costs a stack trace).
+      if (inFlight) run.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped`));
       waiting?.abort();
     };
   });
