@@ -32,6 +32,8 @@ interface Services {
   memory: MemoryLayer;
   tools: ToolSpec[];
   byToolName: Map<string, Capability>;
+  /** Write-backs started after a result was released, as runchart's background queue runs them; awaited by `settle`. */
+  writeBacks: Set<Promise<void>>;
 }
 
 function services(): Services {
@@ -44,7 +46,27 @@ function services(): Services {
     memory: createInMemoryMemory(),
     tools: [{ name: toolNameFor(tool.name), description: tool.description, parameters: tool.parameters }],
     byToolName: new Map([[toolNameFor(tool.name), tool]]),
+    writeBacks: new Set(),
   };
+}
+
+/**
+ * The turn's memory write-back, as runchart's background task does it: started once the result
+ * is released, not awaited by the run.
+ */
+function startWriteBack(services: Services, request: BaselineRequest, output: string | null): void {
+  const done: Promise<void> = services.memory
+    .remember(
+      { tenantId: request.tenantId, principalId: request.principalId, runId: request.runId, input: request.input, output: output ?? '', createdAt: new Date().toISOString() },
+      { idempotencyKey: `${request.runId}:memory.write`, signal: new AbortController().signal },
+    )
+    .finally(() => services.writeBacks.delete(done));
+  services.writeBacks.add(done);
+}
+
+/** Waits for every started write-back. */
+async function settleWriteBacks(services: Services): Promise<void> {
+  while (services.writeBacks.size) await Promise.all([...services.writeBacks]);
 }
 
 interface BaselineRequest {
@@ -61,7 +83,52 @@ function systemMessage(recalled: RecallResult): ChatMessage {
   return { role: 'system', content: systemPrompt + memory };
 }
 
-/** One model step's tool calls: tool-stage policy, zod parse of the arguments, the handler; one tool message per call. */
+/** A planned call: its capability (undefined for an unknown tool) and its id in the run. */
+interface PlannedCall {
+  call: ToolCall;
+  callId: string;
+  capability: Capability | undefined;
+}
+
+const planCalls = (services: Services, calls: ToolCall[], hop: number): PlannedCall[] =>
+  calls.map((call, index) => ({ call, callId: `c${hop}.${index}`, capability: services.byToolName.get(call.name) }));
+
+/** The tool-stage decision for one call. */
+function authorizeCall(services: Services, request: BaselineRequest, planned: PlannedCall, signal: AbortSignal): Promise<PolicyDecision> {
+  const capability = planned.capability!;
+  return services.policy.evaluate(
+    { stage: 'tool', runId: request.runId, tenantId: request.tenantId, principalId: request.principalId, capability: capability.name, version: capability.version, callId: planned.callId },
+    { signal },
+  );
+}
+
+/** One allowed call: JSON and zod parse of the arguments, then the handler; the tool message for the model. */
+async function executeCall(request: BaselineRequest, planned: PlannedCall, signal: AbortSignal): Promise<{ message: ChatMessage; executed: boolean; output?: unknown }> {
+  const { call, callId } = planned;
+  const capability = planned.capability!;
+  let json: unknown;
+  try {
+    json = JSON.parse(call.arguments);
+  } catch (error) {
+    return { message: { role: 'tool', toolCallId: call.id, content: `error: the arguments are not valid JSON (${(error as Error).message})` }, executed: false };
+  }
+  const args = capability.input.safeParse(json);
+  if (!args.success) return { message: { role: 'tool', toolCallId: call.id, content: 'error: the arguments do not match the input schema' }, executed: false };
+  const output = await capability.handler(args.data, {
+    signal,
+    idempotencyKey: `${request.runId}:${callId}`,
+    runId: request.runId,
+    callId,
+    tenantId: request.tenantId,
+    principalId: request.principalId,
+  });
+  return { message: { role: 'tool', toolCallId: call.id, content: JSON.stringify(output ?? null) }, executed: true, output };
+}
+
+const unknownToolMessage = (call: ToolCall): ChatMessage => ({ role: 'tool', toolCallId: call.id, content: `error: unknown tool "${call.name}"` });
+const deniedMessage = (call: ToolCall, decision: PolicyDecision): ChatMessage => ({ role: 'tool', toolCallId: call.id, content: `denied by policy: ${decision.reason}` });
+
+/** One model step's tool calls, one after the other: tool-stage policy, then the call. */
 async function runTools(
   services: Services,
   request: BaselineRequest,
@@ -72,49 +139,27 @@ async function runTools(
   const messages: ChatMessage[] = [];
   let executed = 0;
   let lastOutput: unknown;
-  for (const [index, call] of calls.entries()) {
-    const capability = services.byToolName.get(call.name);
-    if (!capability) {
-      messages.push({ role: 'tool', toolCallId: call.id, content: `error: unknown tool "${call.name}"` });
+  for (const planned of planCalls(services, calls, hop)) {
+    if (!planned.capability) {
+      messages.push(unknownToolMessage(planned.call));
       continue;
     }
-    const callId = `c${hop}.${index}`;
-    const decision = await services.policy.evaluate(
-      { stage: 'tool', runId: request.runId, tenantId: request.tenantId, principalId: request.principalId, capability: capability.name, version: capability.version, callId },
-      { signal },
-    );
+    const decision = await authorizeCall(services, request, planned, signal);
     if (decision.verdict !== 'allow') {
-      messages.push({ role: 'tool', toolCallId: call.id, content: `denied by policy: ${decision.reason}` });
+      messages.push(deniedMessage(planned.call, decision));
       continue;
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(call.arguments);
-    } catch (error) {
-      messages.push({ role: 'tool', toolCallId: call.id, content: `error: the arguments are not valid JSON (${(error as Error).message})` });
-      continue;
+    const result = await executeCall(request, planned, signal);
+    messages.push(result.message);
+    if (result.executed) {
+      executed++;
+      lastOutput = result.output;
     }
-    const args = capability.input.safeParse(json);
-    if (!args.success) {
-      messages.push({ role: 'tool', toolCallId: call.id, content: `error: the arguments do not match the input schema` });
-      continue;
-    }
-    const output = await capability.handler(args.data, {
-      signal,
-      idempotencyKey: `${request.runId}:${callId}`,
-      runId: request.runId,
-      callId,
-      tenantId: request.tenantId,
-      principalId: request.principalId,
-    });
-    executed++;
-    lastOutput = output;
-    messages.push({ role: 'tool', toolCallId: call.id, content: JSON.stringify(output ?? null) });
   }
   return { messages, executed, lastOutput };
 }
 
-/** The hand-written loop: precheck, recall, model ⇄ tools, output check; one AbortController per run. */
+/** The hand-written loop: precheck, recall, model ⇄ tools, output check, memory-write check and write-back; one AbortController per run. */
 async function loopRun(services: Services, request: BaselineRequest): Promise<Outcome> {
   const { signal } = new AbortController();
   const scope = { runId: request.runId, tenantId: request.tenantId, principalId: request.principalId };
@@ -142,6 +187,8 @@ async function loopRun(services: Services, request: BaselineRequest): Promise<Ou
   }
   const outputCheck = await services.policy.evaluate({ stage: 'output', ...scope }, { signal });
   if (outputCheck.verdict !== 'allow') return { status: 'denied', output: null, modelCalls, toolCalls, toolOutput };
+  const writeCheck = await services.policy.evaluate({ stage: 'memory.write', ...scope }, { signal });
+  if (writeCheck.verdict === 'allow') startWriteBack(services, request, output);
   return { status: 'completed', output, modelCalls, toolCalls, toolOutput };
 }
 
@@ -189,7 +236,7 @@ export function asyncLoopWorkload(): Workload {
         },
       };
     },
-    settle: async () => {},
+    settle: () => settleWriteBacks(deps),
     close: async () => {},
   };
 }
@@ -198,6 +245,8 @@ interface ChartContext {
   request: BaselineRequest;
   messages: ChatMessage[];
   hops: number;
+  calls: PlannedCall[];
+  cursor: number;
   modelCalls: number;
   toolCalls: number;
   toolOutput: unknown;
@@ -206,31 +255,45 @@ interface ChartContext {
   error: string | null;
 }
 
-type ToolsInput = { request: BaselineRequest; calls: ToolCall[]; hop: number };
-
-/** A plain XState v5 chart for the same steps: one fresh `fromPromise` actor per step. */
+/** A plain XState v5 chart for the same steps: one fresh `fromPromise` actor per step (9 per one-hop run). */
 function chartFor(deps: Services) {
-  const policyRequest = (context: ChartContext, stage: 'precheck' | 'output'): PolicyRequest => ({
+  const policyRequest = (context: ChartContext, stage: 'precheck' | 'output' | 'memory.write'): PolicyRequest => ({
     stage,
     runId: context.request.runId,
     tenantId: context.request.tenantId,
     principalId: context.request.principalId,
   });
   const failed = { target: 'failed', actions: 'recordError' } as const;
+  const current = (context: ChartContext) => context.calls[context.cursor]!;
   return setup({
     types: { context: {} as ChartContext, input: {} as BaselineRequest, output: {} as Outcome },
     actors: {
       checkPolicy: fromPromise<PolicyDecision, PolicyRequest>(({ input, signal }) => deps.policy.evaluate(input, { signal })),
       recall: fromPromise<RecallResult, RecallQuery>(({ input, signal }) => deps.memory.recall(input, { signal })),
       callModel: fromPromise<ModelResponse, ModelRequest>(({ input, signal }) => deps.model.step(input, { signal })),
-      runTools: fromPromise<Awaited<ReturnType<typeof runTools>>, ToolsInput>(({ input, signal }) => runTools(deps, input.request, input.calls, input.hop, signal)),
+      authorizeCall: fromPromise<PolicyDecision, { request: BaselineRequest; planned: PlannedCall }>(({ input, signal }) => authorizeCall(deps, input.request, input.planned, signal)),
+      executeCall: fromPromise<Awaited<ReturnType<typeof executeCall>>, { request: BaselineRequest; planned: PlannedCall }>(({ input, signal }) =>
+        executeCall(input.request, input.planned, signal),
+      ),
     },
     actions: {
       recordError: assign({ error: ({ event }) => String((event as { error?: unknown }).error) }),
     },
   }).createMachine({
     id: 'baseline',
-    context: ({ input }) => ({ request: input, messages: [], hops: 0, modelCalls: 0, toolCalls: 0, toolOutput: undefined, output: null, status: 'running', error: null }),
+    context: ({ input }) => ({
+      request: input,
+      messages: [],
+      hops: 0,
+      calls: [],
+      cursor: 0,
+      modelCalls: 0,
+      toolCalls: 0,
+      toolOutput: undefined,
+      output: null,
+      status: 'running',
+      error: null,
+    }),
     initial: 'precheck',
     states: {
       precheck: {
@@ -263,31 +326,57 @@ function chartFor(deps: Services) {
             { guard: ({ event }) => event.output.toolCalls.length === 0, target: 'output', actions: assign({ output: ({ event }) => event.output.text, modelCalls: ({ context }) => context.modelCalls + 1 }) },
             { guard: ({ context }) => context.hops >= maxToolHops, target: 'failed', actions: assign({ error: 'hop budget spent' }) },
             {
-              target: 'tools',
+              target: 'nextCall',
               actions: assign({
                 modelCalls: ({ context }) => context.modelCalls + 1,
                 messages: ({ context, event }) => [...context.messages, { role: 'assistant', content: event.output.text, toolCalls: event.output.toolCalls }],
+                calls: ({ context, event }) => planCalls(deps, event.output.toolCalls, context.hops),
+                cursor: 0,
               }),
             },
           ],
           onError: failed,
         },
       },
-      tools: {
-        invoke: {
-          id: 'runTools',
-          src: 'runTools',
-          input: ({ context }) => {
-            const last = context.messages[context.messages.length - 1];
-            return { request: context.request, calls: last?.role === 'assistant' ? (last.toolCalls ?? []) : [], hop: context.hops };
+      nextCall: {
+        always: [
+          { guard: ({ context }) => context.cursor >= context.calls.length, target: 'model', actions: assign({ hops: ({ context }) => context.hops + 1 }) },
+          {
+            guard: ({ context }) => !current(context).capability,
+            target: 'nextCall',
+            reenter: true,
+            actions: assign({ messages: ({ context }) => [...context.messages, unknownToolMessage(current(context).call)], cursor: ({ context }) => context.cursor + 1 }),
           },
+          { target: 'authorizeCall' },
+        ],
+      },
+      authorizeCall: {
+        invoke: {
+          id: 'authorizeCall',
+          src: 'authorizeCall',
+          input: ({ context }) => ({ request: context.request, planned: current(context) }),
+          onDone: [
+            { guard: ({ event }) => event.output.verdict === 'allow', target: 'executeCall' },
+            {
+              target: 'nextCall',
+              actions: assign({ messages: ({ context, event }) => [...context.messages, deniedMessage(current(context).call, event.output)], cursor: ({ context }) => context.cursor + 1 }),
+            },
+          ],
+          onError: failed,
+        },
+      },
+      executeCall: {
+        invoke: {
+          id: 'executeCall',
+          src: 'executeCall',
+          input: ({ context }) => ({ request: context.request, planned: current(context) }),
           onDone: {
-            target: 'model',
+            target: 'nextCall',
             actions: assign({
-              messages: ({ context, event }) => [...context.messages, ...event.output.messages],
-              toolCalls: ({ context, event }) => context.toolCalls + event.output.executed,
-              toolOutput: ({ event }) => event.output.lastOutput,
-              hops: ({ context }) => context.hops + 1,
+              messages: ({ context, event }) => [...context.messages, event.output.message],
+              toolCalls: ({ context, event }) => context.toolCalls + (event.output.executed ? 1 : 0),
+              toolOutput: ({ context, event }) => (event.output.executed ? event.output.output : context.toolOutput),
+              cursor: ({ context }) => context.cursor + 1,
             }),
           },
           onError: failed,
@@ -298,7 +387,19 @@ function chartFor(deps: Services) {
           id: 'checkOutput',
           src: 'checkPolicy',
           input: ({ context }) => policyRequest(context, 'output'),
-          onDone: [{ guard: ({ event }) => event.output.verdict === 'allow', target: 'completed' }, { target: 'denied' }],
+          onDone: [{ guard: ({ event }) => event.output.verdict === 'allow', target: 'authorizeWrite' }, { target: 'denied' }],
+          onError: failed,
+        },
+      },
+      authorizeWrite: {
+        invoke: {
+          id: 'checkWrite',
+          src: 'checkPolicy',
+          input: ({ context }) => policyRequest(context, 'memory.write'),
+          onDone: [
+            { guard: ({ event }) => event.output.verdict === 'allow', target: 'completed', actions: ({ context }) => startWriteBack(deps, context.request, context.output) },
+            { target: 'completed' },
+          ],
           onError: failed,
         },
       },
@@ -368,7 +469,7 @@ export function plainXStateWorkload(): Workload {
         },
       };
     },
-    settle: async () => {},
+    settle: () => settleWriteBacks(deps),
     close: async () => {},
   };
 }
