@@ -37,17 +37,18 @@ export function layersActor(services: LayerServices) {
   return fromCallback<LayerRequest, LayersInput>(({ receive, sendBack, input }) => {
     const run = new AbortController();
     let latest = 0;
-    /** The newest request has not been answered yet. */
-    let inFlight = false;
+    /** Calls not settled yet, superseded ones included: they run on the run's signal until they settle. */
+    let outstanding = 0;
     /** Only the approval wait outlives its state (a review supersedes it), so only it gets a signal of its own. */
     let waiting: AbortController | undefined;
     receive((request) => {
+      const answer = answers[request.type];
+      if (!answer) return; // not a layer request: nothing to call, and the request in flight stays
       const id = ++latest;
-      inFlight = true;
+      outstanding++;
       waiting?.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped waiting for the approval`));
       waiting = request.type === 'approval.await' ? new AbortController() : undefined;
       const signal = waiting ? AbortSignal.any([run.signal, waiting.signal]) : run.signal;
-      const answer = answers[request.type];
       let pending: Promise<unknown>;
       try {
         pending = (services[answer.service] as LayerService<unknown, unknown>)(request.input, { signal });
@@ -56,20 +57,20 @@ export function layersActor(services: LayerServices) {
       }
       pending.then(
         (output) => {
+          outstanding--;
           if (id !== latest || run.signal.aborted) return;
-          inFlight = false;
           sendBack((answer.done === 'background.queued' || answer.done === 'approval.expired' ? { type: answer.done } : { type: answer.done, output }) as LayerAnswer);
         },
         (error: unknown) => {
+          outstanding--;
           if (id !== latest || run.signal.aborted) return;
-          inFlight = false;
           sendBack({ type: answer.failed, error: toRunchartErrorData(error, answer.layer) } as LayerAnswer);
         },
       );
     });
     return () => {
       // A run that ends on an answer has nothing to abort (and an error built per run costs a stack trace).
-      if (inFlight) run.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped`));
+      if (outstanding > 0) run.abort(new RunchartError('cancelled', 'runtime', `runtime: run ${input.runId} stopped`));
       waiting?.abort();
     };
   });

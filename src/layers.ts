@@ -116,11 +116,15 @@ function lazyMemory(open: () => Promise<MemoryLayer>, scrub: <T>(value: T) => T)
 }
 
 function lazyRunStore(open: () => Promise<RunStore>): RunStore {
+  let opened: Promise<RunStore> | undefined;
+  const store = () => (opened ??= open());
   return {
-    save: async (run) => (await open()).save(run),
-    load: async (runId) => (await open()).load(runId),
-    listActive: async () => (await open()).listActive(),
-    list: async (filter) => (await open()).list(filter),
+    save: async (run) => (await store()).save(run),
+    load: async (runId) => (await store()).load(runId),
+    listActive: async () => (await store()).listActive(),
+    list: async (filter) => (await store()).list(filter),
+    // A store never opened has nothing to flush, and is not opened for it.
+    flush: async () => void (opened && (await (await opened).flush?.())),
   };
 }
 

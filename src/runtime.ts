@@ -351,8 +351,9 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         // there (parked, finished) are saved; every other store gets every step, for recovery.
         if (!layers.volatileRunStore || status !== 'running') scheduleSave(entry);
         if (status !== 'running' && arrived) {
-          if (snapshot.status === 'done') retire(runId, entry);
+          // Settled first: the result waits for this step's save, not for the journal cleanup that retiring adds.
           settle(toRunResult(snapshot.value, snapshot.context));
+          if (snapshot.status === 'done') retire(runId, entry);
         }
       },
       error: (error) => {
@@ -528,6 +529,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       await saves();
       await queue.drain();
       await saves();
+      await runStore.flush?.();
     },
     async close() {
       // Background work gets the grace period; then its signals are aborted (the tasks stay queued on disk).
@@ -538,6 +540,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         const stopped = new RunchartError('cancelled', 'runtime', `runtime: the runtime closed before run ${entry.handle.runId} settled; it stays in the store and resumes with recover()`);
         for (const waiter of entry.waiters.splice(0)) waiter.reject(stopped);
       }
+      await runStore.flush?.();
       finishing.clear();
       live.clear();
       queue.close?.();

@@ -149,8 +149,9 @@ export interface ApprovalWaitInput {
 }
 
 /**
- * What a state asks of the layers, sent to the run's `callLayers` actor on entry. One request is
- * in flight per run: a new one supersedes (and aborts) the one before, whose answer is dropped.
+ * What a state asks of the layers, sent to the run's `callLayers` actor on entry. The newest
+ * request is the one the run waits for: an older one's answer is dropped (and an approval wait,
+ * left for a review, is aborted); whatever is still running when the run stops is aborted.
  */
 export type LayerRequest =
   | { type: 'request.accept'; input: RunInput }

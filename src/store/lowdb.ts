@@ -21,6 +21,8 @@ export async function createLowdbRunStore(directory: StoreDirectory): Promise<Ru
   const finishedPath = join(directory.path, 'runs-finished.jsonl');
   const finished = await readFinished(finishedPath, directory.onWarning);
   let appending: Promise<void> = Promise.resolve();
+  /** Removals of finished runs from runs.json: not waited for by save, since the finished line already wins. */
+  const removals = new Set<Promise<void>>();
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   const all = () => [...Object.values(document.data.runs).filter((run) => !finished.has(run.runId)), ...finished.values()];
   return {
@@ -37,10 +39,18 @@ export async function createLowdbRunStore(directory: StoreDirectory): Promise<Ru
       await appended;
       finished.set(run.runId, run);
       if (document.data.runs[run.runId]) {
-        await document.update((data) => {
-          delete data.runs[run.runId];
-        });
+        // The run is durable as finished once its line is appended; the removal rides on the next write.
+        const removal: Promise<void> = document
+          .update((data) => {
+            delete data.runs[run.runId];
+          })
+          .catch((error: unknown) => directory.onWarning(`store: run ${run.runId} stays in runs.json (${(error as Error).message}); its finished line wins`))
+          .finally(() => removals.delete(removal));
+        removals.add(removal);
       }
+    },
+    async flush() {
+      while (removals.size) await Promise.all([...removals]);
     },
     load: async (runId) => {
       const run = finished.get(runId) ?? document.data.runs[runId];

@@ -138,6 +138,20 @@ describe('lowdb store safety', () => {
     expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs-finished\.jsonl is not JSON/)]);
   });
 
+  it('answers a finished save once its line is appended; flush() waits for its removal from runs.json', async () => {
+    const dir = await tempDir();
+    const directory = await openStoreDirectory(dir);
+    const store = await createLowdbRunStore(directory);
+    await store.save(run({ runId: 'a', status: 'running' }));
+    await store.save(run({ runId: 'a', status: 'completed', updatedAt: 2 }));
+    // Durable as finished already: a new process would read the line and let it win.
+    expect((await readFile(join(dir, 'runs-finished.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line).runId)).toEqual(['a']);
+    expect(await store.listActive()).toEqual([]);
+    await store.flush!();
+    expect(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs).toEqual({});
+    directory.close();
+  });
+
   it('moves a corrupt or truncated file aside and reports it, never silently replacing it', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'runs.json'), '{"runs": {"run-1": {"schemaVer');
