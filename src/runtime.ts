@@ -271,8 +271,17 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       updatedAt: now(),
       // Secrets never land in a store: sensitive arguments and secret patterns are redacted (the
       // built-in in-memory store keeps nothing beyond the process, so it is spared the walk).
-      snapshot: layers.volatileRunStore ? actor.getPersistedSnapshot() : redact(actor.getPersistedSnapshot()),
+      snapshot: layers.volatileRunStore ? volatileSnapshot(actor, context, value) : redact(actor.getPersistedSnapshot()),
     };
+  }
+
+  /**
+   * What the built-in in-memory store keeps: a finished run is only ever read (`get`, listings), never
+   * restored, so its value and context suffice (XState never mutates a context, so no copy either).
+   */
+  function volatileSnapshot(actor: RunActor, context: RunContext, value: unknown): unknown {
+    const snapshot = actor.getSnapshot();
+    return snapshot.status === 'done' ? { status: snapshot.status, value, context } : actor.getPersistedSnapshot();
   }
 
   /**
