@@ -10,7 +10,7 @@ import { createLowdbMemory } from './memory/lowdb.js';
 import type { RunStore } from './store/contract.js';
 import { openStoreDirectory, type StoreDirectory } from './store/directory.js';
 import { createInMemoryRunStore } from './store/in-memory.js';
-import { createLowdbJournal, createLowdbQueuePersistence, createLowdbRunStore } from './store/lowdb.js';
+import { createFileJournal, createFileQueuePersistence, createFileRunStore } from './store/files.js';
 
 /** The stateful layers of a runtime, and what it takes to open and close them. */
 export interface StatefulLayers {
@@ -64,9 +64,9 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     (durable
       ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns })), scrub)
       : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
-  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createLowdbRunStore(await directory()))) : createInMemoryRunStore());
-  const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createLowdbJournal(await directory())), scrub) : createMemoryJournal());
-  const persistence = durable ? lazyPersistence(once(async () => createLowdbQueuePersistence(await directory())), scrub) : undefined;
+  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore());
+  const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createFileJournal(await directory())), scrub) : createMemoryJournal());
+  const persistence = durable ? lazyPersistence(once(async () => createFileQueuePersistence(await directory())), scrub) : undefined;
 
   const queue =
     options.background ??
@@ -116,15 +116,12 @@ function lazyMemory(open: () => Promise<MemoryLayer>, scrub: <T>(value: T) => T)
 }
 
 function lazyRunStore(open: () => Promise<RunStore>): RunStore {
-  let opened: Promise<RunStore> | undefined;
-  const store = () => (opened ??= open());
+  const store = open;
   return {
     save: async (run) => (await store()).save(run),
     load: async (runId) => (await store()).load(runId),
     listActive: async () => (await store()).listActive(),
     list: async (filter) => (await store()).list(filter),
-    // A store never opened has nothing to flush, and is not opened for it.
-    flush: async () => void (opened && (await (await opened).flush?.())),
   };
 }
 

@@ -18,14 +18,18 @@ export const REDACTED = '[redacted]';
  * @example
  * const redact = createRedactor(['internal-[0-9]+']); redact({ note: 'token sk-abc…' });
  */
-export function createRedactor(patterns: readonly string[]): <T>(value: T) => T {
+export function createRedactor(patterns: readonly string[], options: { memo?: WeakMap<object, unknown> } = {}): <T>(value: T) => T {
   const expression = new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'g');
   const scrub = (text: string) => text.replace(expression, REDACTED);
+  const { memo } = options;
   const walk = (value: unknown): unknown => {
     if (typeof value === 'string') return scrub(value);
-    if (Array.isArray(value)) return value.map(walk);
-    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, walk(inner)]));
-    return value;
+    if (!value || typeof value !== 'object') return value;
+    const known = memo?.get(value);
+    if (known !== undefined) return known;
+    const result = Array.isArray(value) ? value.map(walk) : Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, walk(inner)]));
+    memo?.set(value, result);
+    return result;
   };
   return <T>(value: T) => walk(value) as T;
 }
@@ -47,7 +51,8 @@ export function redactArgumentFields(raw: string, fields: readonly string[]): st
 /**
  * The redactor for saved runs: the sensitive argument fields of each capability (wherever a
  * call's arguments appear: planned calls, call records, the model's tool calls, pending actor
- * input), then secret patterns over every string.
+ * input), then secret patterns over every string. It remembers what it redacted by object
+ * identity, so it is for values that are never changed in place (snapshots, marks).
  */
 export function createRunRedactor(catalog: CatalogLayer, patterns: readonly string[]): <T>(snapshot: T) => T {
   const byName = new Map<string, readonly string[]>();
@@ -56,11 +61,21 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
     byName.set(capability.name, capability.sensitive);
     byName.set(toolNameFor(capability.name), capability.sensitive);
   }
-  const scrub = createRedactor(patterns);
+  // A run's snapshots share every part that did not change (XState never mutates a context), so each
+  // part is redacted once and remembered by identity: a save walks only what the last step made.
+  const scrub = createRedactor(patterns, { memo: new WeakMap() });
   if (byName.size === 0) return scrub;
+  const memo = new WeakMap<object, unknown>();
   const walk = (value: unknown): unknown => {
-    if (Array.isArray(value)) return value.map(walk);
     if (!value || typeof value !== 'object') return value;
+    const known = memo.get(value);
+    if (known !== undefined) return known;
+    const result = redactFields(value);
+    memo.set(value, result);
+    return result;
+  };
+  const redactFields = (value: object): unknown => {
+    if (Array.isArray(value)) return value.map(walk);
     const record = value as Record<string, unknown>;
     // A call the model made to a tool it was not given has no capability, only the name it used.
     const owner = [record.capability, record.toolName, record.name].find((name): name is string => typeof name === 'string' && byName.has(name));

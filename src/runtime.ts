@@ -4,7 +4,7 @@ import { approvalDeadlineService } from '../actors/approval.actor.js';
 import { backgroundService } from '../actors/background.actor.js';
 import { executionService } from '../actors/execution.actor.js';
 import { ingressService } from '../actors/ingress.actor.js';
-import { layersActor } from '../actors/layers.actor.js';
+import { layersActor, type LayerService, type LayerServices } from '../actors/layers.actor.js';
 import { recallService } from '../actors/memory.actor.js';
 import { modelService } from '../actors/model.actor.js';
 import { policyService } from '../actors/policy.actor.js';
@@ -184,31 +184,56 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const marks = createMarkRouter();
   const machine = runMachine.provide({
     actors: {
-      callLayers: layersActor({
-        acceptRequest: ingressService({
-          maxInputChars: config.limits.max_input_chars,
-          requireTraceId: config.runtime.require_trace_id,
-          catalog,
-          policy,
-          newTraceId: () => idFor('trace'),
-          // The built-in rules decide the tool stage from tenant, principal and capability alone.
-          ...(options.policy ? {} : { pinCache: new Map() }),
+      callLayers: layersActor(
+        tracked({
+          acceptRequest: ingressService({
+            maxInputChars: config.limits.max_input_chars,
+            requireTraceId: config.runtime.require_trace_id,
+            catalog,
+            policy,
+            newTraceId: () => idFor('trace'),
+            // The built-in rules decide the tool stage from tenant, principal and capability alone.
+            ...(options.policy ? {} : { pinCache: new Map() }),
+          }),
+          evaluatePolicy: policyService(policy),
+          recallMemory: recallService(memory),
+          callModel: modelService(options.model ?? demoModel(), {
+            deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
+          }),
+          executeTool: executionService(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
+          enqueueBackground: backgroundService(queue, Object.keys(hooks)),
+          awaitApproval: approvalDeadlineService(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
         }),
-        evaluatePolicy: policyService(policy),
-        recallMemory: recallService(memory),
-        callModel: modelService(options.model ?? demoModel(), {
-          deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
-        }),
-        executeTool: executionService(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
-        enqueueBackground: backgroundService(queue, Object.keys(hooks)),
-        awaitApproval: approvalDeadlineService(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
-      }),
+      ),
       recordTelemetry: telemetryActor(streamed(telemetryLayer()), { now, router: marks, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
     },
     actions: {
       mark: ({ context }, params: { mark: TelemetryMark }) => marks.deliver(context.runId, params.mark),
     },
   });
+
+  /** Layer calls not settled yet: `close` lets them finish their writes before the stores close. */
+  const calling = new Set<Promise<unknown>>();
+  function tracked(services: LayerServices): LayerServices {
+    const wrap =
+      <Input, Output>(service: LayerService<Input, Output>): LayerService<Input, Output> =>
+      (input, options) => {
+        const call = service(input, options);
+        calling.add(call);
+        const forget = () => void calling.delete(call);
+        call.then(forget, forget);
+        return call;
+      };
+    return {
+      acceptRequest: wrap(services.acceptRequest),
+      evaluatePolicy: wrap(services.evaluatePolicy),
+      recallMemory: wrap(services.recallMemory),
+      callModel: wrap(services.callModel),
+      executeTool: wrap(services.executeTool),
+      enqueueBackground: wrap(services.enqueueBackground),
+      awaitApproval: wrap(services.awaitApproval),
+    };
+  }
 
   function telemetryLayer(): TelemetryLayer {
     const given = options.telemetry;
@@ -538,7 +563,6 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       await saves();
       await queue.drain();
       await saves();
-      await runStore.flush?.();
     },
     async close() {
       // Background work gets the grace period; then its signals are aborted (the tasks stay queued on disk).
@@ -549,9 +573,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         const stopped = new RunchartError('cancelled', 'runtime', `runtime: the runtime closed before run ${entry.handle.runId} settled; it stays in the store and resumes with recover()`);
         for (const waiter of entry.waiters.splice(0)) waiter.reject(stopped);
       }
-      await runStore.flush?.();
       finishing.clear();
       live.clear();
+      // The stopped runs' calls are aborted; what they were writing (an approval deadline, a journal entry) lands first.
+      await Promise.race([Promise.allSettled([...calling]), new Promise((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref())]);
       queue.close?.();
       layers.close();
       for (const resource of options.resources ?? []) await resource.close();

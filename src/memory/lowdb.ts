@@ -1,4 +1,8 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import MiniSearch from 'minisearch';
+import { RunchartError } from '../errors.js';
 import type { JsonDocument, StoreDirectory } from '../store/directory.js';
 import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord } from './contract.js';
 
@@ -12,23 +16,51 @@ interface StoredItem {
   createdAt: string;
 }
 
-/** The memory file: items by tenant, then by idempotency key. Every call names its tenant and touches only that subtree. */
-export interface MemoryData {
+/** One tenant's memory file: its items by idempotency key. */
+export interface TenantMemoryData {
   schemaVersion: 1;
-  tenants: Record<string, { items: Record<string, StoredItem> }>;
+  tenantId: string;
+  items: Record<string, StoredItem>;
 }
 
+/** The single memory file of earlier versions, split into one file per tenant when found. */
+interface FormerMemoryData {
+  tenants?: Record<string, { items: Record<string, StoredItem> }>;
+}
+
+/** A tenant's file name: a hash, so any tenant id is a safe name and two never collide on a case-insensitive disk. */
+const nameOf = (tenantId: string) => `${createHash('sha256').update(tenantId).digest('hex').slice(0, 32)}.json`;
+
 /**
- * Memory in a lowdb JSON file (`memory.json` of the store directory): long-term items ranked
- * for the run's input with MiniSearch (BM25-style full-text search), the session's recent turns,
- * one item per idempotency key, tenants isolated inside the store.
+ * Memory in lowdb JSON files, one per tenant under `memory/` in the store directory: long-term
+ * items ranked for the run's input with MiniSearch (BM25-style full-text search), the session's
+ * recent turns, one item per idempotency key. A tenant's file holds only its own items (isolation
+ * on disk too), and a write-back stringifies that tenant's file only, not everyone's.
  * @example
  * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'));
  */
 export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number } = {}): Promise<MemoryLayer> {
-  const document: JsonDocument<MemoryData> = await directory.open<MemoryData>('memory.json', () => ({ schemaVersion: 1, tenants: {} }));
+  const folder = join(directory.path, 'memory');
+  await mkdir(folder, { recursive: true });
+  /** The tenant files on disk: a tenant without one has no memory, and its recall touches no disk. */
+  const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.json')));
   const historyTurns = options.historyTurns ?? 10;
+  const documents = new Map<string, Promise<JsonDocument<TenantMemoryData>>>();
   const indexes = new Map<string, MiniSearch<StoredItem>>();
+
+  /** The tenant's file, opened on first use (written with its first item). */
+  const documentFor = (tenantId: string) => {
+    let document = documents.get(tenantId);
+    if (!document) {
+      const name = nameOf(tenantId);
+      document = directory.open<TenantMemoryData>(`memory/${name}`, () => ({ schemaVersion: 1, tenantId, items: {} }));
+      document.then(() => onDisk.add(name)).catch(() => documents.delete(tenantId));
+      documents.set(tenantId, document);
+    }
+    return document;
+  };
+
+  await migrateFormer(directory, documentFor);
 
   const newIndex = () =>
     new MiniSearch<StoredItem>({
@@ -37,12 +69,12 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
       storeFields: ['principalId'],
       searchOptions: { prefix: true, fuzzy: 0.2, combineWith: 'OR' },
     });
-  /** The tenant's search index, built on first use from the file. */
-  const indexFor = (tenantId: string) => {
+  /** The tenant's search index, built on first use from its file. */
+  const indexFor = (tenantId: string, items: Record<string, StoredItem>) => {
     let index = indexes.get(tenantId);
     if (!index) {
       index = newIndex();
-      index.addAll(Object.values(document.data.tenants[tenantId]?.items ?? {}));
+      index.addAll(Object.values(items));
       indexes.set(tenantId, index);
     }
     return index;
@@ -50,10 +82,13 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
 
   return {
     async recall(query) {
-      const tenant = document.data.tenants[query.tenantId];
-      if (!tenant) return { items: [], history: [] };
+      if (!documents.has(query.tenantId) && !onDisk.has(nameOf(query.tenantId))) return { items: [], history: [] };
+      const document = await documentFor(query.tenantId);
+      const tenant = document.data;
+      // A file that is not this tenant's (copied in by hand) is never read as theirs.
+      if (tenant.tenantId !== query.tenantId || Object.keys(tenant.items).length === 0) return { items: [], history: [] };
       const items: MemoryItem[] = query.query.trim()
-        ? indexFor(query.tenantId)
+        ? indexFor(query.tenantId, tenant.items)
             .search(query.query, { filter: (result) => result.principalId === query.principalId })
             .slice(0, query.limit)
             .map((result) => {
@@ -74,7 +109,11 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
       return { items, history };
     },
     async remember(record: MemoryRecord, { idempotencyKey }) {
-      if (document.data.tenants[record.tenantId]?.items[idempotencyKey]) return;
+      const document = await documentFor(record.tenantId);
+      if (document.data.tenantId !== record.tenantId) {
+        throw new RunchartError('contract-violation', 'memory', `memory: the file for tenant "${record.tenantId}" belongs to another tenant; move it away`);
+      }
+      if (document.data.items[idempotencyKey]) return;
       const item: StoredItem = {
         key: idempotencyKey,
         principalId: record.principalId,
@@ -86,7 +125,7 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
       };
       try {
         await document.update((data) => {
-          (data.tenants[record.tenantId] ??= { items: {} }).items[idempotencyKey] = item;
+          data.items[idempotencyKey] = item;
         });
       } catch (error) {
         indexes.delete(record.tenantId); // rebuilt from the file, which the failed write left as it was
@@ -97,4 +136,26 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
       if (index && !index.has(item.key)) index.add(item);
     },
   };
+}
+
+/** Splits the single `memory.json` of earlier versions into tenant files, then removes it. */
+async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: string) => Promise<JsonDocument<TenantMemoryData>>): Promise<void> {
+  const path = join(directory.path, 'memory.json');
+  let former: FormerMemoryData;
+  try {
+    former = JSON.parse(await readFile(path, 'utf8')) as FormerMemoryData;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    const aside = `${path}.corrupt-${Date.now()}`;
+    await rename(path, aside);
+    directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it was moved to ${aside}`);
+    return;
+  }
+  for (const [tenantId, tenant] of Object.entries(former.tenants ?? {})) {
+    const document = await documentFor(tenantId);
+    await document.update((data) => {
+      for (const [key, item] of Object.entries(tenant.items)) data.items[key] ??= item;
+    });
+  }
+  await unlink(path);
 }

@@ -28,7 +28,5 @@ export interface RunStore {
   load(runId: string): Promise<PersistedRun | undefined>;
   /** Runs that are not final: what `runtime.recover()` resumes. */
   listActive(): Promise<PersistedRun[]>;
-  /** Resolves when writes that `save` did not wait for are on disk (the runtime awaits it in `drain` and `close`). */
-  flush?(): Promise<void>;
   list(filter: { tenantId: string }): Promise<PersistedRun[]>;
 }

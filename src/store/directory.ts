@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
 import { RunchartError } from '../errors.js';
+import { openJsonLog, type JsonLog } from './log.js';
 
 /** One JSON file of the store: its data, and writes that are coalesced and all-or-nothing. */
 export interface JsonDocument<Data> {
@@ -23,7 +24,9 @@ export interface StoreDirectory {
   /** Where the directory reports what it repaired (corrupt files moved aside, torn lines skipped). */
   readonly onWarning: (message: string) => void;
   open<Data extends object>(name: string, defaults: () => Data): Promise<JsonDocument<Data>>;
-  /** Releases the lock; documents must not be written afterwards. */
+  /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
+  openLog<Entry>(name: string, read: (entry: Entry) => void): Promise<JsonLog<Entry>>;
+  /** Closes the logs and releases the lock; nothing must be written afterwards. */
   close(): void;
 }
 
@@ -85,13 +88,21 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
   const release = takeLock(join(path, 'lock'));
   let closed = false;
   const onWarning = options.onWarning ?? (() => {});
+  const logs: JsonLog<unknown>[] = [];
   return {
     path,
     onWarning,
     open: (name, defaults) => openDocument(join(path, name), defaults, onWarning),
+    async openLog<Entry>(name: string, read: (entry: Entry) => void) {
+      const log = await openJsonLog<Entry>(join(path, name), read, onWarning);
+      logs.push(log as JsonLog<unknown>);
+      return log;
+    },
     close() {
-      if (!closed) release();
+      if (closed) return;
       closed = true;
+      for (const log of logs.splice(0)) log.close();
+      release();
     },
   };
 }

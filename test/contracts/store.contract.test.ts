@@ -10,7 +10,7 @@ import { isRunchartError } from '../../src/errors.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from '../../src/store/contract.js';
 import { openStoreDirectory } from '../../src/store/directory.js';
 import { createInMemoryRunStore } from '../../src/store/in-memory.js';
-import { createLowdbJournal, createLowdbRunStore } from '../../src/store/lowdb.js';
+import { createFileJournal, createFileQueuePersistence, createFileRunStore } from '../../src/store/files.js';
 import { tempDir } from '../support/temp.js';
 
 const run = (overrides: Partial<PersistedRun> = {}): PersistedRun => ({
@@ -70,17 +70,22 @@ function describeJournalContract(name: string, create: () => Promise<ExecutionJo
 }
 
 describeRunStoreContract('in-memory', async () => createInMemoryRunStore());
-describeRunStoreContract('lowdb', async () => createLowdbRunStore(await openStoreDirectory(await tempDir())));
+describeRunStoreContract('files', async () => createFileRunStore(await openStoreDirectory(await tempDir())));
 describeJournalContract('in-memory', async () => createMemoryJournal());
-describeJournalContract('lowdb', async () => createLowdbJournal(await openStoreDirectory(await tempDir())));
+describeJournalContract('files', async () => createFileJournal(await openStoreDirectory(await tempDir())));
 
-describe('lowdb store safety', () => {
-  it('writes once for many saves in one tick, and the file holds them all', async () => {
+const linesOf = async (path: string) => (await readFile(path, 'utf8')).trim().split('\n').filter(Boolean);
+
+describe('store files: safety', () => {
+  it('appends the saves made together in one write, and a new process reads them all', async () => {
     const dir = await tempDir();
-    const store = await createLowdbRunStore(await openStoreDirectory(dir));
+    const directory = await openStoreDirectory(dir);
+    const store = await createFileRunStore(directory);
     await Promise.all(Array.from({ length: 50 }, (_, index) => store.save(run({ runId: `r${index}` }))));
-    const onDisk = JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8'));
-    expect(Object.keys(onDisk.runs)).toHaveLength(50);
+    expect(await linesOf(join(dir, 'runs.jsonl'))).toHaveLength(50);
+    directory.close();
+    const again = await createFileRunStore(await openStoreDirectory(dir));
+    expect((await again.listActive()).map((stored) => stored.runId).sort()).toEqual(Array.from({ length: 50 }, (_, index) => `r${index}`).sort());
   });
 
   it('refuses a second writer while the holder lives, naming the lock and the holder', async () => {
@@ -99,7 +104,6 @@ describe('lowdb store safety', () => {
       holder.kill('SIGKILL');
     }
   });
-
   it('refuses a second writer in the same process, and frees the lock on close', async () => {
     const dir = await tempDir();
     const first = await openStoreDirectory(dir);
@@ -120,43 +124,64 @@ describe('lowdb store safety', () => {
     directory.close();
   });
 
-  it('keeps finished runs in an append-only file, reads them back in a new process, and skips a torn last line', async () => {
+  it('keeps finished runs in an append-only file that wins over the steps before, and skips a torn last line', async () => {
     const dir = await tempDir();
     const first = await openStoreDirectory(dir);
-    const store = await createLowdbRunStore(first);
+    const store = await createFileRunStore(first);
     await store.save(run({ runId: 'a', status: 'running' }));
     await store.save(run({ runId: 'a', status: 'completed', updatedAt: 2 }));
     await store.save(run({ runId: 'b', status: 'awaiting_approval' }));
-    expect(Object.keys(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs)).toEqual(['b']);
+    // A late save of an earlier step of a finished run changes nothing.
+    await store.save(run({ runId: 'a', status: 'running', updatedAt: 3 }));
+    expect((await linesOf(join(dir, 'runs-finished.jsonl'))).map((line) => JSON.parse(line).runId)).toEqual(['a']);
+    expect((await store.listActive()).map((stored) => stored.runId)).toEqual(['b']);
     first.close();
     await writeFile(join(dir, 'runs-finished.jsonl'), `${await readFile(join(dir, 'runs-finished.jsonl'), 'utf8')}{"runId":"torn","sta`);
     const warnings: string[] = [];
-    const again = await createLowdbRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    const again = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
     expect(await again.load('a')).toMatchObject({ status: 'completed', updatedAt: 2 });
     expect((await again.listActive()).map((stored) => stored.runId)).toEqual(['b']);
     expect((await again.list({ tenantId: 'acme' })).map((stored) => stored.runId).sort()).toEqual(['a', 'b']);
-    expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs-finished\.jsonl is not JSON/)]);
+    expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs-finished\.jsonl is not JSON .*skipped; the file as it was is kept as .*runs-finished\.jsonl\.corrupt-\d+/)]);
   });
 
-  it('answers a finished save once its line is appended; flush() waits for its removal from runs.json', async () => {
+  it('compacts the steps of unfinished runs as they pile up, keeping the last of each', async () => {
     const dir = await tempDir();
     const directory = await openStoreDirectory(dir);
-    const store = await createLowdbRunStore(directory);
-    await store.save(run({ runId: 'a', status: 'running' }));
-    await store.save(run({ runId: 'a', status: 'completed', updatedAt: 2 }));
-    // Durable as finished already: a new process would read the line and let it win.
-    expect((await readFile(join(dir, 'runs-finished.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line).runId)).toEqual(['a']);
-    expect(await store.listActive()).toEqual([]);
-    await store.flush!();
-    expect(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs).toEqual({});
+    const store = await createFileRunStore(directory);
+    for (let step = 0; step < 600; step++) await store.save(run({ runId: `r${step % 3}`, updatedAt: step }));
+    // Compacted at least once: far fewer lines than saves, the newest of each run kept.
+    await expect.poll(async () => (await linesOf(join(dir, 'runs.jsonl'))).length).toBeLessThan(300);
     directory.close();
+    const again = await createFileRunStore(await openStoreDirectory(dir));
+    expect(Object.fromEntries((await again.listActive()).map((stored) => [stored.runId, stored.updatedAt]))).toEqual({ r0: 597, r1: 598, r2: 599 });
   });
 
-  it('moves a corrupt or truncated file aside and reports it, never silently replacing it', async () => {
+  it('moves the runs, the journal and the queue of the earlier lowdb documents into the files, once', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'runs.json'), JSON.stringify({ runs: { old: run({ runId: 'old', status: 'awaiting_approval' }) } }));
+    await writeFile(join(dir, 'journal.json'), JSON.stringify({ entries: { 'old:c0.0': { key: 'old:c0.0', state: 'completed', attempts: 1, updatedAt: 1, result: { status: 'ok', output: 5 } } } }));
+    const task = { id: 'old:memory.write', kind: 'memory.write', runId: 'old', tenantId: 'acme', principalId: 'u', payload: {} };
+    await writeFile(join(dir, 'queue.json'), JSON.stringify({ tasks: { [task.id]: { task, state: 'pending', updatedAt: '2026-01-01T00:00:00.000Z' } } }));
+    const directory = await openStoreDirectory(dir);
+    const store = await createFileRunStore(directory);
+    const journal = await createFileJournal(directory);
+    const queue = await createFileQueuePersistence(directory);
+    expect((await store.listActive()).map((stored) => stored.runId)).toEqual(['old']);
+    expect(await journal.get('old:c0.0')).toMatchObject({ state: 'completed', result: { output: 5 } });
+    expect(await queue.pending()).toEqual([task]);
+    expect((await readdir(dir)).filter((name) => name.endsWith('.json'))).toEqual([]);
+    directory.close();
+    const again = await openStoreDirectory(dir);
+    expect((await (await createFileRunStore(again)).listActive()).map((stored) => stored.runId)).toEqual(['old']);
+    expect(await (await createFileJournal(again)).get('old:c0.0')).toMatchObject({ state: 'completed' });
+  });
+
+  it('moves a corrupt earlier document aside and reports it, never silently replacing it', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'runs.json'), '{"runs": {"run-1": {"schemaVer');
     const warnings: string[] = [];
-    const store = await createLowdbRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    const store = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/runs\.json could not be read .*moved to .*runs\.json\.corrupt-\d+/);
     const aside = (await readdir(dir)).find((name) => name.startsWith('runs.json.corrupt-'))!;
@@ -164,12 +189,24 @@ describe('lowdb store safety', () => {
     expect(await store.listActive()).toEqual([]);
   });
 
-  it('fails the operation on a full disk and keeps memory and disk consistent', async () => {
+  it('skips a line cut short in the middle of a file, keeps the file as it was, and reads the rest', async () => {
     const dir = await tempDir();
-    const store = await createLowdbRunStore(await openStoreDirectory(dir));
-    await store.save(run({ runId: 'kept' }));
-    // lowdb writes through a temp file beside the target; pointing it at /dev/full makes the kernel answer ENOSPC.
-    await symlink('/dev/full', join(dir, '.runs.json.tmp'));
+    const good = (runId: string) => JSON.stringify(run({ runId }));
+    await writeFile(join(dir, 'runs.jsonl'), `${good('one')}\n{"runId":"cut","sta\n${good('two')}\n`);
+    const warnings: string[] = [];
+    const store = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect((await store.listActive()).map((stored) => stored.runId).sort()).toEqual(['one', 'two']);
+    expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs\.jsonl is not JSON/)]);
+    const aside = (await readdir(dir)).find((name) => name.startsWith('runs.jsonl.corrupt-'))!;
+    expect(await readFile(join(dir, aside), 'utf8')).toContain('{"runId":"cut","sta');
+  });
+
+  it('fails the operation on a full disk, keeps memory and disk consistent, and writes again once there is room', async () => {
+    const dir = await tempDir();
+    // The active-runs file is /dev/full: the kernel answers every write with ENOSPC.
+    await symlink('/dev/full', join(dir, 'runs.jsonl'));
+    const directory = await openStoreDirectory(dir);
+    const store = await createFileRunStore(directory);
     const error = await store.save(run({ runId: 'lost' })).then(
       () => undefined,
       (caught: unknown) => caught,
@@ -177,10 +214,11 @@ describe('lowdb store safety', () => {
     expect(isRunchartError(error) && error.layer).toBe('store');
     expect((error as Error).message).toMatch(/ENOSPC/);
     expect(await store.load('lost')).toBeUndefined();
-    expect(await store.load('kept')).toBeDefined();
-    expect(Object.keys(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs)).toEqual(['kept']);
-    await unlink(join(dir, '.runs.json.tmp'));
+    await unlink(join(dir, 'runs.jsonl'));
     await store.save(run({ runId: 'later' }));
-    expect(Object.keys(JSON.parse(await readFile(join(dir, 'runs.json'), 'utf8')).runs).sort()).toEqual(['kept', 'later']);
+    expect((await linesOf(join(dir, 'runs.jsonl'))).map((line) => JSON.parse(line).runId)).toEqual(['later']);
+    directory.close();
+    const again = await createFileRunStore(await openStoreDirectory(dir));
+    expect((await again.listActive()).map((stored) => stored.runId)).toEqual(['later']);
   });
 });

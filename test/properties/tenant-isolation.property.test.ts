@@ -5,7 +5,7 @@ import { createInMemoryMemory } from '../../src/memory/in-memory.js';
 import { createLowdbMemory } from '../../src/memory/lowdb.js';
 import { openStoreDirectory } from '../../src/store/directory.js';
 import { createInMemoryRunStore } from '../../src/store/in-memory.js';
-import { createLowdbRunStore } from '../../src/store/lowdb.js';
+import { createFileRunStore } from '../../src/store/files.js';
 import { SCHEMA_VERSION, type RunStore } from '../../src/store/contract.js';
 import { tempDir } from '../support/temp.js';
 
@@ -80,7 +80,7 @@ describe('tenants are isolated', () => {
       fc.asyncProperty(runs, async (saved) => {
         const directory = await openStoreDirectory(`${dir}/${round++}`);
         try {
-          for (const store of [createInMemoryRunStore(), await createLowdbRunStore(directory)] as RunStore[]) {
+          for (const store of [createInMemoryRunStore(), await createFileRunStore(directory)] as RunStore[]) {
             await Promise.all(
               saved.map((run, index) =>
                 store.save({ schemaVersion: SCHEMA_VERSION, runId: `run-${index}`, tenantId: run.tenant, principalId: 'p', status: run.status as 'running', updatedAt: index, snapshot: {} }),

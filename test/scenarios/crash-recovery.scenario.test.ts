@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -40,10 +40,10 @@ async function finish(dir: string, args: string[]): Promise<{ runId: string; sta
 }
 
 const lines = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean) : []);
-/** Every run in the store: the active ones in runs.json, the finished ones in runs-finished.jsonl (which win). */
+/** Every run in the store: the last line of each in runs.jsonl, then the finished ones in runs-finished.jsonl (which win). */
 const stored = (dir: string) => {
-  const runs = JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs as Record<string, { status: string }>;
-  for (const line of lines(join(dir, 'runs-finished.jsonl'))) {
+  const runs: Record<string, { status: string }> = {};
+  for (const file of ['runs.jsonl', 'runs-finished.jsonl']) for (const line of lines(join(dir, file))) {
     const run = JSON.parse(line) as { runId: string; status: string };
     runs[run.runId] = run;
   }
@@ -101,7 +101,11 @@ describe('a process killed with SIGKILL loses no run', () => {
     const results = await finish(dir, ['recover']);
     expect(results).toEqual([]);
     expect(lines(join(dir, 'hooks.log'))).toEqual(Object.keys(runs));
-    const memory = JSON.parse(readFileSync(join(dir, 'memory.json'), 'utf8'));
-    expect(Object.keys(memory.tenants.acme.items)).toEqual([`${Object.keys(runs)[0]}:memory.write`]);
+    // The memory write-back is done once: one item in the tenant's memory file.
+    const [file, ...others] = readdirSync(join(dir, 'memory'));
+    expect(others).toEqual([]);
+    const memory = JSON.parse(readFileSync(join(dir, 'memory', file!), 'utf8')) as { tenantId: string; items: Record<string, unknown> };
+    expect(memory.tenantId).toBe('acme');
+    expect(Object.keys(memory.items)).toEqual([`${Object.keys(runs)[0]}:memory.write`]);
   });
 });

@@ -81,7 +81,7 @@ describe('secrets never land in saved runs', () => {
     expect(parked.status).toBe('awaiting_approval');
     await first.close();
 
-    const onDisk = await readFile(join(dir, 'runs.json'), 'utf8');
+    const onDisk = await readFile(join(dir, 'runs.jsonl'), 'utf8');
     expect(onDisk).not.toContain('4111111111111111');
     expect(onDisk).not.toContain('sk-live1234567890abcdef');
     expect(onDisk).not.toContain('internal-code-42');
@@ -137,8 +137,10 @@ describe('deadlines are absolute and survive a restart', () => {
     const second = createRuntime({ config, clock, capabilities: [refundCapability([])], model: scriptedModel([{ text: 'ok' }]) });
     const [handle] = await second.recover();
     expect((await handle!.result).status).toBe('awaiting_approval');
-    const journal = JSON.parse(await readFile(join(dir, 'journal.json'), 'utf8'));
-    expect(journal.entries[`${parked.runId}:c0.0:approval`].deadline).toBe(1_000_000 + 3_600_000);
+    // The journal's last line for the key wins; the deadline is the first one, not now + timeout.
+    const lines = (await readFile(join(dir, 'journal.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { put?: { key: string; deadline?: number } });
+    const deadlines = lines.filter((line) => line.put?.key === `${parked.runId}:c0.0:approval`).map((line) => line.put!.deadline);
+    expect(deadlines.at(-1)).toBe(1_000_000 + 3_600_000);
     await second.close();
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createActor, setup, waitFor } from 'xstate';
@@ -42,7 +42,7 @@ const rules = [
 ];
 
 describe('the embedded defaults', () => {
-  it('keep runs, the journal, the queue and memory in lowdb files under store.dir', async () => {
+  it('keep runs, the journal and the queue in append-only files and memory in lowdb files under store.dir', async () => {
     const dir = await tempDir();
     const runtime = createRuntime({
       config: { store: { dir }, policy: { rules }, telemetry: { emit_structured_events: false } },
@@ -53,14 +53,21 @@ describe('the embedded defaults', () => {
     await runtime.drain();
     await runtime.close();
     expect(result.status).toBe('completed');
-    for (const file of ['runs.json', 'runs-finished.jsonl', 'journal.json', 'queue.json', 'memory.json']) expect(existsSync(join(dir, file)), file).toBe(true);
+    for (const file of ['runs.jsonl', 'runs-finished.jsonl', 'journal.jsonl', 'queue.jsonl', 'memory']) expect(existsSync(join(dir, file)), file).toBe(true);
     expect(existsSync(join(dir, 'lock'))).toBe(false);
-    // Finished runs leave the active document for the append-only file.
-    expect(JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')).runs).toEqual({});
+    // A finished run is one line of the append-only file; its steps before are lines of runs.jsonl that no longer count.
     const finished = readFileSync(join(dir, 'runs-finished.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
     expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 2, status: 'completed', tenantId: 'acme' })]);
-    // A finished run's journal entries are forgotten: nothing will replay its calls.
-    expect(JSON.parse(readFileSync(join(dir, 'journal.json'), 'utf8')).entries).toEqual({});
+    const steps = readFileSync(join(dir, 'runs.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.every((run) => run.runId === result.runId && run.status === 'running')).toBe(true);
+    // A finished run's journal entries are released: nothing will replay its calls.
+    const journal = readFileSync(join(dir, 'journal.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(journal.at(-1)).toEqual({ release: result.runId });
+    // The write-back went to the tenant's own memory file.
+    const memory = readdirSync(join(dir, 'memory'));
+    expect(memory).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(dir, 'memory', memory[0]!), 'utf8'))).toMatchObject({ tenantId: 'acme', items: { [`${result.runId}:memory.write`]: { input: 'what is 2+3?', output: '5' } } });
   });
 });
 

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -83,7 +83,9 @@ describe('robustness', () => {
     await runtime.drain();
     await runtime.close();
     expect(result.toolCalls[0]!.outcome).toMatchObject({ status: 'invalid' });
-    for (const file of ['runs-finished.jsonl', 'memory.json', 'queue.json']) {
+    const memoryFiles = (await readdir(join(dir, 'memory'))).map((name) => join('memory', name));
+    expect(memoryFiles).toHaveLength(1); // the write-back landed: one tenant, one file
+    for (const file of ['runs-finished.jsonl', 'runs.jsonl', 'queue.jsonl', 'journal.jsonl', ...memoryFiles]) {
       const text = await readFile(join(dir, file), 'utf8');
       expect(text, file).not.toContain('hunter2-plain');
       expect(text, file).not.toMatch(/sk-(input|answer|returned)0123456789abcdef/);
@@ -108,7 +110,7 @@ describe('robustness', () => {
       config: { store: { dir }, telemetry: quiet, policy: { rules: [rules[0]!, { id: 'vault', stage: 'tool', effect: 'allow', capabilities: ['vault.*'] }] } },
     });
     const handle = runtime.start({ input: 'store it', tenantId: 'acme', principalId: 'u' });
-    const journal = join(dir, 'journal.json');
+    const journal = join(dir, 'journal.jsonl');
     await expect.poll(async () => (await readFile(journal, 'utf8').catch(() => '')).includes('"completed"'), { timeout: 5_000 }).toBe(true);
     const text = await readFile(journal, 'utf8');
     expect(text).toContain('[redacted]');

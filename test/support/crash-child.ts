@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { createRuntime, defineCapability, type ModelAdapter, type RunStore } from '../../src/index.js';
 import { openStoreDirectory } from '../../src/store/directory.js';
-import { createLowdbJournal, createLowdbRunStore } from '../../src/store/lowdb.js';
+import { createFileJournal, createFileRunStore } from '../../src/store/files.js';
 import type { ExecutionJournal } from '../../src/execution/contract.js';
 
 const [storeDir, mode, ...rest] = process.argv.slice(2) as [string, string, ...string[]];
@@ -85,7 +85,7 @@ const runtime = createRuntime({
 });
 
 async function watchedJournal(): Promise<ExecutionJournal> {
-  const journal = await createLowdbJournal(directory);
+  const journal = await createFileJournal(directory);
   return {
     get: (key) => journal.get(key),
     async put(entry) {
@@ -100,7 +100,7 @@ async function watchedJournal(): Promise<ExecutionJournal> {
 }
 
 async function watchedStore(): Promise<RunStore> {
-  const store = await createLowdbRunStore(directory);
+  const store = await createFileRunStore(directory);
   return {
     ...store,
     async save(run) {
