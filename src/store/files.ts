@@ -59,7 +59,7 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
   const former = await readFormer<{ runs?: Record<string, PersistedRun> }>(directory, 'runs.json');
   if (former) {
     for (const run of Object.values(former.runs ?? {})) if (!finished.has(run.runId) && !active.has(run.runId)) active.set(run.runId, run);
-    await activeLog.compact([...active.values()]);
+    await activeLog.compact(() => [...active.values()]);
     await removeMigrated(join(directory.path, 'runs.json'));
   }
   for (const runId of finished.keys()) active.delete(runId);
@@ -67,19 +67,21 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   const compact = () => {
     if (!needsCompaction(activeLog, active.size)) return;
-    activeLog.compact([...active.values()]).catch((error: unknown) => directory.onWarning(`store: compacting runs.jsonl failed (${(error as Error).message}); it grows until the next try`));
+    activeLog.compact(() => [...active.values()]).catch((error: unknown) => directory.onWarning(`store: compacting runs.jsonl failed (${(error as Error).message}); it grows until the next try`));
   };
   return {
     async save(run) {
       if (finals.has(run.status)) {
-        await finishedLog.append(run);
-        finished.set(run.runId, run);
-        active.delete(run.runId);
+        await finishedLog.append(run, () => {
+          finished.set(run.runId, run);
+          active.delete(run.runId);
+        });
       } else {
         // A finished run stays finished: a late save of an earlier step is dropped.
         if (finished.has(run.runId)) return;
-        await activeLog.append(run);
-        if (!finished.has(run.runId)) active.set(run.runId, run);
+        await activeLog.append(run, () => {
+          if (!finished.has(run.runId)) active.set(run.runId, run);
+        });
       }
       compact();
     },
@@ -109,24 +111,22 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
   const former = await readFormer<{ entries?: Record<string, JournalEntry> }>(directory, 'journal.json');
   if (former) {
     for (const entry of Object.values(former.entries ?? {})) if (!entries.has(entry.key)) entries.set(entry.key, entry);
-    await log.compact([...entries.values()].map((entry) => ({ put: entry })));
+    await log.compact(() => [...entries.values()].map((entry) => ({ put: entry })));
     await removeMigrated(join(directory.path, 'journal.json'));
   }
   const compact = () => {
     if (!needsCompaction(log, entries.size)) return;
-    log.compact([...entries.values()].map((entry) => ({ put: entry }))).catch((error: unknown) => directory.onWarning(`store: compacting journal.jsonl failed (${(error as Error).message})`));
+    log.compact(() => [...entries.values()].map((entry) => ({ put: entry }))).catch((error: unknown) => directory.onWarning(`store: compacting journal.jsonl failed (${(error as Error).message})`));
   };
   return {
     get: async (key) => entries.get(key),
     async put(entry) {
-      await log.append({ put: entry });
-      entries.set(entry.key, entry);
+      await log.append({ put: entry }, () => void entries.set(entry.key, entry));
       compact();
     },
     async release(runId) {
       if (![...entries.keys()].some((key) => key.startsWith(`${runId}:`))) return;
-      await log.append({ release: runId });
-      forget(runId);
+      await log.append({ release: runId }, () => forget(runId));
       compact();
     },
   };
@@ -152,12 +152,12 @@ export async function createFileQueuePersistence(directory: StoreDirectory): Pro
   const former = await readFormer<{ tasks?: Record<string, StoredTask> }>(directory, 'queue.json');
   if (former) {
     for (const stored of Object.values(former.tasks ?? {})) if (!tasks.has(stored.task.id)) tasks.set(stored.task.id, stored);
-    await log.compact([...tasks.values()]);
+    await log.compact(() => [...tasks.values()]);
     await removeMigrated(join(directory.path, 'queue.json'));
   }
   const compact = () => {
     if (!needsCompaction(log, tasks.size)) return;
-    log.compact([...tasks.values()]).catch((error: unknown) => directory.onWarning(`store: compacting queue.jsonl failed (${(error as Error).message})`));
+    log.compact(() => [...tasks.values()]).catch((error: unknown) => directory.onWarning(`store: compacting queue.jsonl failed (${(error as Error).message})`));
   };
   return {
     pending: async () => [...tasks.values()].filter((stored) => stored.state === 'pending').map((stored) => stored.task),
@@ -165,12 +165,10 @@ export async function createFileQueuePersistence(directory: StoreDirectory): Pro
     // A finished task leaves (its run is past the point of queueing it again); a failed one stays to be looked at.
     async save(task, state) {
       if (state === 'done') {
-        await log.append({ done: task.id });
-        tasks.delete(task.id);
+        await log.append({ done: task.id }, () => void tasks.delete(task.id));
       } else {
         const stored: StoredTask = { task, state, updatedAt: new Date().toISOString() };
-        await log.append(stored);
-        tasks.set(task.id, stored);
+        await log.append(stored, () => void tasks.set(task.id, stored));
       }
       compact();
     },

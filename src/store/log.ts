@@ -9,18 +9,26 @@ import { RunchartError } from '../errors.js';
  * and `compact` rewrites the file with only the records still needed (a temp file and a rename).
  */
 export interface JsonLog<Entry> {
-  /** Appends a record; resolves once it is on disk, rejects (and writes nothing of it) when the write fails. */
-  append(entry: Entry): Promise<void>;
+  /**
+   * Appends a record; resolves once it is written, rejects when the write fails. `applied` runs
+   * right after the write, before anything else touches the file, so whoever keeps the state the
+   * lines describe changes it exactly when the file does.
+   */
+  append(entry: Entry, applied?: () => void): Promise<void>;
   /** Lines appended since the file was last written whole: how much `compact` would drop. */
   readonly appendedSinceCompaction: number;
-  /** Rewrites the file with `entries` alone, after every append before it. */
-  compact(entries: readonly Entry[]): Promise<void>;
+  /**
+   * Rewrites the file with the records `live()` returns when the rewrite runs (after every append
+   * before it). A compaction already waiting is not asked for twice.
+   */
+  compact(live: () => readonly Entry[]): Promise<void>;
   /** Closes the file at once; appends still waiting fail. */
   close(): void;
 }
 
 interface Pending {
   lines: string[];
+  applied: (() => void)[];
   promise: Promise<void>;
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -31,7 +39,7 @@ function pending(): Pending {
   let reject!: (error: unknown) => void;
   const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
   promise.catch(() => {}); // each caller of append() gets the error; this copy must not be unhandled
-  return { lines: [], promise, resolve, reject };
+  return { lines: [], applied: [], promise, resolve, reject };
 }
 
 /**
@@ -55,6 +63,7 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
   let collecting: Pending | undefined;
   let chain: Promise<void> = Promise.resolve();
   let appended = 0;
+  let compacting: Promise<void> | undefined;
 
   function write(batch: Pending) {
     if (collecting === batch) collecting = undefined;
@@ -67,6 +76,7 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
       writeSync(fd, `${tornTail ? '\n' : ''}${batch.lines.join('')}`);
       tornTail = false;
       appended += batch.lines.length;
+      for (const apply of batch.applied) apply();
       batch.resolve();
     } catch (error) {
       tornTail = true;
@@ -82,7 +92,7 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
   }
 
   return {
-    append(entry) {
+    append(entry, applied) {
       const line = `${JSON.stringify(entry)}\n`;
       if (!collecting) {
         const batch = (collecting = pending());
@@ -90,16 +100,18 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
         chain = chain.then(() => write(batch));
       }
       collecting.lines.push(line);
+      if (applied) collecting.applied.push(applied);
       return collecting.promise;
     },
     get appendedSinceCompaction() {
       return appended;
     },
-    compact(entries) {
+    compact(live) {
+      if (compacting) return compacting;
       const rewrite = chain.then(async () => {
         if (closed) return;
         const temp = `${path}.compacting`;
-        await writeFile(temp, entries.map((entry) => `${JSON.stringify(entry)}\n`).join(''));
+        await writeFile(temp, live().map((entry) => `${JSON.stringify(entry)}\n`).join(''));
         await rename(temp, path);
         if (closed) return;
         if (fd !== undefined) closeSync(fd);
@@ -107,8 +119,11 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
         tornTail = false;
         appended = 0;
       });
+      // Appends wait for the rewrite: what they add must land in the new file.
       chain = rewrite.catch(() => {});
-      return rewrite;
+      compacting = rewrite.finally(() => (compacting = undefined));
+      compacting.catch(() => {});
+      return compacting;
     },
     close() {
       if (closed) return;
