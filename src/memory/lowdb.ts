@@ -53,7 +53,7 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     let document = documents.get(tenantId);
     if (!document) {
       const name = nameOf(tenantId);
-      document = directory.open<TenantMemoryData>(`memory/${name}`, () => ({ schemaVersion: 1, tenantId, items: {} }));
+      document = directory.open<TenantMemoryData>(`memory/${name}`, () => ({ schemaVersion: 1, tenantId, items: {} }), { isNew: !onDisk.has(name) });
       document.then(() => onDisk.add(name)).catch(() => documents.delete(tenantId));
       documents.set(tenantId, document);
     }

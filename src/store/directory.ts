@@ -23,7 +23,8 @@ export interface StoreDirectory {
   readonly path: string;
   /** Where the directory reports what it repaired (corrupt files moved aside, torn lines skipped). */
   readonly onWarning: (message: string) => void;
-  open<Data extends object>(name: string, defaults: () => Data): Promise<JsonDocument<Data>>;
+  /** Opens a lowdb document; `{ isNew: true }` skips reading a file the caller knows is not there yet. */
+  open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }): Promise<JsonDocument<Data>>;
   /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
   openLog<Entry>(name: string, read: (entry: Entry) => void): Promise<JsonLog<Entry>>;
   /** Closes the logs and releases the lock; nothing must be written afterwards. */
@@ -92,7 +93,7 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
   return {
     path,
     onWarning,
-    open: (name, defaults) => openDocument(join(path, name), defaults, onWarning),
+    open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
     async openLog<Entry>(name: string, read: (entry: Entry) => void) {
       const log = await openJsonLog<Entry>(join(path, name), read, onWarning);
       logs.push(log as JsonLog<unknown>);
@@ -123,12 +124,12 @@ function newBatch(): Batch {
   return { promise, resolve, reject };
 }
 
-async function openDocument<Data extends object>(file: string, defaults: () => Data, onWarning: (message: string) => void): Promise<JsonDocument<Data>> {
+async function openDocument<Data extends object>(file: string, defaults: () => Data, onWarning: (message: string) => void, isNew: boolean): Promise<JsonDocument<Data>> {
   let lastText = '';
   const adapter = new DataFile<Data>(file, { parse: JSON.parse, stringify: (data) => (lastText = JSON.stringify(data)) });
   const db = new Low<Data>(adapter, defaults());
   try {
-    await db.read();
+    if (!isNew) await db.read();
   } catch (error) {
     const aside = `${file}.corrupt-${Date.now()}`;
     await rename(file, aside);
