@@ -51,7 +51,8 @@ export function layersActor(services: LayerServices) {
       const signal = waiting ? AbortSignal.any([run.signal, waiting.signal]) : run.signal;
       let pending: Promise<unknown>;
       try {
-        pending = (services[answer.service] as LayerService<unknown, unknown>)(request.input, { signal });
+        // Promise.resolve: a service that answers with a plain value is answered all the same.
+        pending = Promise.resolve((services[answer.service] as LayerService<unknown, unknown>)(request.input, { signal }));
       } catch (error) {
         pending = Promise.reject(error);
       }

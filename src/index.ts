@@ -59,6 +59,7 @@ export { BackgroundTask, type BackgroundQueue, type BackgroundHandler } from './
 export { createMemoryQueue, type QueueOptions } from './background/queue.js';
 export { PersistedRun, RunStatus, SCHEMA_VERSION, type RunStore } from './store/contract.js';
 export { createInMemoryRunStore } from './store/in-memory.js';
+export { readableRun } from './store/migrate.js';
 export { createRunRecorder, readRecording, parseRecording, RecordedEvent, type RunRecorder, type RunRecorderOptions } from './inspect/recorder.js';
 export { enumerateRunPaths, sampleEventsFor, stateKey, type RunPath, type PathStep, type PathOptions } from './verification/paths.js';
 export { checkPolicyCoverage, checkPath, type CoverageReport, type CoverageViolation, type CoverageRule } from './verification/coverage.js';

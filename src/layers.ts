@@ -24,6 +24,8 @@ export interface StatefulLayers {
   volatileRunStore: boolean;
   /** True when nothing needs opening, so a run can start synchronously. */
   isReady(): boolean;
+  /** Resolves once the store's writes and compactions asked for so far are done. */
+  settled(): Promise<void>;
   close(): void;
 }
 
@@ -104,6 +106,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     },
     isReady: () => !needsDirectory || opened !== undefined,
     volatileRunStore: !options.runStore && !durable,
+    settled: async () => void (await opened?.settled()),
     close: () => opened?.close(),
   };
 }

@@ -578,6 +578,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       // The stopped runs' calls are aborted; what they were writing (an approval deadline, a journal entry) lands first.
       await Promise.race([Promise.allSettled([...calling]), new Promise((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref())]);
       queue.close?.();
+      // A compaction still running would rewrite a file the next owner of the store may already be writing.
+      await layers.settled();
       layers.close();
       for (const resource of options.resources ?? []) await resource.close();
     },

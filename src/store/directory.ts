@@ -27,6 +27,8 @@ export interface StoreDirectory {
   open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }): Promise<JsonDocument<Data>>;
   /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
   openLog<Entry>(name: string, read: (entry: Entry) => void): Promise<JsonLog<Entry>>;
+  /** Resolves once every log's appends and compactions asked for so far are done. */
+  settled(): Promise<void>;
   /** Closes the logs and releases the lock; nothing must be written afterwards. */
   close(): void;
 }
@@ -67,7 +69,7 @@ function takeLock(path: string): () => void {
         throw new RunchartError(
           'invalid-input',
           'store',
-          `store: ${path} is held by process ${holder.pid} on ${holder.host} since ${holder.since}; lowdb has one writer per store. Stop that process, or give this one another store.dir`,
+          `store: ${path} is held by process ${holder.pid} on ${holder.host} since ${holder.since}; a store has one writer. Stop that process, or give this one another store.dir`,
         );
       }
       // The holder is gone (killed) or the lock is unreadable: take it over.
@@ -99,6 +101,7 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
       logs.push(log as JsonLog<unknown>);
       return log;
     },
+    settled: async () => void (await Promise.all(logs.map((log) => log.settled()))),
     close() {
       if (closed) return;
       closed = true;

@@ -63,6 +63,9 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
     await removeMigrated(join(directory.path, 'runs.json'));
   }
   for (const runId of finished.keys()) active.delete(runId);
+  // Lines that could not be read, or mostly dead ones (from earlier processes), are left behind now.
+  if (finishedLog.damaged) await finishedLog.compact(() => [...finished.values()]);
+  if (activeLog.damaged || needsCompaction(activeLog, active.size)) await activeLog.compact(() => [...active.values()]);
 
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   const compact = () => {
@@ -104,9 +107,14 @@ type JournalLine = { put: JournalEntry } | { release: string };
  */
 export async function createFileJournal(directory: StoreDirectory): Promise<ExecutionJournal> {
   const entries = new Map<string, JournalEntry>();
+  /** Runs released lately: a put that arrives after the release (a cancelled call finishing late) is not kept. */
+  const released = new Set<string>();
   const forget = (runId: string) => {
     for (const key of entries.keys()) if (key.startsWith(`${runId}:`)) entries.delete(key);
+    released.add(runId);
+    if (released.size > 10_000) released.delete(released.values().next().value!);
   };
+  const isReleased = (key: string) => released.has(key.slice(0, key.indexOf(':')));
   const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? void entries.set(line.put.key, line.put) : forget(line.release)));
   const former = await readFormer<{ entries?: Record<string, JournalEntry> }>(directory, 'journal.json');
   if (former) {
@@ -114,6 +122,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
     await log.compact(() => [...entries.values()].map((entry) => ({ put: entry })));
     await removeMigrated(join(directory.path, 'journal.json'));
   }
+  if (log.damaged || needsCompaction(log, entries.size)) await log.compact(() => [...entries.values()].map((entry) => ({ put: entry })));
   const compact = () => {
     if (!needsCompaction(log, entries.size)) return;
     log.compact(() => [...entries.values()].map((entry) => ({ put: entry }))).catch((error: unknown) => directory.onWarning(`store: compacting journal.jsonl failed (${(error as Error).message})`));
@@ -121,6 +130,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
   return {
     get: async (key) => entries.get(key),
     async put(entry) {
+      if (isReleased(entry.key)) return;
       await log.append({ put: entry }, () => void entries.set(entry.key, entry));
       compact();
     },
@@ -155,6 +165,7 @@ export async function createFileQueuePersistence(directory: StoreDirectory): Pro
     await log.compact(() => [...tasks.values()]);
     await removeMigrated(join(directory.path, 'queue.json'));
   }
+  if (log.damaged || needsCompaction(log, tasks.size)) await log.compact(() => [...tasks.values()]);
   const compact = () => {
     if (!needsCompaction(log, tasks.size)) return;
     log.compact(() => [...tasks.values()]).catch((error: unknown) => directory.onWarning(`store: compacting queue.jsonl failed (${(error as Error).message})`));

@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { copyFile, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { RunchartError } from '../errors.js';
 
@@ -22,6 +22,10 @@ export interface JsonLog<Entry> {
    * before it). A compaction already waiting is not asked for twice.
    */
   compact(live: () => readonly Entry[]): Promise<void>;
+  /** True when lines could not be read at open: compact soon, so they are not copied aside again. */
+  readonly damaged: boolean;
+  /** Resolves once every append and compaction asked for so far is done. */
+  settled(): Promise<void>;
   /** Closes the file at once; appends still waiting fail. */
   close(): void;
 }
@@ -45,43 +49,71 @@ function pending(): Pending {
 /**
  * Reads a log and opens it for appending. A line that is not JSON (a write cut short by a crash or
  * a full disk) is skipped and reported, and the file as it was is copied aside first, so nothing
- * is lost silently.
+ * is lost silently; `damaged` then tells the owner to compact, which leaves the bad lines behind.
  * @example
  * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn);
  */
 export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => void, onWarning: (message: string) => void): Promise<JsonLog<Entry>> {
-  const bad = await readLines(path, read);
-  if (bad.length) {
+  const found = await readLines(path, read);
+  if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);
+    const { bad } = found;
     onWarning(`store: ${bad.map((line) => `line ${line}`).join(', ')} of ${path} ${bad.length === 1 ? 'is' : 'are'} not JSON (a write cut short?) and ${bad.length === 1 ? 'was' : 'were'} skipped; the file as it was is kept as ${aside}`);
   }
   let fd: number | undefined = openSync(path, 'a');
+  /** Bytes in the file as far as this log knows: a failed write is cut back to it. */
+  let size = fstatSync(fd).size;
   let closed = false;
-  /** A failed write may have left part of a line: the next write starts on a new line. */
-  let tornTail = false;
+  /** The file may end inside a line (a crash, a write that could not be cut back): the next write starts a new one. */
+  let tornTail = found.tornTail;
   let collecting: Pending | undefined;
   let chain: Promise<void> = Promise.resolve();
-  let appended = 0;
+  // Lines already in the file count as appended: a log that only ever grows across short-lived
+  // processes (one CLI run each) is compacted all the same.
+  let appended = found.lines;
   let compacting: Promise<void> | undefined;
+
+  const closeQuietly = () => {
+    try {
+      if (fd !== undefined) closeSync(fd);
+    } catch {
+      // already closed or gone: nothing left to release
+    }
+    fd = undefined;
+  };
 
   function write(batch: Pending) {
     if (collecting === batch) collecting = undefined;
     try {
       if (closed) throw Object.assign(new Error('the store is closed'), { code: 'ECLOSED' });
-      // Reopened after a failure: the file may have been repaired or replaced meanwhile.
-      fd ??= openSync(path, 'a');
+      if (fd === undefined) {
+        // Reopened after a failure: the file may have been repaired or replaced meanwhile.
+        fd = openSync(path, 'a');
+        size = fstatSync(fd).size;
+      }
       // A synchronous append to the page cache costs ~2 µs here; a write through libuv's thread pool ~30–60 µs.
       // (Nothing is fsynced, as lowdb does not: a killed process loses nothing, a power cut may lose the last lines.)
-      writeSync(fd, `${tornTail ? '\n' : ''}${batch.lines.join('')}`);
+      const bytes = Buffer.from(`${tornTail ? '\n' : ''}${batch.lines.join('')}`);
+      // A write may stop short of the end (a disk nearly full, a file size limit) without an error.
+      for (let offset = 0; offset < bytes.length; ) {
+        const written = writeSync(fd, bytes, offset, bytes.length - offset);
+        if (written <= 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
+        offset += written;
+      }
+      size += bytes.length;
       tornTail = false;
       appended += batch.lines.length;
       for (const apply of batch.applied) apply();
       batch.resolve();
     } catch (error) {
-      tornTail = true;
-      if (fd !== undefined && !closed) closeSync(fd);
-      fd = undefined;
+      // Whatever part of the batch reached the file is cut off again, so no later line is glued to it.
+      try {
+        if (fd !== undefined && !closed) ftruncateSync(fd, size);
+      } catch {
+        tornTail = true;
+      }
+      if (!closed) closeQuietly();
       batch.reject(
         new RunchartError('internal', 'store', `store: writing ${path} failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the change was not applied`, {
           cause: error,
@@ -92,6 +124,7 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
   }
 
   return {
+    damaged: found.bad.length > 0 || found.tornTail,
     append(entry, applied) {
       const line = `${JSON.stringify(entry)}\n`;
       if (!collecting) {
@@ -111,11 +144,14 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
       const rewrite = chain.then(async () => {
         if (closed) return;
         const temp = `${path}.compacting`;
-        await writeFile(temp, live().map((entry) => `${JSON.stringify(entry)}\n`).join(''));
+        const text = live().map((entry) => `${JSON.stringify(entry)}\n`).join('');
+        await writeFile(temp, text);
+        // Closed meanwhile: another owner may have the file now, and must not lose it to this rewrite.
+        if (closed) return void (await unlink(temp).catch(() => {}));
         await rename(temp, path);
-        if (closed) return;
-        if (fd !== undefined) closeSync(fd);
+        closeQuietly();
         fd = openSync(path, 'a');
+        size = Buffer.byteLength(text);
         tornTail = false;
         appended = 0;
       });
@@ -125,27 +161,27 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
       compacting.catch(() => {});
       return compacting;
     },
+    settled: () => chain,
     close() {
       if (closed) return;
       closed = true;
-      if (fd !== undefined) closeSync(fd);
-      fd = undefined;
+      closeQuietly();
     },
   };
 }
 
-/** Feeds every line of `path` to `read`; returns the numbers of the lines that are not JSON. */
-async function readLines<Entry>(path: string, read: (entry: Entry) => void): Promise<number[]> {
+/** Feeds every line of `path` to `read`: how many lines it held, which were not JSON, whether it ends inside a line. */
+async function readLines<Entry>(path: string, read: (entry: Entry) => void): Promise<{ lines: number; bad: number[]; tornTail: boolean }> {
   let size: number;
   try {
     // Only as many bytes as the file holds (a device standing in for a file reads as empty).
     size = (await stat(path)).size;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, bad: [], tornTail: false };
     throw error;
   }
   const bad: number[] = [];
-  if (size === 0) return bad;
+  if (size === 0) return { lines: 0, bad, tornTail: false };
   const file = await open(path, 'r');
   let text: string;
   try {
@@ -155,8 +191,10 @@ async function readLines<Entry>(path: string, read: (entry: Entry) => void): Pro
   } finally {
     await file.close();
   }
+  let lines = 0;
   text.split('\n').forEach((line, index) => {
     if (!line.trim()) return;
+    lines++;
     let entry: Entry;
     try {
       entry = JSON.parse(line) as Entry;
@@ -166,7 +204,7 @@ async function readLines<Entry>(path: string, read: (entry: Entry) => void): Pro
     }
     read(entry);
   });
-  return bad;
+  return { lines, bad, tornTail: !text.endsWith('\n') };
 }
 
 /** Removes a file that a newer format has taken over; missing is fine. */

@@ -201,6 +201,63 @@ describe('store files: safety', () => {
     expect(await readFile(join(dir, aside), 'utf8')).toContain('{"runId":"cut","sta');
   });
 
+  it('starts a new line after a torn one, so what is written after a crash survives the next', async () => {
+    const dir = await tempDir();
+    const started = JSON.stringify({ put: { key: 'r1:c0.0', state: 'started', attempts: 1, updatedAt: 1 } });
+    await writeFile(join(dir, 'journal.jsonl'), `${started}\n{"put":{"key":"r1:c0.0","state":"compl`);
+    const warnings: string[] = [];
+    const first = await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) });
+    const journal = await createFileJournal(first);
+    await journal.put({ key: 'r2:c0.0', state: 'completed', attempts: 1, updatedAt: 2, result: { status: 'ok', output: 1 } });
+    first.close();
+    const again = await createFileJournal(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect(await again.get('r2:c0.0')).toMatchObject({ state: 'completed' });
+    expect(await again.get('r1:c0.0')).toMatchObject({ state: 'started' });
+    // Reported once: the damaged file was compacted at the first open, so the second finds nothing to copy aside.
+    expect(warnings).toHaveLength(1);
+    expect((await readdir(dir)).filter((name) => name.includes('.corrupt-'))).toHaveLength(1);
+  });
+
+  it('cuts a write that stopped short back off, so neither memory nor the file keeps half of it', async () => {
+    const dir = await tempDir();
+    const child = spawn('bash', ['-c', `ulimit -f 1 && exec "${process.execPath}" --import tsx test/support/short-write-child.ts "${join(dir, 'log.jsonl')}"`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await new Promise((resolve) => child.on('exit', resolve));
+    expect(JSON.parse(output)).toEqual({ outcomes: ['r0:ok', 'r1:EFBIG', 'r2:EFBIG'], applied: ['r0'], read: ['r0'] });
+  });
+
+  it('compacts logs that only grow a little per process (one CLI run each)', async () => {
+    const dir = await tempDir();
+    for (let round = 0; round < 60; round++) {
+      const directory = await openStoreDirectory(dir);
+      const store = await createFileRunStore(directory);
+      const journal = await createFileJournal(directory);
+      for (const status of ['running', 'running', 'completed'] as const) await store.save(run({ runId: `p${round}`, status }));
+      await journal.put({ key: `p${round}:c0.0`, state: 'completed', attempts: 1, updatedAt: 1 });
+      await journal.release!(`p${round}`);
+      directory.close();
+    }
+    expect((await linesOf(join(dir, 'runs.jsonl'))).length).toBeLessThan(300);
+    expect((await linesOf(join(dir, 'journal.jsonl'))).length).toBeLessThan(300);
+    expect(await linesOf(join(dir, 'runs-finished.jsonl'))).toHaveLength(60);
+  });
+
+  it('never lets a compaction that was running at close replace the file of the next owner', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    for (let step = 0; step < 300; step++) await store.save(run({ runId: 'busy', updatedAt: step }));
+    first.close();
+    const second = await openStoreDirectory(dir);
+    const next = await createFileRunStore(second);
+    await next.save(run({ runId: 'next-owner' }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    second.close();
+    const reader = await createFileRunStore(await openStoreDirectory(dir));
+    expect((await reader.listActive()).map((stored) => stored.runId).sort()).toEqual(['busy', 'next-owner']);
+  });
+
   it('fails the operation on a full disk, keeps memory and disk consistent, and writes again once there is room', async () => {
     const dir = await tempDir();
     // The active-runs file is /dev/full: the kernel answers every write with ENOSPC.
