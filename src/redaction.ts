@@ -27,7 +27,13 @@ export function createRedactor(patterns: readonly string[], options: { memo?: We
     if (!value || typeof value !== 'object') return value;
     const known = memo?.get(value);
     if (known !== undefined) return known;
-    const result = Array.isArray(value) ? value.map(walk) : Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, walk(inner)]));
+    let result: unknown;
+    if (Array.isArray(value)) result = value.map(walk);
+    else {
+      const copy: Record<string, unknown> = {};
+      for (const key of Object.keys(value)) copy[key] = walk((value as Record<string, unknown>)[key]);
+      result = copy;
+    }
     memo?.set(value, result);
     return result;
   };
