@@ -216,7 +216,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const calling = new Set<Promise<unknown>>();
   function tracked(services: LayerServices): LayerServices {
     const wrap =
-      <Input, Output>(service: LayerService<Input, Output>): LayerService<Input, Output> =>
+      (service: LayerService<unknown, unknown>): LayerService<unknown, unknown> =>
       (input, options) => {
         const call = service(input, options);
         calling.add(call);
@@ -224,15 +224,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         call.then(forget, forget);
         return call;
       };
-    return {
-      acceptRequest: wrap(services.acceptRequest),
-      evaluatePolicy: wrap(services.evaluatePolicy),
-      recallMemory: wrap(services.recallMemory),
-      callModel: wrap(services.callModel),
-      executeTool: wrap(services.executeTool),
-      enqueueBackground: wrap(services.enqueueBackground),
-      awaitApproval: wrap(services.awaitApproval),
-    };
+    return Object.fromEntries(Object.entries(services).map(([name, service]) => [name, wrap(service as LayerService<unknown, unknown>)])) as unknown as LayerServices;
   }
 
   function telemetryLayer(): TelemetryLayer {
