@@ -86,7 +86,7 @@ const Memory = z.strictObject({
 });
 
 const Store = z.strictObject({
-  /** lowdb: JSON files under `dir`, one writer per directory; memory: nothing survives the process. */
+  /** lowdb: files under `dir` (runs, journal and queue as JSON Lines, memory as lowdb documents), one writer per directory; memory: nothing survives the process. */
   kind: z.enum(['lowdb', 'memory']).default('lowdb'),
   dir: z.string().min(1).default('.runchart'),
 });

@@ -76,7 +76,7 @@ function report(result: RunResult, options: { json?: boolean }, line: (text: str
 
 /** Builds the `runchart` program; `io` lets tests capture its output. */
 export function createProgram(io: { out: (text: string) => void; err: (text: string) => void; isTTY: boolean }) {
-  /** The runtime every command uses: the config found, the demo model, the math capabilities, lowdb under the store dir. */
+  /** The runtime every command uses: the config found, the demo model, the math capabilities, the store files under the store dir. */
   async function openRuntime(options: CommonOptions & { quiet?: boolean }) {
     const resolved = await resolveConfig(options.config);
     const line = (text: string) => io.out(`${text}\n`);

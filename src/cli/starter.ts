@@ -42,7 +42,7 @@ execution:
   gateway_required: true
 
 store:
-  kind: lowdb                   # runs, journal, queue and memory as JSON files
+  kind: lowdb                   # files under dir: runs, journal and queue as JSON Lines, memory as lowdb JSON
   dir: .runchart
 
 # http:
