@@ -52,8 +52,14 @@ export function telemetryActor(layer: TelemetryLayer, options: { now: () => numb
       const at = options.now();
       if (mark.kind === 'state.enter') last = mark.state;
       if (mark.kind === 'run.accepted') return start(mark.identity, at, mark);
-      if (!run) held.push({ mark, at });
-      else guard(() => run!.record(mark, at));
+      if (!run) return void held.push({ mark, at });
+      if (broken) return;
+      try {
+        run.record(mark, at);
+      } catch (error) {
+        broken = true;
+        options.onFailure?.(error);
+      }
     };
     receive((event) => accept(event.mark));
     options.router?.attach(input.runId, accept);

@@ -265,7 +265,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
             // what a subscriber is sent, is redacted here.)
             const content = raw.kind === 'tool.start' || raw.kind === 'tool.call' || raw.kind === 'run.accepted' || raw.kind === 'model.step';
             const mark = content && (hasSensitiveFields || !selfRedacting || listeners.has(identity.runId)) ? redact(raw) : raw;
-            emit(identity.runId, { type: 'mark', mark });
+            if (listeners.has(identity.runId)) emit(identity.runId, { type: 'mark', mark });
             inner?.record(mark, markedAt);
           },
           end: (status, endedAt) => inner?.end(status, endedAt),

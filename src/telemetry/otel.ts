@@ -124,8 +124,9 @@ class RunTrace implements TracedRun {
   ) {}
 
   record(mark: TelemetryMark, at: number): void {
+    // Most marks of an unrecorded run stop here, before a guarded closure is even made.
+    if (this.ended || this.idle) return;
     this.guard(() => {
-      if (this.ended || this.idle) return;
       const root = this.ensureRoot(at);
       // No SDK records these spans (the global no-op tracer) and nobody needs their ids: build nothing.
       if (this.options.idleWhenNotRecording && !root.isRecording()) {
