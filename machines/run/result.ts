@@ -1,6 +1,6 @@
 import type { RunchartErrorData } from '../../src/errors.js';
 import type { DecisionRecord } from '../../src/policy/contract.js';
-import type { RunStatus } from '../../src/store/contract.js';
+import { isFinalStatus, type RunStatus } from '../../src/store/contract.js';
 import type { CallRecord, RunContext, RunUsage } from './types.js';
 
 /** What a caller gets back when a run settles: finished, or parked for approval. */
@@ -20,11 +20,9 @@ export interface RunResult {
   error?: RunchartErrorData;
 }
 
-const finals = new Set(['completed', 'denied', 'failed', 'cancelled']);
-
 /** The status of a snapshot's state value. */
 export function statusOf(value: unknown): RunStatus {
-  if (typeof value === 'string' && finals.has(value)) return value as RunStatus;
+  if (typeof value === 'string' && isFinalStatus(value)) return value as RunStatus;
   if (typeof value === 'object' && value !== null && (value as Record<string, unknown>).toolExecution === 'awaitingApproval') return 'awaiting_approval';
   return 'running';
 }

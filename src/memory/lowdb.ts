@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { RunchartError } from '../errors.js';
-import type { JsonDocument, StoreDirectory } from '../store/directory.js';
+import { readFormerDocument, removeFormerDocument, type JsonDocument, type StoreDirectory } from '../store/directory.js';
 import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord } from './contract.js';
 
 interface StoredItem {
@@ -140,22 +140,13 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
 
 /** Splits the single `memory.json` of earlier versions into tenant files, then removes it. */
 async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: string) => Promise<JsonDocument<TenantMemoryData>>): Promise<void> {
-  const path = join(directory.path, 'memory.json');
-  let former: FormerMemoryData;
-  try {
-    former = JSON.parse(await readFile(path, 'utf8')) as FormerMemoryData;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    const aside = `${path}.corrupt-${Date.now()}`;
-    await rename(path, aside);
-    directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it was moved to ${aside}`);
-    return;
-  }
+  const former = await readFormerDocument<FormerMemoryData>(directory, 'memory.json');
+  if (!former) return;
   for (const [tenantId, tenant] of Object.entries(former.tenants ?? {})) {
     const document = await documentFor(tenantId);
     await document.update((data) => {
       for (const [key, item] of Object.entries(tenant.items)) data.items[key] ??= item;
     });
   }
-  await unlink(path);
+  await removeFormerDocument(directory, 'memory.json');
 }

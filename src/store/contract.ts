@@ -6,6 +6,13 @@ export const SCHEMA_VERSION = 2;
 export const RunStatus = z.enum(['running', 'awaiting_approval', 'completed', 'denied', 'failed', 'cancelled']);
 export type RunStatus = z.infer<typeof RunStatus>;
 
+const finalStatuses: ReadonlySet<string> = new Set(['completed', 'denied', 'failed', 'cancelled']);
+
+/** True for the statuses a run ends in (it is never resumed from them). */
+export function isFinalStatus(status: string): boolean {
+  return finalStatuses.has(status);
+}
+
 /** One run as stored: identity for listings plus XState's persisted snapshot. */
 export const PersistedRun = z.object({
   schemaVersion: z.number().int(),

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
@@ -184,4 +184,34 @@ async function openDocument<Data extends object>(file: string, defaults: () => D
       return collecting.promise;
     },
   };
+}
+
+/**
+ * Reads a whole-document JSON file of an earlier store format so its records can move into the
+ * current one: undefined when there is none; a file that does not parse is moved aside and reported.
+ * `removeFormerDocument` deletes it once its records are safely written elsewhere.
+ */
+export async function readFormerDocument<Data>(directory: StoreDirectory, name: string): Promise<Data | undefined> {
+  const path = join(directory.path, name);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text) as Data;
+  } catch (error) {
+    const aside = `${path}.corrupt-${Date.now()}`;
+    await rename(path, aside);
+    directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it was moved to ${aside}`);
+    return undefined;
+  }
+}
+
+export async function removeFormerDocument(directory: StoreDirectory, name: string): Promise<void> {
+  await unlink(join(directory.path, name)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
 }

@@ -1,45 +1,46 @@
-import { readFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { BackgroundTask } from '../background/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
 import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
-import type { PersistedRun, RunStore } from './contract.js';
-import type { StoreDirectory } from './directory.js';
-import { removeMigrated, type JsonLog } from './log.js';
+import { isFinalStatus, type PersistedRun, type RunStore } from './contract.js';
+import { readFormerDocument, removeFormerDocument, type StoreDirectory } from './directory.js';
+import type { JsonLog } from './log.js';
 
 // Runs, the journal and the queue are written on every step of every run, and a run waits for some
-// of those writes: they are append-only JSON Lines files (one short append per tick, ~25 µs here,
-// where lowdb's rewrite of a whole document through a temp file and a rename costs ~220 µs).
-// Memory, read far more than written, stays a lowdb document.
+// of those writes: they are append-only JSON Lines files (the appends of one synchronous stretch in
+// one synchronous write, ~2 µs here, where lowdb's rewrite of a whole document through a temp file
+// and a rename costs ~220 µs). Memory, read far more than written, stays in lowdb documents.
 
-const finals = new Set(['completed', 'denied', 'failed', 'cancelled']);
-
-/** Compacts a log once it holds this many dead lines per live record (and at least `floor` lines). */
-function needsCompaction(log: JsonLog<unknown>, live: number, floor = 256): boolean {
-  return log.appendedSinceCompaction > Math.max(floor, 4 * live);
+/** What keeps one log small: the records still live, and the file name for reports. */
+interface Upkeep<Entry> {
+  name: string;
+  live: () => Entry[];
+  count: () => number;
 }
 
 /**
- * Reads a document of the lowdb format this store used before (`runs.json`, `journal.json`,
- * `queue.json`) so its records move into the log; a file that does not parse is moved aside.
+ * Brings a log up to date at open and returns what to call after each write: the records of the
+ * earlier whole-document file (`former`) are moved in once; damaged or mostly dead lines (lines
+ * from earlier processes count) are compacted away; later, a compaction starts once dead lines
+ * outnumber live records four to one (and at least 256 lines were written).
  */
-async function readFormer<Data>(directory: StoreDirectory, name: string): Promise<Data | undefined> {
-  const path = join(directory.path, name);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+async function keepCompact<Entry, Former>(
+  directory: StoreDirectory,
+  log: JsonLog<Entry>,
+  upkeep: Upkeep<Entry>,
+  former?: { file: string; moveIn: (data: Former) => void },
+): Promise<() => void> {
+  const needed = () => log.appendedSinceCompaction > Math.max(256, 4 * upkeep.count());
+  const data = former && (await readFormerDocument<Former>(directory, former.file));
+  if (former && data) {
+    former.moveIn(data);
+    await log.compact(upkeep.live);
+    await removeFormerDocument(directory, former.file);
   }
-  try {
-    return JSON.parse(text) as Data;
-  } catch (error) {
-    const aside = `${path}.corrupt-${Date.now()}`;
-    await rename(path, aside);
-    directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it was moved to ${aside}`);
-    return undefined;
-  }
+  if (log.damaged || needed()) await log.compact(upkeep.live);
+  return () => {
+    if (!needed()) return;
+    log.compact(upkeep.live).catch((error: unknown) => directory.onWarning(`store: compacting ${upkeep.name} failed (${(error as Error).message}); it grows until the next try`));
+  };
 }
 
 /**
@@ -56,25 +57,22 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
   const activeLog = await directory.openLog<PersistedRun>('runs.jsonl', (run) => {
     if (!finished.has(run.runId)) active.set(run.runId, run);
   });
-  const former = await readFormer<{ runs?: Record<string, PersistedRun> }>(directory, 'runs.json');
-  if (former) {
-    for (const run of Object.values(former.runs ?? {})) if (!finished.has(run.runId) && !active.has(run.runId)) active.set(run.runId, run);
-    await activeLog.compact(() => [...active.values()]);
-    await removeMigrated(join(directory.path, 'runs.json'));
-  }
-  for (const runId of finished.keys()) active.delete(runId);
-  // Lines that could not be read, or mostly dead ones (from earlier processes), are left behind now.
   if (finishedLog.damaged) await finishedLog.compact(() => [...finished.values()]);
-  if (activeLog.damaged || needsCompaction(activeLog, active.size)) await activeLog.compact(() => [...active.values()]);
-
+  const compact = await keepCompact(
+    directory,
+    activeLog,
+    { name: 'runs.jsonl', live: () => [...active.values()], count: () => active.size },
+    {
+      file: 'runs.json',
+      moveIn: (data: { runs?: Record<string, PersistedRun> }) => {
+        for (const run of Object.values(data.runs ?? {})) if (!finished.has(run.runId) && !active.has(run.runId)) active.set(run.runId, run);
+      },
+    },
+  );
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
-  const compact = () => {
-    if (!needsCompaction(activeLog, active.size)) return;
-    activeLog.compact(() => [...active.values()]).catch((error: unknown) => directory.onWarning(`store: compacting runs.jsonl failed (${(error as Error).message}); it grows until the next try`));
-  };
   return {
     async save(run) {
-      if (finals.has(run.status)) {
+      if (isFinalStatus(run.status)) {
         await finishedLog.append(run, () => {
           finished.set(run.runId, run);
           active.delete(run.runId);
@@ -116,17 +114,17 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
   };
   const isReleased = (key: string) => released.has(key.slice(0, key.indexOf(':')));
   const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? void entries.set(line.put.key, line.put) : forget(line.release)));
-  const former = await readFormer<{ entries?: Record<string, JournalEntry> }>(directory, 'journal.json');
-  if (former) {
-    for (const entry of Object.values(former.entries ?? {})) if (!entries.has(entry.key)) entries.set(entry.key, entry);
-    await log.compact(() => [...entries.values()].map((entry) => ({ put: entry })));
-    await removeMigrated(join(directory.path, 'journal.json'));
-  }
-  if (log.damaged || needsCompaction(log, entries.size)) await log.compact(() => [...entries.values()].map((entry) => ({ put: entry })));
-  const compact = () => {
-    if (!needsCompaction(log, entries.size)) return;
-    log.compact(() => [...entries.values()].map((entry) => ({ put: entry }))).catch((error: unknown) => directory.onWarning(`store: compacting journal.jsonl failed (${(error as Error).message})`));
-  };
+  const compact = await keepCompact(
+    directory,
+    log,
+    { name: 'journal.jsonl', live: () => [...entries.values()].map((entry) => ({ put: entry })), count: () => entries.size },
+    {
+      file: 'journal.json',
+      moveIn: (data: { entries?: Record<string, JournalEntry> }) => {
+        for (const entry of Object.values(data.entries ?? {})) if (!entries.has(entry.key)) entries.set(entry.key, entry);
+      },
+    },
+  );
   return {
     get: async (key) => entries.get(key),
     async put(entry) {
@@ -159,17 +157,17 @@ type QueueLine = StoredTask | { done: string };
 export async function createFileQueuePersistence(directory: StoreDirectory): Promise<QueuePersistence> {
   const tasks = new Map<string, StoredTask>();
   const log = await directory.openLog<QueueLine>('queue.jsonl', (line) => ('done' in line ? void tasks.delete(line.done) : void tasks.set(line.task.id, line)));
-  const former = await readFormer<{ tasks?: Record<string, StoredTask> }>(directory, 'queue.json');
-  if (former) {
-    for (const stored of Object.values(former.tasks ?? {})) if (!tasks.has(stored.task.id)) tasks.set(stored.task.id, stored);
-    await log.compact(() => [...tasks.values()]);
-    await removeMigrated(join(directory.path, 'queue.json'));
-  }
-  if (log.damaged || needsCompaction(log, tasks.size)) await log.compact(() => [...tasks.values()]);
-  const compact = () => {
-    if (!needsCompaction(log, tasks.size)) return;
-    log.compact(() => [...tasks.values()]).catch((error: unknown) => directory.onWarning(`store: compacting queue.jsonl failed (${(error as Error).message})`));
-  };
+  const compact = await keepCompact(
+    directory,
+    log,
+    { name: 'queue.jsonl', live: () => [...tasks.values()], count: () => tasks.size },
+    {
+      file: 'queue.json',
+      moveIn: (data: { tasks?: Record<string, StoredTask> }) => {
+        for (const stored of Object.values(data.tasks ?? {})) if (!tasks.has(stored.task.id)) tasks.set(stored.task.id, stored);
+      },
+    },
+  );
   return {
     pending: async () => [...tasks.values()].filter((stored) => stored.state === 'pending').map((stored) => stored.task),
     known: async (id) => tasks.has(id),

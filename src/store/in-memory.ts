@@ -1,6 +1,4 @@
-import type { PersistedRun, RunStore } from './contract.js';
-
-const finals = new Set(['completed', 'denied', 'failed', 'cancelled']);
+import { isFinalStatus, type PersistedRun, type RunStore } from './contract.js';
 
 /**
  * Runs in a Map: survives nothing, enough for tests and embedding without disk.
@@ -17,7 +15,7 @@ export function createInMemoryRunStore(): RunStore {
       const run = runs.get(runId);
       return run && copy(run);
     },
-    listActive: async () => [...runs.values()].filter((run) => !finals.has(run.status)).map(copy),
+    listActive: async () => [...runs.values()].filter((run) => !isFinalStatus(run.status)).map(copy),
     list: async ({ tenantId }) => [...runs.values()].filter((run) => run.tenantId === tenantId).map(copy),
   };
 }

@@ -206,10 +206,3 @@ async function readLines<Entry>(path: string, read: (entry: Entry) => void): Pro
   });
   return { lines, bad, tornTail: !text.endsWith('\n') };
 }
-
-/** Removes a file that a newer format has taken over; missing is fine. */
-export async function removeMigrated(path: string): Promise<void> {
-  await unlink(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
-  });
-}
