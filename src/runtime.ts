@@ -278,7 +278,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const finishing = new Map<string, LiveRun>();
   const restorings = new Map<string, Promise<LiveRun | undefined>>();
 
-  function persist(actor: RunActor, context: RunContext, value: unknown): PersistedRun {
+  function persist(actor: RunActor, snapshot: ReturnType<RunActor['getSnapshot']>): PersistedRun {
+    const { context, value } = snapshot;
     return {
       schemaVersion: SCHEMA_VERSION,
       runId: context.runId,
@@ -286,19 +287,16 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       principalId: context.accepted.principalId,
       status: statusOf(value),
       updatedAt: now(),
-      // Secrets never land in a store: sensitive arguments and secret patterns are redacted (the
-      // built-in in-memory store keeps nothing beyond the process, so it is spared the walk).
-      snapshot: layers.volatileRunStore ? volatileSnapshot(actor, context, value) : redact(actor.getPersistedSnapshot()),
+      // Secrets never land in a store: sensitive arguments and secret patterns are redacted. The
+      // built-in in-memory store keeps nothing beyond the process, so it is spared the walk, and a
+      // finished run, only ever read there (`get`, listings), is kept as its value and context
+      // (XState never mutates a context, so no copy either).
+      snapshot: !layers.volatileRunStore
+        ? redact(actor.getPersistedSnapshot())
+        : snapshot.status === 'done'
+          ? { status: snapshot.status, value, context }
+          : actor.getPersistedSnapshot(),
     };
-  }
-
-  /**
-   * What the built-in in-memory store keeps: a finished run is only ever read (`get`, listings), never
-   * restored, so its value and context suffice (XState never mutates a context, so no copy either).
-   */
-  function volatileSnapshot(actor: RunActor, context: RunContext, value: unknown): unknown {
-    const snapshot = actor.getSnapshot();
-    return snapshot.status === 'done' ? { status: snapshot.status, value, context } : actor.getPersistedSnapshot();
   }
 
   /**
@@ -313,7 +311,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         entry.dirty = false;
         const snapshot = entry.handle.actor.getSnapshot();
         try {
-          await runStore.save(persist(entry.handle.actor, snapshot.context, snapshot.value));
+          await runStore.save(persist(entry.handle.actor, snapshot));
           // The newest state is on disk: an earlier failed save no longer leaves the store behind.
           entry.saveError = undefined;
         } catch (error) {
@@ -410,27 +408,24 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
    * Starts the actor once the stores are open; a store that cannot open fails the run's result. A
    * restored run is told to resume: its state's request was lost with the process that sent it.
    */
-  function launch(entry: RunHandle, restored = false) {
+  function launch(handle: RunHandle, restored = false) {
     const go = () => {
-      entry.actor.start();
-      const tracked = live.get(entry.runId);
-      if (!restored || !tracked) return;
-      tracked.resuming = true;
+      handle.actor.start();
+      const run = live.get(handle.runId);
+      if (!restored || !run) return;
+      run.resuming = true;
       try {
-        entry.actor.send({ type: 'run.resume' });
+        handle.actor.send({ type: 'run.resume' });
       } finally {
-        tracked.resuming = false;
+        run.resuming = false;
       }
     };
     if (layers.isReady()) return go();
-    layers.ready().then(
-      go,
-      (error: unknown) => {
-        const waiting = live.get(entry.runId);
-        live.delete(entry.runId);
-        for (const waiter of waiting?.waiters.splice(0) ?? []) waiter.reject(error);
-      },
-    );
+    layers.ready().then(go, (error: unknown) => {
+      const waiting = live.get(handle.runId);
+      live.delete(handle.runId);
+      for (const waiter of waiting?.waiters.splice(0) ?? []) waiter.reject(error);
+    });
   }
 
   function start(request: unknown): RunHandle {
