@@ -1,5 +1,5 @@
 // The two baselines: the same calls as the one-hop run, as a hand-written async loop and as a plain XState chart.
-import { assign, createActor, fromPromise, setup, toPromise, type ActorRefFrom } from 'xstate';
+import { assign, createActor, fromPromise, setup, toPromise } from 'xstate';
 import {
   createInMemoryMemory,
   createRulesPolicy,
@@ -192,53 +192,58 @@ async function loopRun(services: Services, request: BaselineRequest): Promise<Ou
   return { status: 'completed', output, modelCalls, toolCalls, toolOutput };
 }
 
-/** The async-loop baseline as a workload. */
-export function asyncLoopWorkload(): Workload {
-  const name = 'async loop';
-  const deps = services();
+/** One started baseline run: its outcome, and whether it is still in flight (parked at its second model call). */
+interface Launched {
+  outcome: Promise<Outcome>;
+  /** Without it (a loop has no state to inspect), in flight means not settled yet. */
+  inFlight?(): boolean;
+}
+
+/** A baseline as a workload: every figure checks each run's outcome and the fakes' counters. */
+function baselineWorkload(name: string, deps: Services, launch: (index: number) => Launched): Workload {
   const { stats } = deps;
+  const counted = () => ({ modelCalls: stats.modelCalls, toolCalls: stats.toolCalls });
+  async function settleAll(runs: Launched[], firstIndex: number, what: string, before: ReturnType<typeof counted>) {
+    (await Promise.all(runs.map((run) => run.outcome))).forEach((outcome, i) => checkOutcome(name, firstIndex + i, outcome));
+    checkCounts(`${name}, ${what}`, stats, before, runs.length);
+  }
   return {
     name,
     async run(index) {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      checkOutcome(name, index, await loopRun(deps, baselineRequest(index)));
-      checkCounts(`${name}, run ${index}`, stats, before, 1);
+      const before = counted();
+      await settleAll([launch(index)], index, `run ${index}`, before);
     },
     async runMany(count, firstIndex) {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      const runs: Promise<Outcome>[] = new Array(count);
-      for (let i = 0; i < count; i++) runs[i] = loopRun(deps, baselineRequest(firstIndex + i));
-      (await Promise.all(runs)).forEach((outcome, i) => checkOutcome(name, firstIndex + i, outcome));
-      checkCounts(`${name}, ${count} runs in flight`, stats, before, count);
+      const before = counted();
+      const runs = Array.from({ length: count }, (_, i) => launch(firstIndex + i));
+      await settleAll(runs, firstIndex, `${count} runs in flight`, before);
     },
     async park(count, firstIndex): Promise<ParkedRuns> {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
+      const before = counted();
       stats.parking = true;
       let settled = 0;
-      const runs: Promise<Outcome>[] = new Array(count);
-      for (let i = 0; i < count; i++) {
-        runs[i] = loopRun(deps, baselineRequest(firstIndex + i));
-        runs[i]!.then(
-          () => settled++,
-          () => settled++,
-        );
-      }
+      const runs = Array.from({ length: count }, (_, i) => launch(firstIndex + i));
+      for (const run of runs) run.outcome.then(() => settled++, () => settled++);
       await waitUntil(() => stats.parked.length === count || settled > 0, 120_000, `${count} ${name} runs to park`);
       stats.parking = false;
       if (settled > 0) throw new Error(`bench: ${name}: ${settled} runs finished while they should be parked`);
       return {
-        // A loop has no state to inspect: in flight means unsettled, with its second model call waiting.
-        inFlight: () => (settled === 0 ? stats.parked.length : 0),
+        inFlight: () => (runs[0]?.inFlight ? runs.filter((run) => run.inFlight!()).length : count - settled),
         async release() {
           for (const resume of stats.parked.splice(0)) resume();
-          (await Promise.all(runs)).forEach((outcome, i) => checkOutcome(name, firstIndex + i, outcome));
-          checkCounts(`${name}, ${count} parked runs`, stats, before, count);
+          await settleAll(runs, firstIndex, `${count} parked runs`, before);
         },
       };
     },
     settle: () => settleWriteBacks(deps),
     close: async () => {},
   };
+}
+
+/** The async-loop baseline as a workload. */
+export function asyncLoopWorkload(): Workload {
+  const deps = services();
+  return baselineWorkload('async loop', deps, (index) => ({ outcome: loopRun(deps, baselineRequest(index)) }));
 }
 
 interface ChartContext {
@@ -420,56 +425,16 @@ function chartFor(deps: Services) {
 
 /** The plain-XState baseline as a workload: `createActor(...).start()` and `toPromise` per run. */
 export function plainXStateWorkload(): Workload {
-  const name = 'plain XState';
   const deps = services();
-  const { stats } = deps;
   const machine = chartFor(deps);
-  const start = (index: number) => createActor(machine, { input: baselineRequest(index) }).start();
-  return {
-    name,
-    async run(index) {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      checkOutcome(name, index, await toPromise(start(index)));
-      checkCounts(`${name}, run ${index}`, stats, before, 1);
-    },
-    async runMany(count, firstIndex) {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      const runs: Promise<Outcome>[] = new Array(count);
-      for (let i = 0; i < count; i++) runs[i] = toPromise(start(firstIndex + i));
-      (await Promise.all(runs)).forEach((outcome, i) => checkOutcome(name, firstIndex + i, outcome));
-      checkCounts(`${name}, ${count} runs in flight`, stats, before, count);
-    },
-    async park(count, firstIndex): Promise<ParkedRuns> {
-      const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      stats.parking = true;
-      let settled = 0;
-      const actors: ActorRefFrom<typeof machine>[] = new Array(count);
-      const runs: Promise<Outcome>[] = new Array(count);
-      for (let i = 0; i < count; i++) {
-        actors[i] = start(firstIndex + i);
-        runs[i] = toPromise(actors[i]!);
-        runs[i]!.then(
-          () => settled++,
-          () => settled++,
-        );
-      }
-      await waitUntil(() => stats.parked.length === count || settled > 0, 120_000, `${count} ${name} runs to park`);
-      stats.parking = false;
-      if (settled > 0) throw new Error(`bench: ${name}: ${settled} runs finished while they should be parked`);
-      return {
-        inFlight: () =>
-          actors.filter((actor) => {
-            const snapshot = actor.getSnapshot();
-            return snapshot.status === 'active' && snapshot.value === 'model' && snapshot.context.modelCalls === 1 && snapshot.context.toolCalls === 1;
-          }).length,
-        async release() {
-          for (const resume of stats.parked.splice(0)) resume();
-          (await Promise.all(runs)).forEach((outcome, i) => checkOutcome(name, firstIndex + i, outcome));
-          checkCounts(`${name}, ${count} parked runs`, stats, before, count);
-        },
-      };
-    },
-    settle: () => settleWriteBacks(deps),
-    close: async () => {},
-  };
+  return baselineWorkload('plain XState', deps, (index) => {
+    const actor = createActor(machine, { input: baselineRequest(index) }).start();
+    return {
+      outcome: toPromise(actor),
+      inFlight: () => {
+        const snapshot = actor.getSnapshot();
+        return snapshot.status === 'active' && snapshot.value === 'model' && snapshot.context.modelCalls === 1 && snapshot.context.toolCalls === 1;
+      },
+    };
+  });
 }
