@@ -84,7 +84,7 @@ function takeLock(path: string): () => void {
  * reported through `onWarning`, never silently replaced.
  * @example
  * const directory = await openStoreDirectory('.runchart');
- * const runs = await directory.open('runs.json', () => ({ runs: {} }));
+ * const log = await directory.openLog<Entry>('runs.jsonl', (entry) => apply(entry));
  */
 export async function openStoreDirectory(path: string, options: { onWarning?: (message: string) => void } = {}): Promise<StoreDirectory> {
   await mkdir(path, { recursive: true });
