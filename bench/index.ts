@@ -1,6 +1,6 @@
 // `npm run bench`: runchart against two baselines on the one-hop run; prints a markdown table, writes bench/results.json.
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkPolicyCoverage } from '../src/index.js';
 import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
@@ -209,7 +209,9 @@ async function main() {
     ratios,
     goals: goals.map(({ goal, value, pass }) => ({ goal, value, pass })),
   };
-  const file = join(dirname(fileURLToPath(import.meta.url)), 'results.json');
+  // Compiled, this file runs from bench/.build/bench/; the results belong beside the sources.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const file = join(basename(dirname(here)) === '.build' ? join(here, '..', '..') : here, 'results.json');
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   progress(`wrote ${file}; ${((nowMicros() - began) / 1e6).toFixed(1)} s in all`);
 }
