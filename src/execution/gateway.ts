@@ -87,28 +87,45 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     const remaining = Math.min(capability.timeoutMs, request.deadline - now());
     if (remaining <= 0) return fail('timeout', `execution: "${capability.name}" passed its deadline before it could start`);
     runSignal.throwIfAborted();
-    // One controller per attempt, aborted by the run or by the timer: lighter than AbortSignal.timeout + AbortSignal.any.
-    const attempt = new AbortController();
+    // The handler's signal is made when the handler first reads it: most tools never do, and an
+    // AbortController with a listener on it cost more than the rest of a call. The timer and the
+    // run's abort reject the call directly, whether or not the handler listens.
+    let controller: AbortController | undefined;
+    let stopped: { reason: unknown } | undefined;
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      attempt.abort(new RunchartError('timeout', 'execution', `execution: "${capability.name}" timed out after ${remaining} ms`));
-    }, remaining);
-    const onRunAbort = () => attempt.abort(runSignal.reason);
-    runSignal.addEventListener('abort', onRunAbort, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onRunAbort: (() => void) | undefined;
     let output: unknown;
     try {
-      output = await abortable(
-        capability.handler(args, {
-          signal: attempt.signal,
+      output = await new Promise<unknown>((resolve, reject) => {
+        const stop = (reason: unknown) => {
+          stopped ??= { reason };
+          controller?.abort(reason);
+          reject(reason);
+        };
+        timer = setTimeout(() => {
+          timedOut = true;
+          stop(new RunchartError('timeout', 'execution', `execution: "${capability.name}" timed out after ${remaining} ms`));
+        }, remaining);
+        onRunAbort = () => stop(runSignal.reason);
+        runSignal.addEventListener('abort', onRunAbort);
+        // A handler that throws at once rejects this promise like one that rejects later.
+        const pending = capability.handler(args, {
+          get signal() {
+            if (!controller) {
+              controller = new AbortController();
+              if (stopped) controller.abort(stopped.reason);
+            }
+            return controller.signal;
+          },
           idempotencyKey: request.idempotencyKey,
           runId: request.runId,
           callId: request.callId,
           tenantId: request.tenantId,
           principalId: request.principalId,
-        }),
-        attempt.signal,
-      );
+        });
+        Promise.resolve(pending).then(resolve, reject);
+      });
     } catch (error) {
       if (runSignal.aborted) throw runSignal.reason;
       if (timedOut) return fail('timeout', `execution: "${capability.name}" timed out after ${remaining} ms`, true);
@@ -121,7 +138,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
       return fail('tool-failed', `execution: "${capability.name}" failed: ${message}`);
     } finally {
       clearTimeout(timer);
-      runSignal.removeEventListener('abort', onRunAbort);
+      if (onRunAbort) runSignal.removeEventListener('abort', onRunAbort);
     }
     const checked = capability.output.safeParse(output);
     if (!checked.success) {
@@ -158,19 +175,6 @@ function parseArguments(capability: Capability, raw: string, maxChars: number): 
     return fail('invalid-input', `execution: the arguments for "${capability.name}" do not match its input schema: ${describeIssues(parsed.error)}`);
   }
   return { value: parsed.data };
-}
-
-/** Resolves with the promise, or rejects as soon as the signal aborts (a handler may ignore it). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => (signal.removeEventListener('abort', onAbort), resolve(value)),
-      (error) => (signal.removeEventListener('abort', onAbort), reject(error)),
-    );
-  });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -255,6 +255,30 @@ describe('gateway: handler failures, timeouts and outputs', () => {
     expect(handlerSignal?.aborted).toBe(true);
   });
 
+  it('hands an aborted signal to a handler that first reads it after the timeout', async () => {
+    let context: { signal: AbortSignal } | undefined;
+    const capability = tool({
+      timeoutMs: 20,
+      handler: (_args, handlerContext) => {
+        context = handlerContext; // the signal is not read yet
+        return new Promise<never>(() => {});
+      },
+    });
+    expectError(await gatewayWith([capability]).execute(executeRequest(), { signal: live() }), 'timeout');
+    expect(context!.signal.aborted).toBe(true);
+    expect((context!.signal.reason as Error).message).toContain('timed out');
+  });
+
+  it('rejects a handler that throws before it returns a promise, like one that rejects', async () => {
+    const capability = tool({
+      handler: () => {
+        throw new Error('no promise at all');
+      },
+    });
+    const error = expectError(await gatewayWith([capability]).execute(executeRequest(), { signal: live() }), 'tool-failed');
+    expect(error.message).toContain('no promise at all');
+  });
+
   it('times out at the request deadline when it comes before the capability timeout', async () => {
     const capability = tool({ timeoutMs: 60_000, handler: (_args, { signal }) => untilAborted(signal) });
     const result = await gatewayWith([capability]).execute(executeRequest({ deadline: Date.now() + 20 }), { signal: live() });
