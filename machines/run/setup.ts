@@ -67,12 +67,13 @@ export const runSetup = setup({
     mark: enqueueActions(({ enqueue }, params: { mark: TelemetryMark }) => {
       enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: params.mark } satisfies TelemetryEvent);
     }),
-    /** Keeps a decision in the run's record and tells telemetry about it. */
-    // Each of these marks through the `mark` action, so a runtime that provides a faster `mark` speeds up all of them.
-    recordDecision: enqueueActions(({ enqueue }, params: { decision: DecisionRecord }) => {
-      enqueue.assign({ decisions: ({ context }) => [...context.decisions, params.decision] });
-      enqueue(markAction({ kind: 'decision', decision: params.decision }));
-    }),
+    /** Records a tool-stage decision and keeps it for the call's record, in one context update. */
+    recordToolDecision: assign(({ context }, params: { decision: DecisionRecord }) => ({
+      decisions: [...context.decisions, params.decision],
+      pendingDecision: params.decision,
+    })),
+    /** Counts a model step whose answer ends the run (a successful step counts inside its own update). */
+    countModelCall: assign({ usage: ({ context }, params: { response: ModelResponse }) => usageAfter(context, params.response) }),
     fail: enqueueActions(({ enqueue }, params: { error: RunContext['error'] }) => {
       enqueue.assign({ error: params.error });
       if (params.error) enqueue(markAction({ kind: 'run.error', error: params.error }));
@@ -81,16 +82,28 @@ export const runSetup = setup({
       enqueue.assign({ warnings: ({ context }) => [...context.warnings, params.message] });
       enqueue(markAction({ kind: 'warning', message: params.message }));
     }),
-    countModelCall: assign({
-      usage: ({ context }, params: { response: ModelResponse }) => ({
-        ...context.usage,
-        modelCalls: context.usage.modelCalls + 1,
-        inputTokens: context.usage.inputTokens + params.response.usage.inputTokens,
-        outputTokens: context.usage.outputTokens + params.response.usage.outputTokens,
-      }),
-    }),
   },
 });
+
+/**
+ * The telemetry mark of the decision a transition has just recorded (the last in context). A
+ * transition records with one context update, `{ decisions: [...context.decisions, record] }`
+ * plus whatever else it changes, then marks: every `assign` makes XState build a new snapshot.
+ */
+export const markDecision = {
+  type: 'mark',
+  params: ({ context }: { context: RunContext }) => ({ mark: { kind: 'decision' as const, decision: context.decisions[context.decisions.length - 1]! } }),
+} as const;
+
+/** The run's usage after one more model step. */
+export function usageAfter(context: RunContext, response: ModelResponse): RunContext['usage'] {
+  return {
+    ...context.usage,
+    modelCalls: context.usage.modelCalls + 1,
+    inputTokens: context.usage.inputTokens + response.usage.inputTokens,
+    outputTokens: context.usage.outputTokens + response.usage.outputTokens,
+  };
+}
 
 /** A decision as the run records it, for `stage` and the run's own principal unless given. */
 export function decisionRecord(

@@ -1,5 +1,6 @@
 import { requests } from '../requests.js';
-import { asking, decisionRecord, runSetup } from '../setup.js';
+import { assign } from 'xstate';
+import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
 
 const outputCheck = asking('assembly', requests.assembly);
 
@@ -13,11 +14,11 @@ export const assembly = runSetup.createStateConfig({
       {
         guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
         target: 'background',
-        actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) },
+        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'output', event.output)] }), markDecision],
       },
       {
         target: 'denied',
-        actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) },
+        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'output', event.output)] }), markDecision],
       },
     ],
     'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },

@@ -1,6 +1,6 @@
 import { assign } from 'xstate';
 import { requests } from '../requests.js';
-import { asking, decisionRecord, runSetup, traced } from '../setup.js';
+import { asking, decisionRecord, markDecision, runSetup, traced } from '../setup.js';
 
 const authorize = asking('background.authorizing', requests.backgroundAuthorizing);
 const queue = asking('background.queueing', requests.queueing);
@@ -25,13 +25,16 @@ export const background = runSetup.createStateConfig({
           {
             guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
             target: 'queueing',
-            actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'memory.write', event.output) }) },
+            actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'memory.write', event.output)] }), markDecision],
           },
           {
             target: '#run.completed',
             actions: [
-              { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'memory.write', event.output) }) },
-              assign({ background: 'denied' }),
+              assign({
+                decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'memory.write', event.output)],
+                background: 'denied',
+              }),
+              markDecision,
             ],
           },
         ],

@@ -2,13 +2,12 @@ import { assign } from 'xstate';
 import type { ModelResponse } from '../../../src/models/contract.js';
 import { planToolCalls } from '../plan.js';
 import { requests } from '../requests.js';
-import { asking, runSetup } from '../setup.js';
+import { asking, runSetup, usageAfter } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Done = { context: RunContext; event: { output: ModelResponse } };
 const response = ({ event }: Done) => ({ response: event.output });
-const counted = [
-  {
+const stepMark = {
     type: 'mark',
     params: ({ context, event }: Done) => ({
       mark: {
@@ -20,9 +19,9 @@ const counted = [
         text: event.output.text,
       },
     }),
-  },
-  { type: 'countModelCall', params: response },
-] as const;
+} as const;
+/** What every failing answer does: the step is marked and counted. */
+const counted = [stepMark, { type: 'countModelCall', params: response }] as const;
 const failWith = (kind: 'budget-exceeded' | 'model-behavior', message: (done: Done) => string) =>
   ({ type: 'fail', params: (done: Done) => ({ error: { kind, layer: 'model' as const, message: message(done), retryable: false } }) }) as const;
 
@@ -69,15 +68,16 @@ export const modelStep = runSetup.createStateConfig({
         guard: { type: 'asksForTools', params: response },
         target: 'toolExecution',
         actions: [
-          ...counted,
+          stepMark,
           assign(({ context, event }) => ({
+            usage: usageAfter(context, event.output),
             calls: planToolCalls(event.output.toolCalls, context.accepted.capabilities, context.hops, context.settings.maxToolArgumentChars),
             cursor: 0,
             messages: [...context.messages, { role: 'assistant' as const, content: event.output.text, toolCalls: event.output.toolCalls }],
           })),
         ],
       },
-      { target: 'assembly', actions: [...counted, assign({ output: ({ event }) => event.output.text })] },
+      { target: 'assembly', actions: [stepMark, assign(({ context, event }) => ({ usage: usageAfter(context, event.output), output: event.output.text }))] },
     ],
     'model.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
   },

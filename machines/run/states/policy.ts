@@ -1,5 +1,6 @@
 import { requests } from '../requests.js';
-import { asking, decisionRecord, runSetup } from '../setup.js';
+import { assign } from 'xstate';
+import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
 
 const precheck = asking('policy', requests.policy);
 
@@ -13,11 +14,11 @@ export const policy = runSetup.createStateConfig({
       {
         guard: { type: 'isPrecheckPassed', params: ({ event }) => ({ decision: event.output }) },
         target: 'retrieval',
-        actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) },
+        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'precheck', event.output)] }), markDecision],
       },
       {
         target: 'denied',
-        actions: { type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) },
+        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'precheck', event.output)] }), markDecision],
       },
     ],
     'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },

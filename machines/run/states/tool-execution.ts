@@ -2,7 +2,7 @@ import { assign } from 'xstate';
 import type { PolicyDecision } from '../../../src/policy/contract.js';
 import { closeCall, toolMessageContent } from '../plan.js';
 import { requests } from '../requests.js';
-import { asking, decisionRecord, runSetup, traced } from '../setup.js';
+import { asking, decisionRecord, markDecision, runSetup, traced } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Decided = { context: RunContext; event: { output: PolicyDecision } };
@@ -10,6 +10,7 @@ const decision = ({ event }: Decided) => ({ decision: event.output });
 const current = (context: RunContext) => context.calls[context.cursor]!;
 const toolDecision = ({ context, event }: Decided) =>
   decisionRecord(context, 'tool', event.output, { callId: current(context).callId, capability: current(context).capability });
+const recordToolDecision = { type: 'recordToolDecision', params: (done: Decided) => ({ decision: toolDecision(done) }) } as const;
 const reviewDecision = ({ context, event }: Decided) =>
   decisionRecord(context, 'approval', event.output, {
     callId: current(context).callId,
@@ -71,24 +72,18 @@ export const toolExecution = runSetup.createStateConfig({
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'executing',
-            actions: [
-              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
-              assign({ pendingDecision: toolDecision }),
-            ],
+            actions: [recordToolDecision, markDecision],
           },
           {
             guard: { type: 'needsApproval', params: decision },
             target: 'awaitingApproval',
-            actions: [
-              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
-              assign({ pendingDecision: toolDecision }),
-            ],
+            actions: [recordToolDecision, markDecision],
           },
           {
             target: 'next',
             actions: [
-              { type: 'recordDecision', params: (done) => ({ decision: toolDecision(done) }) },
-              assign({ pendingDecision: toolDecision }),
+              recordToolDecision,
+              markDecision,
               callMark('denied', (context) => context.pendingDecision!.reason),
               assign(({ context }) => closeCall(context, { status: 'denied', reason: `${context.pendingDecision!.reason} (rule ${context.pendingDecision!.ruleId})` })),
             ],
@@ -148,13 +143,16 @@ export const toolExecution = runSetup.createStateConfig({
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'reviewed',
-            actions: { type: 'recordDecision', params: (done) => ({ decision: reviewDecision(done) }) },
+            actions: [assign({ decisions: (done) => [...done.context.decisions, reviewDecision(done)] }), markDecision],
           },
           {
             target: 'awaitingApproval',
             actions: [
-              { type: 'recordDecision', params: (done) => ({ decision: reviewDecision(done) }) },
-              assign({ review: (done) => ({ ...done.context.review!, refusal: reviewDecision(done) }) }),
+              assign((done) => {
+                const record = reviewDecision(done);
+                return { decisions: [...done.context.decisions, record], review: { ...done.context.review!, refusal: record } };
+              }),
+              markDecision,
             ],
           },
         ],
