@@ -19,6 +19,8 @@ export interface IngressOptions {
    * else (the built-in rules): pinning is then one lookup per run instead of a decision per capability.
    */
   pinCache?: Map<string, PinnedCapability[]>;
+  /** The policy's answers are right by construction (the built-in rules): pinning skips their shape check. */
+  trustedPolicy?: boolean;
 }
 
 /**
@@ -26,6 +28,9 @@ export interface IngressOptions {
  * tool-stage verdict is not deny (a deny-by-default capability is never shown to the model).
  */
 export function ingressService(options: IngressOptions): LayerService<RunInput, AcceptedRequest> {
+  // Runs that see the same capabilities share one pinned list (context is never mutated), so a
+  // parked run does not hold its own copy of every description and schema.
+  const interned = new Map<string, PinnedCapability[]>();
   return async (input, { signal }) => {
     const request = parseRunRequest(input.request, options);
     const trace = traceContextFor(request, options.newTraceId);
@@ -59,9 +64,15 @@ export function ingressService(options: IngressOptions): LayerService<RunInput, 
         if (isRunchartError(error)) throw error;
         throw new RunchartError('internal', 'policy', `policy: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
       }
-      const decision = checked(PolicyDecision, answer, 'policy');
+      const decision = options.trustedPolicy ? (answer as PolicyDecision) : checked(PolicyDecision, answer, 'policy');
       if (decision.verdict !== 'deny') visible.push(capability);
     }
-    return pinCapabilities(visible);
+    const key = visible.map((capability) => `${capability.name}@${capability.version}`).join('\n');
+    let pinned = interned.get(key);
+    if (!pinned) {
+      if (interned.size >= 1_000) interned.clear();
+      interned.set(key, (pinned = pinCapabilities(visible)));
+    }
+    return pinned;
   }
 }

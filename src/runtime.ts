@@ -193,14 +193,15 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
             policy,
             newTraceId: () => idFor('trace'),
             // The built-in rules decide the tool stage from tenant, principal and capability alone.
-            ...(options.policy ? {} : { pinCache: new Map() }),
+            ...(options.policy ? {} : { pinCache: new Map(), trustedPolicy: true }),
           }),
-          evaluatePolicy: policyService(policy),
+          // The built-in rules and gateway answer in their contract's shape by construction; what you provide is checked.
+          evaluatePolicy: policyService(policy, { trusted: !options.policy }),
           recallMemory: recallService(memory),
           callModel: modelService(options.model ?? demoModel(), {
             deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
           }),
-          executeTool: executionService(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms }),
+          executeTool: executionService(gateway, { now, deadlineMs: config.runtime.tool_deadline_ms, trusted: !options.gateway }),
           enqueueBackground: backgroundService(queue, Object.keys(hooks)),
           awaitApproval: approvalDeadlineService(journal, { now, timeoutMs: config.runtime.approval_timeout_ms }),
         }),

@@ -243,4 +243,38 @@ describe('policy', () => {
     expect(add.calls).toHaveLength(0);
     model.verify();
   });
+
+  it('checks the answers of a gateway you provide: a malformed result fails the run with a contract violation', async () => {
+    const add = spiedAdd();
+    const model = scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }]);
+    const gateway = { execute: async () => ({ status: 'fine', value: 5 }) as never };
+    const runtime = runtimeWith({ model, capabilities: [add.capability], gateway });
+
+    const result = await runtime.run(request());
+
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatchObject({ kind: 'contract-violation', layer: 'execution' });
+    model.verify();
+  });
+
+  it('pins one shared capability list for runs that see the same capabilities, and another for runs that see others', async () => {
+    const add = spiedAdd();
+    const model = scriptedModel([{ text: 'one' }, { text: 'two' }, { text: 'three' }]);
+    const runtime = runtimeWith({
+      model,
+      capabilities: [add.capability],
+      rules: [allowRuns, { ...allowMath, tenants: ['acme', 'globex'] }],
+    });
+    const pinnedOf = (tenantId: string) => {
+      const handle = runtime.start(request({ tenantId }));
+      return handle.result.then(() => handle.actor.getSnapshot().context.accepted.capabilities);
+    };
+
+    const [acme, globex, initech] = [await pinnedOf('acme'), await pinnedOf('globex'), await pinnedOf('initech')];
+
+    expect(acme.map((capability) => capability.toolName)).toEqual(['math_add']);
+    expect(globex).toBe(acme);
+    expect(initech).toEqual([]);
+    model.verify();
+  });
 });
