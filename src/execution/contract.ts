@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { z } from 'zod';
 import { ErrorKind } from '../errors.js';
 
@@ -58,7 +58,10 @@ export interface ExecutionJournal {
   release?(runId: string): Promise<void>;
 }
 
+// crypto.hash (Node ≥ 20.12) hashes without a Hash object: about half the time for short texts.
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
 /** The hash an approval is bound to: sha256 of the exact argument text the model sent. */
 export function hashArguments(rawArguments: string): string {
-  return createHash('sha256').update(rawArguments).digest('hex');
+  return oneShotHash ? oneShotHash('sha256', rawArguments, 'hex') : crypto.createHash('sha256').update(rawArguments).digest('hex');
 }

@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineCapability, type CapabilityDefinition } from '../../src/catalog/capability.js';
 import type { Capability, CapabilityContext } from '../../src/catalog/contract.js';
 import { createCatalog } from '../../src/catalog/registry.js';
 import { RunchartError } from '../../src/errors.js';
-import { ExecuteResult, type ExecuteRequest } from '../../src/execution/contract.js';
+import { ExecuteResult, hashArguments, type ExecuteRequest } from '../../src/execution/contract.js';
 import { createGateway, createMemoryJournal, createSemaphore, type GatewayOptions } from '../../src/execution/gateway.js';
 
 /** A promise with its resolve exposed, for ordering steps without timers. */
@@ -603,6 +604,14 @@ describe('gateway: concurrency', () => {
     const results = await Promise.all(pending);
     expect(results.map((result) => result.status)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
     expect(maxActive).toBe(2);
+  });
+});
+
+describe('hashArguments', () => {
+  it('is the sha256 hex of the exact argument text, so an approval binds to every byte', () => {
+    expect(hashArguments('{"a":2,"b":3}')).toBe(createHash('sha256').update('{"a":2,"b":3}').digest('hex'));
+    expect(hashArguments('{"a":2, "b":3}')).not.toBe(hashArguments('{"a":2,"b":3}'));
+    expect(hashArguments('')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
 });
 
