@@ -1,6 +1,9 @@
 // What XState itself costs, apart from runchart: `node --expose-gc --import tsx bench/floor.ts`.
 // The figures bound what any chart with this many steps and actors can reach on this machine.
 import { assign, createActor, fromCallback, fromPromise, sendTo, setup, toPromise, type AnyActorLogic } from 'xstate';
+import { layersActor, type LayerServices } from '../actors/layers.actor.js';
+import { runMachine } from '../machines/run/machine.js';
+import { parseConfig, settingsFrom } from '../src/config.js';
 import { forceGc, progress } from './measure.js';
 
 const steps = 11; // the requests of a one-hop run: ingress, precheck, recall, model, tool decision, tool, model, output, memory.write, queue (+1 spare)
@@ -36,6 +39,36 @@ function invokeChart() {
   return setup({ actors: { step: fromPromise(async () => 1) } }).createMachine({ context: { count: 0 }, initial: 's0', states: states as never } as never);
 }
 
+/**
+ * The run chart itself on the one-hop run, with every service answering at once and telemetry
+ * silent: what XState spends on runchart's states, transitions and actions before any layer works.
+ */
+function bareRunChart() {
+  const allow = { verdict: 'allow' as const, ruleId: 'allow', reason: 'allowed' };
+  const capabilities = [{ name: 'math.add', version: '1.0.0', toolName: 'math_add', description: 'Add two numbers', effects: 'read' as const, parameters: {} }];
+  const usage = { inputTokens: 1, outputTokens: 1 };
+  const services: LayerServices = {
+    acceptRequest: async () => ({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'user-7', input: 'what is 2+3?', capabilities }),
+    evaluatePolicy: async () => allow,
+    recallMemory: async () => ({ items: [], history: [] }),
+    callModel: async (input) =>
+      input.messages.at(-1)?.role === 'user'
+        ? { text: null, toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }], usage, finishReason: 'tool_calls' }
+        : { text: '2 + 3 = 5', toolCalls: [], usage, finishReason: 'stop' },
+    executeTool: async () => ({ status: 'ok', output: 5 }),
+    enqueueBackground: async () => {},
+    awaitApproval: async () => {},
+  };
+  const machine = runMachine.provide({ actors: { callLayers: layersActor(services), recordTelemetry: fromCallback(() => () => {}) as never }, actions: { mark: () => {} } });
+  const settings = settingsFrom(parseConfig({}));
+  let index = 0;
+  return async () => {
+    const actor = createActor(machine, { input: { runId: `run-${index++}`, request: {}, settings } }).start();
+    await toPromise(actor);
+    if (actor.getSnapshot().value !== 'completed') throw new Error(`bench: the bare run chart ended in ${JSON.stringify(actor.getSnapshot().value)}`);
+  };
+}
+
 async function p50(run: () => Promise<unknown>, warmup = 2_000, measured = 10_000): Promise<number> {
   for (let index = 0; index < warmup; index++) await run();
   const times: number[] = [];
@@ -56,6 +89,18 @@ function assignCost(keys: number): number {
   // What XState's assign does to the context on every update.
   for (let index = 0; index < rounds; index++) context = Object.assign({}, context, { key1: index });
   return ((performance.now() - started) * 1000) / rounds;
+}
+
+/** Microseconds to create, start and stop an idle root actor with `children` long-lived children. */
+async function startCost(children: number): Promise<number> {
+  const child = fromCallback(() => () => {});
+  const machine = setup({ actors: { child } }).createMachine({
+    context: {},
+    invoke: Array.from({ length: children }, (_, index) => ({ id: `child${index}`, src: 'child' })),
+    initial: 'waiting',
+    states: { waiting: {} },
+  } as never);
+  return p50(async () => createActor(machine as AnyActorLogic).start().stop());
 }
 
 async function heapPerActor(children: number): Promise<number> {
@@ -82,12 +127,15 @@ const events = eventChart();
 const invokes = invokeChart();
 const eventsP50 = await p50(() => toPromise(createActor(events).start()));
 const invokesP50 = await p50(() => toPromise(createActor(invokes).start()));
+const bareChartP50 = await p50(bareRunChart());
 progress('measured the two charts');
 const rows = [
   `| ${steps} steps, one long-lived child answering events | ${eventsP50.toFixed(1)} µs p50 |`,
   `| ${steps} steps, a fresh fromPromise actor per step | ${invokesP50.toFixed(1)} µs p50 |`,
+  `| the run chart, one-hop run, every service answering at once, telemetry silent | ${bareChartP50.toFixed(1)} µs p50 |`,
   ...[16, 19, 20, 26].map((keys) => `| XState assign on a ${keys}-key context (Object.assign) | ${assignCost(keys).toFixed(2)} µs |`),
 ];
+for (const children of [0, 1, 2]) rows.push(`| create, start and stop a root actor with ${children === 1 ? '1 long-lived child' : `${children} long-lived children`} | ${(await startCost(children)).toFixed(1)} µs p50 |`);
 await heapPerActor(2); // warm-up: the first round also pays for code and shapes
-for (const children of [0, 1, 2]) rows.push(`| heap: a root actor waiting on a promise, with ${children} long-lived children | ${(await heapPerActor(children)).toFixed(2)} KB |`);
+for (const children of [0, 1, 2]) rows.push(`| heap: a root actor waiting on a promise, with ${children === 1 ? '1 long-lived child' : `${children} long-lived children`} | ${(await heapPerActor(children)).toFixed(2)} KB |`);
 process.stdout.write(['| XState alone, on this machine | |', '| --- | ---: |', ...rows].join('\n') + '\n');
