@@ -1,4 +1,4 @@
-// What XState itself costs, apart from runchart: `node --expose-gc --import tsx bench/floor.ts`.
+// What XState itself costs, apart from runchart: `npm run bench:floor`.
 // The figures bound what any chart with this many steps and actors can reach on this machine.
 import { assign, createActor, fromCallback, fromPromise, sendTo, setup, toPromise, type AnyActorLogic } from 'xstate';
 import { layersActor, type LayerServices } from '../actors/layers.actor.js';

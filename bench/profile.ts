@@ -1,4 +1,4 @@
-// A workload alone, for profiling: `node --cpu-prof --cpu-prof-dir=bench/profiles --import tsx bench/profile.ts [memory|lowdb|loop|xstate] [runs]`.
+// A workload alone, for profiling: `npx tsc -p bench/tsconfig.json`, then `node --cpu-prof --cpu-prof-dir=bench/profiles bench/.build/bench/profile.js [memory|lowdb|loop|xstate] [runs]`.
 import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
 import { measureLatency, progress, type Workload } from './measure.js';
 import { runchartWorkload } from './workloads.js';

@@ -1,4 +1,4 @@
-// Summarizes a V8 .cpuprofile: the functions and files with the most self time, and the project's functions by inclusive time. `node --import tsx bench/top-self-time.ts <file> [rows]`.
+// Summarizes a V8 .cpuprofile: the functions and files with the most self time, and the project's functions by inclusive time. `node bench/.build/bench/top-self-time.js <file> [rows]` (after `npx tsc -p bench/tsconfig.json`).
 import { readFileSync } from 'node:fs';
 
 interface ProfileNode {
