@@ -67,6 +67,8 @@ export const runSetup = setup({
     mark: enqueueActions(({ enqueue }, params: { mark: TelemetryMark }) => {
       enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: params.mark } satisfies TelemetryEvent);
     }),
+    /** Keeps a decision in the run's record; `markDecision` then tells telemetry. */
+    recordDecision: assign({ decisions: ({ context }, params: { decision: DecisionRecord }) => [...context.decisions, params.decision] }),
     /** Records a tool-stage decision and keeps it for the call's record, in one context update. */
     recordToolDecision: assign(({ context }, params: { decision: DecisionRecord }) => ({
       decisions: [...context.decisions, params.decision],

@@ -1,5 +1,4 @@
 import { requests } from '../requests.js';
-import { assign } from 'xstate';
 import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
 
 const outputCheck = asking('assembly', requests.assembly);
@@ -14,11 +13,11 @@ export const assembly = runSetup.createStateConfig({
       {
         guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
         target: 'background',
-        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'output', event.output)] }), markDecision],
+        actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) }, markDecision],
       },
       {
         target: 'denied',
-        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'output', event.output)] }), markDecision],
+        actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) }, markDecision],
       },
     ],
     'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },

@@ -25,7 +25,7 @@ export const background = runSetup.createStateConfig({
           {
             guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
             target: 'queueing',
-            actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'memory.write', event.output)] }), markDecision],
+            actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'memory.write', event.output) }) }, markDecision],
           },
           {
             target: '#run.completed',

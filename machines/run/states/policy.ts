@@ -1,5 +1,4 @@
 import { requests } from '../requests.js';
-import { assign } from 'xstate';
 import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
 
 const precheck = asking('policy', requests.policy);
@@ -14,11 +13,11 @@ export const policy = runSetup.createStateConfig({
       {
         guard: { type: 'isPrecheckPassed', params: ({ event }) => ({ decision: event.output }) },
         target: 'retrieval',
-        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'precheck', event.output)] }), markDecision],
+        actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) }, markDecision],
       },
       {
         target: 'denied',
-        actions: [assign({ decisions: ({ context, event }) => [...context.decisions, decisionRecord(context, 'precheck', event.output)] }), markDecision],
+        actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) }, markDecision],
       },
     ],
     'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },

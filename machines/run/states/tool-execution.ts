@@ -143,7 +143,7 @@ export const toolExecution = runSetup.createStateConfig({
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'reviewed',
-            actions: [assign({ decisions: (done) => [...done.context.decisions, reviewDecision(done)] }), markDecision],
+            actions: [{ type: 'recordDecision', params: (done) => ({ decision: reviewDecision(done) }) }, markDecision],
           },
           {
             target: 'awaitingApproval',
