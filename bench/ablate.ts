@@ -3,7 +3,7 @@
 // in the same sitting (the machine is shared: expect ±10 µs between runs of one variant).
 import { createRuntime, type BackgroundQueue, type MemoryLayer, type RuntimeOptions, type TelemetryLayer } from '../src/index.js';
 import { progress, quantile } from './measure.js';
-import { benchRules, checkOutcome, instantModel, mathAdd, newStats, requestFor, type FakeStats } from './workloads.js';
+import { benchRules, checkOutcome, instantModel, mathAdd, newStats, outcomeOf, requestFor, type FakeStats } from './workloads.js';
 
 const instant: Record<string, (stats: FakeStats) => Partial<RuntimeOptions>> = {
   none: () => ({}),
@@ -41,14 +41,7 @@ for (let index = 0; index < warmup + runs; index++) {
   const started = performance.now();
   const result = await runtime.run(requestFor(index));
   const elapsed = (performance.now() - started) * 1000;
-  const call = result.toolCalls[0];
-  checkOutcome(`ablate ${variant}`, index, {
-    status: result.status,
-    output: result.output,
-    modelCalls: result.usage.modelCalls,
-    toolCalls: result.toolCalls.length,
-    toolOutput: call?.outcome.status === 'ok' ? call.outcome.output : call?.outcome,
-  });
+  checkOutcome(`ablate ${variant}`, index, outcomeOf(result));
   if (index >= warmup) samples.push(elapsed);
 }
 samples.sort((a, b) => a - b);

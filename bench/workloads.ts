@@ -122,7 +122,8 @@ export function checkCounts(workload: string, stats: FakeStats, before: { modelC
   }
 }
 
-function outcomeOf(result: RunResult): Outcome {
+/** A run's result in the shape every workload's check takes. */
+export function outcomeOf(result: RunResult): Outcome {
   const call = result.toolCalls[0];
   return {
     status: result.status,

@@ -89,8 +89,9 @@ export const runSetup = setup({
 
 /**
  * The telemetry mark of the decision a transition has just recorded (the last in context). A
- * transition records with one context update, `{ decisions: [...context.decisions, record] }`
- * plus whatever else it changes, then marks: every `assign` makes XState build a new snapshot.
+ * transition records with one context update (`recordDecision`, `recordToolDecision`, or one
+ * `assign` that also changes what goes with the decision), then marks: every `assign` makes
+ * XState build a new snapshot.
  */
 export const markDecision = {
   type: 'mark',
