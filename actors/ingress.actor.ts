@@ -40,8 +40,11 @@ export function ingressService(options: IngressOptions): LayerService<RunInput, 
       if (options.pinCache.size >= 10_000) options.pinCache.clear();
       options.pinCache.set(cacheKey, capabilities);
     }
+    // A literal that opens with a spread and then adds keys gets a hidden class of its own in
+    // Node 20's V8; this one lives in context for the whole run, so it opens with a property.
     return {
-      ...trace,
+      traceId: trace.traceId,
+      ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}),
       tenantId: request.tenantId,
       principalId: request.principalId,
       ...(request.sessionId ? { sessionId: request.sessionId } : {}),

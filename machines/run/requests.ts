@@ -33,7 +33,7 @@ export const requests = {
       limit: context.settings.recallLimit,
     },
   }),
-  modelStep: (context: RunContext): LayerRequest => ({ type: 'model.step', input: { ...modelRequestFor(context), runId: context.runId } }),
+  modelStep: (context: RunContext): LayerRequest => ({ type: 'model.step', input: { runId: context.runId, ...modelRequestFor(context) } }),
   authorizing: (context: RunContext): LayerRequest => ({
     type: 'policy.evaluate',
     input: { stage: 'tool', ...scope(context), capability: current(context).capability!, version: current(context).version!, callId: current(context).callId },

@@ -70,7 +70,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     let attempts = journaled?.attempts ?? 0;
     // A replayed call keeps the deadline it was first given: deadlines are absolute.
     const deadline = journaled?.deadline ?? request.deadline;
-    request = { ...request, deadline };
+    request = Object.assign({}, request, { deadline });
     let result: ExecuteResult = fail('internal', 'execution: the call was never attempted');
     for (let attempt = 0; attempt <= capability.retries; attempt++) {
       if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);

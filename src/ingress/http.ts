@@ -378,7 +378,7 @@ function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string |
         : {};
   try {
     return parseRunRequest(
-      { ...body, tenantId: caller.tenantId, principalId: caller.principalId, ...parent },
+      Object.assign({}, body, { tenantId: caller.tenantId, principalId: caller.principalId }, parent),
       { maxInputChars: config.limits.max_input_chars, requireTraceId: config.runtime.require_trace_id },
     );
   } catch (error) {

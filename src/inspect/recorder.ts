@@ -43,7 +43,7 @@ const recorded = new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot'])
 
 /** JSON for anything XState hands us: snapshots through their `toJSON`, errors with their message, no functions. */
 function replacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) return { ...value, name: value.name, message: value.message };
+  if (value instanceof Error) return Object.assign({}, value, { name: value.name, message: value.message });
   if (typeof value === 'function' || typeof value === 'symbol') return undefined;
   if (typeof value === 'bigint') return value.toString();
   return value;
@@ -144,9 +144,9 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
       // Errors in snapshots and events keep their message: the inspector's own serializer would drop it.
       const forwarded =
         event.type === '@xstate.snapshot'
-          ? { ...event, snapshot: plain(event.snapshot) }
+          ? Object.assign({}, event, { snapshot: plain(event.snapshot) })
           : event.type === '@xstate.event'
-            ? { ...event, event: plain(event.event) }
+            ? Object.assign({}, event, { event: plain(event.event) })
             : event;
       inspector.inspect.next?.(forwarded as InspectionEvent);
     },

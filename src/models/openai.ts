@@ -129,11 +129,14 @@ export function openaiModel(options: OpenAIModelOptions = {}): ModelAdapter {
   try {
     client =
       options.client ??
-      new OpenAI({
-        ...(options.apiKey !== undefined ? { apiKey: options.apiKey } : {}),
-        ...(options.baseURL !== undefined ? { baseURL: options.baseURL } : {}),
-        ...(options.organization !== undefined ? { organization: options.organization } : {}),
-      });
+      new OpenAI(
+        Object.assign(
+          {},
+          options.apiKey !== undefined ? { apiKey: options.apiKey } : {},
+          options.baseURL !== undefined ? { baseURL: options.baseURL } : {},
+          options.organization !== undefined ? { organization: options.organization } : {},
+        ),
+      );
   } catch (error) {
     throw failure('invalid-input', `no OpenAI API key was given; set OPENAI_API_KEY or pass apiKey (${(error as Error).message.split('\n')[0]})`, { cause: error });
   }
@@ -151,7 +154,7 @@ export function openaiModel(options: OpenAIModelOptions = {}): ModelAdapter {
       };
       try {
         if (onDelta && options.stream !== false) return await streamStep(client, body, requestOptions, onDelta, options.timeoutMs);
-        const completion = await client.chat.completions.create({ ...body, stream: false }, requestOptions);
+        const completion = await client.chat.completions.create(Object.assign({}, body, { stream: false as const }), requestOptions);
         return fromCompletion(wire(Completion, completion, 'a response'));
       } catch (error) {
         throw toModelError(error, signal, settings);
@@ -181,7 +184,7 @@ async function streamStep(
   idleMs: number | undefined,
 ): Promise<ModelResponse> {
   const { data: stream, response } = await client.chat.completions
-    .create({ ...body, stream: true, stream_options: { include_usage: true } }, requestOptions)
+    .create(Object.assign({}, body, { stream: true as const, stream_options: { include_usage: true } }), requestOptions)
     .withResponse();
   const contentType = response.headers.get('content-type') ?? '';
   if (!contentType.includes('text/event-stream')) {
@@ -312,8 +315,8 @@ function statusError(error: APIError, after: string): RunchartError {
 export function modelFromEnvironment(env: NodeJS.ProcessEnv = process.env, fallback: () => ModelAdapter): ModelAdapter {
   if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) return fallback();
   return openaiModel({
-    ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}),
     apiKey: env.OPENAI_API_KEY || 'not-needed',
+    ...(env.OPENAI_BASE_URL ? { baseURL: env.OPENAI_BASE_URL } : {}),
     ...(env.OPENAI_MODEL ? { model: env.OPENAI_MODEL } : {}),
   });
 }

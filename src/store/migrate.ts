@@ -19,16 +19,14 @@ function fromV1(snapshot: Json): Json {
   const children = (snapshot.children ?? {}) as Json;
   const telemetry = children.telemetry;
   const done = snapshot.status !== 'active';
-  return {
-    ...snapshot,
-    context: { ...rest, accepted, recalled: { items: recalled ?? [], history: history ?? [] }, error },
+  return Object.assign({}, snapshot, {
+    context: Object.assign({}, rest, { accepted, recalled: { items: recalled ?? [], history: history ?? [] }, error }),
     children: done
       ? {}
-      : {
-          ...(telemetry ? { telemetry } : {}),
+      : Object.assign(telemetry ? { telemetry } : {}, {
           callLayers: { snapshot: { status: 'active', input: { runId: context.runId } }, src: 'callLayers', syncSnapshot: false },
-        },
-  };
+        }),
+  });
 }
 
 const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1 };
@@ -48,5 +46,5 @@ export function readableRun(run: PersistedRun): PersistedRun {
   }
   let snapshot = run.snapshot as Json;
   for (let version = run.schemaVersion; version < SCHEMA_VERSION; version++) snapshot = migrations[version]!(snapshot);
-  return { ...run, schemaVersion: SCHEMA_VERSION, snapshot };
+  return Object.assign({}, run, { schemaVersion: SCHEMA_VERSION, snapshot });
 }

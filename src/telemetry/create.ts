@@ -31,13 +31,14 @@ export function createTelemetry(options: CreateTelemetryOptions): TelemetryLayer
     redactPatterns: telemetry.redact_patterns,
     ...(options.onError ? { onError: options.onError } : {}),
   };
-  const tracing = otelTelemetry({
-    ...shared,
-    requestModel: runtime.default_model,
-    // Without events, nothing needs span ids, so an unrecorded run (no OTel SDK registered) costs nothing.
-    idleWhenNotRecording: !telemetry.emit_structured_events,
-    ...(options.tracer ? { tracer: options.tracer } : {}),
-  });
+  const tracing = otelTelemetry(
+    Object.assign({}, shared, {
+      requestModel: runtime.default_model,
+      // Without events, nothing needs span ids, so an unrecorded run (no OTel SDK registered) costs nothing.
+      idleWhenNotRecording: !telemetry.emit_structured_events,
+      ...(options.tracer ? { tracer: options.tracer } : {}),
+    }),
+  );
   if (!telemetry.emit_structured_events) return tracing;
-  return pinoTelemetry({ ...shared, tracing, ...(options.logger ? { logger: options.logger } : {}) });
+  return pinoTelemetry(Object.assign({}, shared, { tracing, ...(options.logger ? { logger: options.logger } : {}) }));
 }

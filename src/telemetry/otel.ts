@@ -246,7 +246,7 @@ class RunTrace implements TracedRun {
         const attributes = this.attributes({ 'error.type': mark.error.kind, 'runchart.error.layer': mark.error.layer, 'runchart.error.retryable': mark.error.retryable });
         span.setStatus(status);
         span.setAttributes(attributes);
-        span.addEvent('runchart.error', this.attributes({ ...attributes, 'runchart.error.message': mark.error.message }), time(at));
+        span.addEvent('runchart.error', this.attributes(Object.assign({}, attributes, { 'runchart.error.message': mark.error.message })), time(at));
         // A model call that failed never sends its `model.step` mark: its chat span fails with it.
         if (this.chat) {
           this.chat.span.setStatus(status);
@@ -339,10 +339,10 @@ class RunTrace implements TracedRun {
       span.addEvent(
         'runchart.tool.call',
         this.attributes({
-          ...attributes,
           'gen_ai.tool.name': mark.toolName,
           'gen_ai.tool.call.id': mark.callId,
           ...(mark.capability ? { 'runchart.capability': mark.capability } : {}),
+          ...attributes,
         }),
         time(at),
       );

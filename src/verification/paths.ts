@@ -38,14 +38,13 @@ export interface RunPath {
 
 /** The settings the graph is walked under: one tool call per step and a token budget, so every guard has both outcomes. */
 export function pathSettings(options: PathOptions = {}): RunSettings {
-  return {
-    ...settingsFrom(parseConfig({})),
+  return Object.assign(settingsFrom(parseConfig({})), {
     maxToolHops: options.maxToolHops ?? 3,
     maxToolCallsPerStep: 1,
     maxTotalTokens: 1_000,
     backgroundUpdates: options.backgroundUpdates ?? true,
     precheckRequired: options.precheckRequired ?? true,
-  };
+  });
 }
 
 const sampleAccepted: AcceptedRequest = {

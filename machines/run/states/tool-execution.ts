@@ -150,7 +150,7 @@ export const toolExecution = runSetup.createStateConfig({
             actions: [
               assign((done) => {
                 const record = reviewDecision(done);
-                return { decisions: [...done.context.decisions, record], review: { ...done.context.review!, refusal: record } };
+                return { decisions: [...done.context.decisions, record], review: Object.assign({}, done.context.review!, { refusal: record }) };
               }),
               markDecision,
             ],
@@ -210,8 +210,8 @@ export const toolExecution = runSetup.createStateConfig({
               }),
             },
             assign(({ context, event }) => ({
-              ...closeCall(context, event.output),
               usage: { ...context.usage, toolCalls: context.usage.toolCalls + 1 },
+              ...closeCall(context, event.output),
             })),
           ],
         },
