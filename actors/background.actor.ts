@@ -6,7 +6,7 @@ export function backgroundService(queue: BackgroundQueue, hookNames: readonly st
   return async (input, { signal }) => {
     const memoryTask = input.tasks[0];
     const hooks = memoryTask
-      ? hookNames.map((name): BackgroundTask => ({ ...memoryTask, id: `${memoryTask.runId}:hook:${name}`, kind: `hook:${name}` }))
+      ? hookNames.map((name): BackgroundTask => Object.assign({}, memoryTask, { id: `${memoryTask.runId}:hook:${name}`, kind: `hook:${name}` }))
       : [];
     await queue.enqueue(hooks.length ? [...input.tasks, ...hooks] : input.tasks, { signal });
   };

@@ -74,7 +74,6 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     options.background ??
     createMemoryQueue({
       handlers: {
-        ...Object.fromEntries(Object.entries(options.hooks ?? {}).map(([name, hook]) => [`hook:${name}`, hook])),
         'memory.write': async (task, { signal }) => {
           const payload = task.payload as { sessionId: string | null; input: string; output: string };
           await memory.remember(
@@ -90,6 +89,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
             { idempotencyKey: task.id, signal },
           );
         },
+        ...Object.fromEntries(Object.entries(options.hooks ?? {}).map(([name, hook]) => [`hook:${name}`, hook])),
       },
       onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error),
       ...(persistence ? { persistence } : {}),

@@ -155,14 +155,14 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
   const hooks = options.hooks ?? {};
   const layers = composeStatefulLayers(config, {
+    redact: createRedactor(config.telemetry.redact_patterns),
+    hooks,
+    now,
     ...(options.memory ? { memory: options.memory } : {}),
     ...(options.runStore ? { runStore: options.runStore } : {}),
     ...(options.journal ? { journal: options.journal } : {}),
     ...(options.background ? { background: options.background } : {}),
     ...(options.storeDirectory ? { storeDirectory: options.storeDirectory } : {}),
-    redact: createRedactor(config.telemetry.redact_patterns),
-    hooks,
-    now,
     warn,
   });
   const { memory, runStore, journal, queue } = layers;
@@ -384,11 +384,12 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       error: (error) => {
         retire(runId, entry);
         const context = actor.getSnapshot().context;
-        settle({
-          ...toRunResult('failed', context),
-          status: 'failed',
-          error: { kind: 'internal', layer: 'runtime', message: `runtime: the run stopped unexpectedly: ${(error as Error).message}`, retryable: false },
-        });
+        settle(
+          Object.assign(toRunResult('failed', context), {
+            status: 'failed' as const,
+            error: { kind: 'internal' as const, layer: 'runtime' as const, message: `runtime: the run stopped unexpectedly: ${(error as Error).message}`, retryable: false },
+          }),
+        );
       },
     });
     return entry.handle;

@@ -101,8 +101,8 @@ export const markDecision = {
 /** The run's usage after one more model step. */
 export function usageAfter(context: RunContext, response: ModelResponse): RunContext['usage'] {
   return {
-    ...context.usage,
     modelCalls: context.usage.modelCalls + 1,
+    toolCalls: context.usage.toolCalls,
     inputTokens: context.usage.inputTokens + response.usage.inputTokens,
     outputTokens: context.usage.outputTokens + response.usage.outputTokens,
   };

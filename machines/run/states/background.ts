@@ -4,10 +4,12 @@ import { asking, decisionRecord, markDecision, runSetup, traced } from '../setup
 
 const authorize = asking('background.authorizing', requests.backgroundAuthorizing);
 const queue = asking('background.queueing', requests.queueing);
+const marks = traced('background');
 
 /** Queues the turn's write-back behind policy stage `memory.write`; the result is released once it is queued. */
 export const background = runSetup.createStateConfig({
-  ...traced('background'),
+  entry: marks.entry,
+  exit: marks.exit,
   initial: 'deciding',
   states: {
     deciding: {

@@ -37,13 +37,15 @@ const authorize = asking('toolExecution.authorizing', requests.authorizing);
 const park = asking('toolExecution.awaitingApproval', requests.awaitingApproval);
 const review = asking('toolExecution.reviewing', requests.reviewing);
 const execute = asking('toolExecution.executing', requests.executing);
+const marks = traced('toolExecution');
 
 /**
  * The tool calls of one model step, one at a time: each is authorized (policy stage `tool`),
  * possibly parked for approval, then executed through the gateway; then back to the model.
  */
 export const toolExecution = runSetup.createStateConfig({
-  ...traced('toolExecution'),
+  entry: marks.entry,
+  exit: marks.exit,
   initial: 'next',
   states: {
     next: {
@@ -210,7 +212,7 @@ export const toolExecution = runSetup.createStateConfig({
               }),
             },
             assign(({ context, event }) => ({
-              usage: { ...context.usage, toolCalls: context.usage.toolCalls + 1 },
+              usage: Object.assign({}, context.usage, { toolCalls: context.usage.toolCalls + 1 }),
               ...closeCall(context, event.output),
             })),
           ],
