@@ -12,32 +12,51 @@ export const defaultSecretPatterns = [
 
 export const REDACTED = '[redacted]';
 
+/** One expression for the default and the configured secret patterns. */
+function secretExpression(patterns: readonly string[]): RegExp {
+  return new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'g');
+}
+
 /**
  * Builds a function that replaces secrets in every string of a JSON value: the default patterns
- * and the configured ones (sensitive argument fields are `createRunRedactor`'s job).
+ * and the configured ones (sensitive argument fields are `createRunRedactor`'s job). Only what
+ * holds a secret is copied: a value without one comes back as it is, so the result is for
+ * reading and serializing, never for changing in place.
  * @example
  * const redact = createRedactor(['internal-[0-9]+']); redact({ note: 'token sk-abc…' });
  */
-export function createRedactor(patterns: readonly string[], options: { memo?: WeakMap<object, unknown> } = {}): <T>(value: T) => T {
-  const expression = new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'g');
+export function createRedactor(patterns: readonly string[]): <T>(value: T) => T {
+  const expression = secretExpression(patterns);
   const scrub = (text: string) => text.replace(expression, REDACTED);
-  const { memo } = options;
   const walk = (value: unknown): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (!value || typeof value !== 'object') return value;
-    const known = memo?.get(value);
-    if (known !== undefined) return known;
-    let result: unknown;
-    if (Array.isArray(value)) result = value.map(walk);
-    else {
-      const copy: Record<string, unknown> = {};
-      for (const key of Object.keys(value)) copy[key] = walk((value as Record<string, unknown>)[key]);
-      result = copy;
-    }
-    memo?.set(value, result);
-    return result;
+    return copyOnChange(value, walk);
   };
   return <T>(value: T) => walk(value) as T;
+}
+
+/**
+ * `value` with `change` applied to each of its elements or own enumerable properties: the same
+ * object when nothing changed (no allocation for the common case, a value with no secret), else
+ * a copy (an array, or a plain object with the same keys in the same order).
+ */
+function copyOnChange(value: object, change: (inner: unknown, key: string) => unknown): object {
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let index = 0; index < value.length; index++) {
+      const inner = change(value[index], String(index));
+      if (inner !== value[index]) (copy ??= value.slice())[index] = inner;
+    }
+    return copy ?? value;
+  }
+  const record = value as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(record)) {
+    const inner = change(record[key], key);
+    if (inner !== record[key]) (copy ??= Object.fromEntries(Object.entries(record)))[key] = inner;
+  }
+  return copy ?? value;
 }
 
 /** Replaces the values of `fields` in a JSON object text; text that is not a JSON object is returned as it is. */
@@ -54,44 +73,52 @@ export function redactArgumentFields(raw: string, fields: readonly string[]): st
   }
 }
 
+/** A value as it was last redacted, and what the redaction made of it. */
+export interface Redaction<T> {
+  original: T;
+  redacted: T;
+}
+
 /**
  * The redactor for saved runs: the sensitive argument fields of each capability (wherever a
  * call's arguments appear: planned calls, call records, the model's tool calls, pending actor
- * input), then secret patterns over every string. It remembers what it redacted by object
- * identity, so it is for values that are never changed in place (snapshots, marks).
+ * input), then secret patterns over every string. Given the run's previous redaction, it walks
+ * only what changed since: XState never changes a context in place, so an object that is at
+ * the same place as before is redacted as it was before.
+ * @example
+ * const redact = createRunRedactor(catalog, []); const redacted = redact(snapshot, previous); previous = { original: snapshot, redacted };
  */
-export function createRunRedactor(catalog: CatalogLayer, patterns: readonly string[]): <T>(snapshot: T) => T {
+export function createRunRedactor(catalog: CatalogLayer, patterns: readonly string[]): <T>(value: T, previous?: Redaction<T>) => T {
   const byName = new Map<string, readonly string[]>();
   for (const capability of catalog.list()) {
     if (capability.sensitive.length === 0) continue;
     byName.set(capability.name, capability.sensitive);
     byName.set(toolNameFor(capability.name), capability.sensitive);
   }
-  // A run's snapshots share every part that did not change (XState never mutates a context), so each
-  // part is redacted once and remembered by identity: a save walks only what the last step made.
-  const scrub = createRedactor(patterns, { memo: new WeakMap() });
-  if (byName.size === 0) return scrub;
-  const memo = new WeakMap<object, unknown>();
-  const walk = (value: unknown): unknown => {
+  const expression = secretExpression(patterns);
+  const scrub = (text: string) => text.replace(expression, REDACTED);
+  const walk = (value: unknown, before: unknown, beforeRedacted: unknown): unknown => {
+    if (typeof value === 'string') return scrub(value);
     if (!value || typeof value !== 'object') return value;
-    const known = memo.get(value);
-    if (known !== undefined) return known;
-    const result = redactFields(value);
-    memo.set(value, result);
-    return result;
-  };
-  const redactFields = (value: object): unknown => {
-    if (Array.isArray(value)) return value.map(walk);
-    const record = value as Record<string, unknown>;
+    // An object's redaction depends on the object alone (a string's, on the record around it).
+    if (value === before) return beforeRedacted;
+    // The previous value at this place, when it is a container of the same kind: its parts are compared in turn.
+    const comparable = before !== null && typeof before === 'object' && Array.isArray(before) === Array.isArray(value);
+    const earlier = comparable ? (before as Record<string, unknown>) : undefined;
+    const earlierRedacted = comparable ? (beforeRedacted as Record<string, unknown>) : undefined;
     // A call the model made to a tool it was not given has no capability, only the name it used.
-    const owner = [record.capability, record.toolName, record.name].find((name): name is string => typeof name === 'string' && byName.has(name));
-    const fields = owner === undefined ? undefined : byName.get(owner);
-    return Object.fromEntries(
-      Object.entries(record).map(([key, inner]) => [
-        key,
-        fields && (key === 'arguments' || key === 'args') && typeof inner === 'string' ? redactArgumentFields(inner, fields) : walk(inner),
-      ]),
+    const fields = byName.size && !Array.isArray(value) ? fieldsOf(value as Record<string, unknown>, byName) : undefined;
+    return copyOnChange(value, (inner, key) =>
+      fields && (key === 'arguments' || key === 'args') && typeof inner === 'string'
+        ? scrub(redactArgumentFields(inner, fields))
+        : walk(inner, earlier?.[key], earlierRedacted?.[key]),
     );
   };
-  return <T>(snapshot: T) => scrub(walk(snapshot)) as T;
+  return <T>(value: T, previous?: Redaction<T>) => (previous ? walk(value, previous.original, previous.redacted) : walk(value, undefined, undefined)) as T;
+}
+
+/** The sensitive fields of the capability a record names (by capability, tool or function name), if it has any. */
+function fieldsOf(record: Record<string, unknown>, byName: Map<string, readonly string[]>): readonly string[] | undefined {
+  for (const name of [record.capability, record.toolName, record.name]) if (typeof name === 'string' && byName.has(name)) return byName.get(name);
+  return undefined;
 }
