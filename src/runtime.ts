@@ -27,7 +27,8 @@ import { createRulesPolicy } from './policy/rules.js';
 import { newTraceId } from './ingress/request.js';
 import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
-import { createRedactor, createRunRedactor } from './redaction.js';
+import { persistedSnapshotOf } from './store/snapshot.js';
+import { createRedactor, createRunRedactor, type Redaction } from './redaction.js';
 import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
 import { readableRun } from './store/migrate.js';
 import type { TelemetryLayer, TelemetryMark } from './telemetry/contract.js';
@@ -133,6 +134,8 @@ interface LiveRun {
   flushing: boolean;
   /** True while a restored run takes `run.resume`, a step that changes nothing worth saving or settling. */
   resuming: boolean;
+  /** The last snapshot saved and its redaction: the next save redacts only what changed since. */
+  saved: Redaction<unknown> | undefined;
 }
 
 /**
@@ -279,7 +282,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const finishing = new Map<string, LiveRun>();
   const restorings = new Map<string, Promise<LiveRun | undefined>>();
 
-  function persist(actor: RunActor, snapshot: ReturnType<RunActor['getSnapshot']>): PersistedRun {
+  function persist(entry: LiveRun, snapshot: ReturnType<RunActor['getSnapshot']>): PersistedRun {
     const { context, value } = snapshot;
     return {
       schemaVersion: SCHEMA_VERSION,
@@ -293,11 +296,18 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       // finished run, only ever read there (`get`, listings), is kept as its value and context
       // (XState never mutates a context, so no copy either).
       snapshot: !layers.volatileRunStore
-        ? redact(actor.getPersistedSnapshot())
+        ? redactSaved(entry, persistedSnapshotOf(snapshot))
         : snapshot.status === 'done'
           ? { status: snapshot.status, value, context }
-          : actor.getPersistedSnapshot(),
+          : persistedSnapshotOf(snapshot),
     };
+  }
+
+  /** A snapshot as the store gets it, redacted against the run's last save. */
+  function redactSaved(entry: LiveRun, original: unknown): unknown {
+    const redacted = redact(original, entry.saved);
+    entry.saved = { original, redacted };
+    return redacted;
   }
 
   /**
@@ -312,7 +322,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         entry.dirty = false;
         const snapshot = entry.handle.actor.getSnapshot();
         try {
-          await runStore.save(persist(entry.handle.actor, snapshot));
+          await runStore.save(persist(entry, snapshot));
           // The newest state is on disk: an earlier failed save no longer leaves the store behind.
           entry.saveError = undefined;
         } catch (error) {
@@ -352,6 +362,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       dirty: false,
       flushing: false,
       resuming: false,
+      saved: undefined,
     };
     live.set(runId, entry);
     let lastStatus = '';
