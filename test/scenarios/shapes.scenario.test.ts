@@ -7,9 +7,8 @@
 import { setFlagsFromString } from 'node:v8';
 import type { InspectionEvent } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { createRuntime, defineCapability, type ModelAdapter } from '../../src/index.js';
-import { allowMath, allowRuns, request } from '../support/scenario.js';
+import { createRuntime, type ModelAdapter } from '../../src/index.js';
+import { allowMath, allowRuns, request, spiedAdd } from '../support/scenario.js';
 
 setFlagsFromString('--allow-natives-syntax');
 const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
@@ -24,16 +23,6 @@ const oneHopModel: ModelAdapter = {
       : { text: '2 + 3 = 5', toolCalls: [], usage, finishReason: 'stop' };
   },
 };
-
-const add = defineCapability({
-  name: 'math.add',
-  version: '1.0.0',
-  description: 'Add two numbers',
-  input: z.object({ a: z.number(), b: z.number() }),
-  output: z.number(),
-  effects: 'read',
-  handler: async ({ a, b }) => a + b,
-});
 
 /** Paths of plain objects (arrays and actors aside) whose hidden class differs between `left` and `right`. */
 function differentShapes(left: unknown, right: unknown, path = '$', seen = new Set<object>()): string[] {
@@ -58,7 +47,7 @@ describe('hidden classes of what a run builds', () => {
     let events: InspectionEvent[] | undefined;
     const runtime = createRuntime({
       model: oneHopModel,
-      capabilities: [add],
+      capabilities: [spiedAdd().capability],
       config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, policy: { rules: [allowRuns, allowMath] } },
       inspect: (event) => events?.push(event),
     });
