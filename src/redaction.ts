@@ -28,12 +28,27 @@ function secretExpression(patterns: readonly string[]): RegExp {
 export function createRedactor(patterns: readonly string[]): <T>(value: T) => T {
   const expression = secretExpression(patterns);
   const scrub = (text: string) => text.replace(expression, REDACTED);
-  const walk = (value: unknown): unknown => {
+  const walk = (value: unknown, key = ''): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (!value || typeof value !== 'object') return value;
-    return copyOnChange(value, walk);
+    const data = jsonData(value, key);
+    return data === value ? copyOnChange(value, walk) : walk(data, key);
   };
   return <T>(value: T) => walk(value) as T;
+}
+
+/**
+ * An object as JSON sees it: arrays and plain objects as they are; anything else (a `URL`, a
+ * `Date`, an `Error`, a class instance) as its `toJSON` result or a plain copy of its own
+ * enumerable properties. So its strings are scrubbed like any others, and a redacted value
+ * serializes as the original would, secrets aside.
+ */
+function jsonData(value: object, key: string): unknown {
+  if (Array.isArray(value)) return value;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  if (prototype === Object.prototype || prototype === null) return value;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  return typeof toJSON === 'function' ? (toJSON as (key: string) => unknown).call(value, key) : Object.fromEntries(Object.entries(value));
 }
 
 /**
@@ -97,11 +112,13 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
   }
   const expression = secretExpression(patterns);
   const scrub = (text: string) => text.replace(expression, REDACTED);
-  const walk = (value: unknown, before: unknown, beforeRedacted: unknown): unknown => {
+  const walk = (value: unknown, before: unknown, beforeRedacted: unknown, key = ''): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (!value || typeof value !== 'object') return value;
     // An object's redaction depends on the object alone (a string's, on the record around it).
     if (value === before) return beforeRedacted;
+    const data = jsonData(value, key);
+    if (data !== value) return walk(data, undefined, undefined, key);
     // The previous value at this place, when it is a container of the same kind: its parts are compared in turn.
     const comparable = before !== null && typeof before === 'object' && Array.isArray(before) === Array.isArray(value);
     const earlier = comparable ? (before as Record<string, unknown>) : undefined;
@@ -111,7 +128,7 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
     return copyOnChange(value, (inner, key) =>
       fields && (key === 'arguments' || key === 'args') && typeof inner === 'string'
         ? scrub(redactArgumentFields(inner, fields))
-        : walk(inner, earlier?.[key], earlierRedacted?.[key]),
+        : walk(inner, earlier?.[key], earlierRedacted?.[key], key),
     );
   };
   return <T>(value: T, previous?: Redaction<T>) => (previous ? walk(value, previous.original, previous.redacted) : walk(value, undefined, undefined)) as T;

@@ -28,6 +28,32 @@ describe('createRedactor', () => {
     expect(createRedactor([])(clean)).toBe(clean);
   });
 
+  it('redacts objects that are not plain data as JSON sees them: their toJSON, or their own properties', () => {
+    class Money {
+      constructor(
+        readonly cents: number,
+        readonly note: string,
+      ) {}
+      toJSON() {
+        return { cents: this.cents, note: this.note };
+      }
+    }
+    class Plain {
+      token = secret;
+    }
+    const redact = createRunRedactor(catalog, []);
+    for (const redactor of [createRedactor([]), redact]) {
+      const value = { link: new URL(`https://h.example/?t=${secret}`), when: new Date(0), money: new Money(5, 'fine'), other: new Plain(), error: new Error(secret) };
+      expect(JSON.parse(JSON.stringify(redactor(value)))).toEqual({
+        link: `https://h.example/?t=${REDACTED}`,
+        when: '1970-01-01T00:00:00.000Z',
+        money: { cents: 5, note: 'fine' },
+        other: { token: REDACTED },
+        error: {},
+      });
+    }
+  });
+
   it('applies configured patterns beside the built-in ones', () => {
     expect(createRedactor(['internal-[0-9]+'])({ a: 'see internal-42', b: secret })).toEqual({ a: `see ${REDACTED}`, b: REDACTED });
   });
