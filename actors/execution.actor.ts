@@ -20,7 +20,7 @@ export function executionService(
         error: { kind: 'invalid-input', message: `execution: the arguments of call "${request.callId}" were redacted or changed since they were planned; ask for the call again`, retryable: false },
       };
     }
-    const result = await gateway.execute({ deadline: options.now() + options.deadlineMs, ...request }, { signal });
+    const result = await gateway.execute(Object.assign({}, request, { deadline: options.now() + options.deadlineMs }), { signal });
     return options.trusted ? result : checked(ExecuteResult, result, 'execution');
   };
 }

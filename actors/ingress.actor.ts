@@ -43,10 +43,9 @@ export function ingressService(options: IngressOptions): LayerService<RunInput, 
     // A literal that opens with a spread and then adds keys gets a hidden class of its own in
     // Node 20's V8; this one lives in context for the whole run, so it opens with a property.
     return {
-      traceId: trace.traceId,
-      ...(trace.parentSpanId ? { parentSpanId: trace.parentSpanId } : {}),
       tenantId: request.tenantId,
       principalId: request.principalId,
+      ...trace,
       ...(request.sessionId ? { sessionId: request.sessionId } : {}),
       input: request.input,
       capabilities,

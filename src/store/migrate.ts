@@ -11,22 +11,22 @@ type Json = Record<string, unknown>;
  */
 function fromV1(snapshot: Json): Json {
   const context = snapshot.context as Json;
-  const { traceId, parentSpanId, tenantId, principalId, sessionId, input, capabilities, recalled, history, cancelReason, ...rest } = context;
+  const { traceId, parentSpanId, tenantId, principalId, sessionId, input, capabilities, recalled, history, cancelReason, error: formerError, ...rest } = context;
   const accepted: Json = { traceId, tenantId, principalId, input, capabilities };
   if (parentSpanId) accepted.parentSpanId = parentSpanId;
   if (sessionId) accepted.sessionId = sessionId;
-  const error = rest.error ?? (cancelReason ? { kind: 'cancelled', layer: 'runtime', message: `runtime: ${String(cancelReason)}`, retryable: false } : null);
+  const error = formerError ?? (cancelReason ? { kind: 'cancelled', layer: 'runtime', message: `runtime: ${String(cancelReason)}`, retryable: false } : null);
   const children = (snapshot.children ?? {}) as Json;
   const telemetry = children.telemetry;
   const done = snapshot.status !== 'active';
-  return Object.assign({}, snapshot, {
-    context: Object.assign({}, rest, { accepted, recalled: { items: recalled ?? [], history: history ?? [] }, error }),
-    children: done
-      ? {}
-      : Object.assign(telemetry ? { telemetry } : {}, {
-          callLayers: { snapshot: { status: 'active', input: { runId: context.runId } }, src: 'callLayers', syncSnapshot: false },
-        }),
-  });
+  const callLayers = { snapshot: { status: 'active', input: { runId: context.runId } }, src: 'callLayers', syncSnapshot: false };
+  // Rest and spread copy stored keys as data (`Object.assign` would run a stored `__proto__` key as a setter).
+  const { context: _context, children: _children, ...others } = snapshot;
+  return {
+    context: { accepted, recalled: { items: recalled ?? [], history: history ?? [] }, error, ...rest },
+    children: done ? {} : telemetry ? { telemetry, callLayers } : { callLayers },
+    ...others,
+  };
 }
 
 const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1 };
@@ -46,5 +46,6 @@ export function readableRun(run: PersistedRun): PersistedRun {
   }
   let snapshot = run.snapshot as Json;
   for (let version = run.schemaVersion; version < SCHEMA_VERSION; version++) snapshot = migrations[version]!(snapshot);
-  return Object.assign({}, run, { schemaVersion: SCHEMA_VERSION, snapshot });
+  const { schemaVersion: _version, snapshot: _snapshot, ...identity } = run;
+  return { schemaVersion: SCHEMA_VERSION, ...identity, snapshot };
 }

@@ -5,7 +5,8 @@ import type { AnyActorRef, AnyMachineSnapshot } from 'xstate';
  * XState looks through every object in a context for actor references on each call (a run's
  * context holds the pinned capabilities' schemas, the messages, the decisions), ~50 µs a save
  * here; a run's context is plain JSON by design and never holds one, so it is kept as it is.
- * The format is XState's: a test compares the two at every step of every kind of run.
+ * The format is XState's, key for key: a test compares the two at every step of every kind of
+ * run, so a key a new XState adds, or a change of order, fails there.
  */
 export function persistedSnapshotOf(snapshot: AnyMachineSnapshot): Record<string, unknown> {
   const children: Record<string, unknown> = {};

@@ -1,9 +1,11 @@
 // The runtime builds a run's persisted snapshot itself (`persistedSnapshotOf`), without XState's
 // walk of the whole context. These runs check that it is XState's own `getPersistedSnapshot()`,
-// key for key and in the same order, at every step of every kind of run: a change of format in a
-// new XState fails here, not in a user's store.
-import { describe, expect, it } from 'vitest';
-import type { PolicyRule } from '../../src/index.js';
+// key for key and in the same order, at every step of every kind of run, a restored one included:
+// a change of format in a new XState fails here, not in a user's store.
+import { isDeepStrictEqual } from 'node:util';
+import type { AnyActorRef, AnyMachineSnapshot, InspectionEvent } from 'xstate';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createInMemoryRunStore, type PolicyRule } from '../../src/index.js';
 import { persistedSnapshotOf } from '../../src/store/snapshot.js';
 import { scriptedModel, type ScriptedStep } from '../../src/testing/index.js';
 import { allowMath, allowRuns, deferred, request, runtimeWith, spiedAdd, spiedRefund } from '../support/scenario.js';
@@ -12,58 +14,73 @@ const refundsNeedApproval: PolicyRule = { id: 'refunds-need-approval', stage: 't
 const anyoneApproves: PolicyRule = { id: 'anyone-approves', stage: 'approval', effect: 'allow', capabilities: ['payments.*'] };
 
 type Runtime = ReturnType<typeof runtimeWith>;
-type Handle = ReturnType<Runtime['start']>;
+const opened: Runtime[] = [];
 
-/** Compares both forms at the run's current step and at every step after; returns how many were compared. */
-function compareAtEveryStep(handle: Handle): () => number {
+afterEach(async () => {
+  for (const runtime of opened.splice(0)) {
+    await runtime.drain();
+    await runtime.close();
+  }
+});
+
+/**
+ * An inspector that compares both forms at every snapshot of every run's root actor. Mismatches
+ * are collected (XState reports an error thrown in an inspector asynchronously), then asserted.
+ */
+function comparison() {
+  const mismatches: string[] = [];
   let compared = 0;
-  const compare = () => {
-    const ours = persistedSnapshotOf(handle.actor.getSnapshot());
-    const theirs = handle.actor.getPersistedSnapshot() as Record<string, unknown>;
-    expect(ours).toStrictEqual(theirs);
-    expect(JSON.stringify(ours)).toBe(JSON.stringify(theirs));
+  const inspect = (event: InspectionEvent) => {
+    if (event.type !== '@xstate.snapshot' || event.rootId !== event.actorRef.sessionId) return;
+    const ours = persistedSnapshotOf(event.snapshot as AnyMachineSnapshot);
+    const theirs = (event.actorRef as AnyActorRef).getPersistedSnapshot();
     compared++;
+    if (!isDeepStrictEqual(ours, theirs) || JSON.stringify(ours) !== JSON.stringify(theirs)) {
+      mismatches.push(`${JSON.stringify((event.snapshot as AnyMachineSnapshot).value)}: ${JSON.stringify(ours)} ≠ ${JSON.stringify(theirs)}`);
+    }
   };
-  compare();
-  handle.actor.subscribe(compare);
-  return () => compared;
+  return { inspect, mismatches, compared: () => compared };
 }
 
-async function observed(runtime: Runtime, steps: { input?: string } = {}) {
-  const handle = runtime.start(request(steps.input ? { input: steps.input } : {}));
-  const compared = compareAtEveryStep(handle);
-  return { handle, result: await handle.result, compared };
+function opening(runtime: Runtime): Runtime {
+  opened.push(runtime);
+  return runtime;
 }
 
 describe('the persisted snapshot the runtime builds', () => {
   it('is XState’s at every step of a completed one-hop run', async () => {
+    const { inspect, mismatches, compared } = comparison();
     const model = scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: '{"a":2,"b":3}' }] }, { text: '5' }]);
-    const runtime = runtimeWith({ model, capabilities: [spiedAdd().capability] });
-    const { result, compared } = await observed(runtime);
-    expect(result.status).toBe('completed');
+    const runtime = opening(runtimeWith({ model, capabilities: [spiedAdd().capability], inspect }));
+    expect((await runtime.run(request())).status).toBe('completed');
     expect(compared()).toBeGreaterThan(10);
-    await runtime.drain();
+    expect(mismatches).toEqual([]);
   });
 
-  it('is XState’s while a run waits for approval, after the approval, and when the run fails', async () => {
+  it('is XState’s while a run waits for approval, and in the process that restores it from the store and approves it', async () => {
+    const { inspect, mismatches, compared } = comparison();
+    const runStore = createInMemoryRunStore();
     const steps: ScriptedStep[] = [{ toolCalls: [{ name: 'payments_refund', arguments: '{"orderId":"o-1","amount":20}', id: 'refund-1' }] }, { text: 'refunded' }];
-    const runtime = runtimeWith({ model: scriptedModel(steps), capabilities: [spiedRefund().capability], rules: [allowRuns, refundsNeedApproval, anyoneApproves] });
-    const { handle, result, compared } = await observed(runtime, { input: 'refund order o-1' });
-    expect(result.status).toBe('awaiting_approval');
+    const rules = [allowRuns, refundsNeedApproval, anyoneApproves];
+    const first = opening(runtimeWith({ model: scriptedModel(steps.slice(0, 1)), capabilities: [spiedRefund().capability], rules, runStore, inspect }));
+    const parked = await first.run(request({ input: 'refund order o-1' }));
+    expect(parked.status).toBe('awaiting_approval');
     const parkedAt = compared();
-    const next = await runtime.approve(result.runId, result.toolCalls[0]!.callId, { principalId: 'manager' });
-    expect(next.status).toBe('completed');
-    expect(compared()).toBeGreaterThan(parkedAt);
-    expect(handle.actor.getSnapshot().status).toBe('done');
-    await runtime.drain();
+    await first.close();
 
-    const failing = runtimeWith({ model: scriptedModel([{ error: new Error('the model is down') }]), capabilities: [spiedAdd().capability] });
-    expect((await observed(failing)).result.status).toBe('failed');
+    const second = opening(runtimeWith({ model: scriptedModel(steps.slice(1)), capabilities: [spiedRefund().capability], rules, runStore, inspect }));
+    const next = await second.approve(parked.runId, parked.toolCalls[0]!.callId, { principalId: 'manager' });
+    expect(next.status).toBe('completed');
+    expect(compared()).toBeGreaterThan(parkedAt + 3);
+    expect(mismatches).toEqual([]);
   });
 
-  it('is XState’s when the run is denied or cancelled', async () => {
-    const denying = runtimeWith({ model: scriptedModel([]), rules: [allowMath] });
-    expect((await observed(denying)).result.status).toBe('denied');
+  it('is XState’s when the run fails, is denied or is cancelled', async () => {
+    const { inspect, mismatches, compared } = comparison();
+    const failing = opening(runtimeWith({ model: scriptedModel([{ error: new Error('the model is down') }]), capabilities: [spiedAdd().capability], inspect }));
+    expect((await failing.run(request())).status).toBe('failed');
+    const denying = opening(runtimeWith({ model: scriptedModel([]), rules: [allowMath], inspect }));
+    expect((await denying.run(request())).status).toBe('denied');
 
     const answer = deferred();
     const slow = {
@@ -73,13 +90,13 @@ describe('the persisted snapshot the runtime builds', () => {
         return { text: 'late', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
       },
     };
-    const cancelling = runtimeWith({ model: slow });
+    const cancelling = opening(runtimeWith({ model: slow, inspect }));
     const handle = cancelling.start(request());
-    const compared = compareAtEveryStep(handle);
     await new Promise((resolve) => setTimeout(resolve, 5));
     handle.cancel('the caller gave up');
     expect((await handle.result).status).toBe('cancelled');
     answer.resolve();
-    expect(compared()).toBeGreaterThan(3);
+    expect(compared()).toBeGreaterThan(10);
+    expect(mismatches).toEqual([]);
   });
 });
