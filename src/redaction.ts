@@ -26,15 +26,8 @@ function secretExpression(patterns: readonly string[]): RegExp {
  * const redact = createRedactor(['internal-[0-9]+']); redact({ note: 'token sk-abc…' });
  */
 export function createRedactor(patterns: readonly string[]): <T>(value: T) => T {
-  const expression = secretExpression(patterns);
-  const scrub = (text: string) => text.replace(expression, REDACTED);
-  const walk = (value: unknown, key = ''): unknown => {
-    if (typeof value === 'string') return scrub(value);
-    if (!value || typeof value !== 'object') return value;
-    const data = jsonData(value, key);
-    return data === value ? copyOnChange(value, walk) : walk(data, key);
-  };
-  return <T>(value: T) => walk(value) as T;
+  const redact = redactorFor(new Map(), patterns);
+  return <T>(value: T) => redact(value);
 }
 
 /**
@@ -110,6 +103,11 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
     byName.set(capability.name, capability.sensitive);
     byName.set(toolNameFor(capability.name), capability.sensitive);
   }
+  return redactorFor(byName, patterns);
+}
+
+/** The walk both redactors share: sensitive argument fields by capability or tool name (none for `createRedactor`), then secret patterns. */
+function redactorFor(byName: Map<string, readonly string[]>, patterns: readonly string[]): <T>(value: T, previous?: Redaction<T>) => T {
   const expression = secretExpression(patterns);
   const scrub = (text: string) => text.replace(expression, REDACTED);
   const walk = (value: unknown, before: unknown, beforeRedacted: unknown, key = ''): unknown => {
