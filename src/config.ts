@@ -89,6 +89,8 @@ const Store = z.strictObject({
   /** lowdb: files under `dir` (runs, journal and queue as JSON Lines, memory as lowdb documents), one writer per directory; memory: nothing survives the process. */
   kind: z.enum(['lowdb', 'memory']).default('lowdb'),
   dir: z.string().min(1).default('.runchart'),
+  /** kind memory: how many finished runs stay listable (the oldest go first); the lowdb store keeps every finished run on disk. */
+  keep_finished_runs: z.number().int().min(0).default(1_000),
 });
 
 const ApiKey = z.strictObject({

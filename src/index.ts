@@ -1,5 +1,5 @@
 // runchart: an agent runtime in which every run is an XState v5 actor. The public surface, name by name.
-export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions, type RunSummary, type RunStreamEvent } from './runtime.js';
+export { createRuntime, type Runtime, type RuntimeOptions, type RunHandle, type RunActor, type ReviewOptions, type RunStreamEvent } from './runtime.js';
 export { loadConfig, parseConfig, settingsFrom, defaultRules, RunchartConfig, PolicyRule, type RunchartConfigInput } from './config.js';
 export { RunchartError, isRunchartError, toRunchartErrorData, checked, RunchartErrorData, ErrorKind, ErrorLayer } from './errors.js';
 
@@ -57,7 +57,7 @@ export { otelTelemetry, type OtelTelemetryOptions, type TelemetryTracer } from '
 export { pinoTelemetry, type EventLogger } from './telemetry/pino.js';
 export { BackgroundTask, type BackgroundQueue, type BackgroundHandler } from './background/contract.js';
 export { createMemoryQueue, type QueueOptions } from './background/queue.js';
-export { PersistedRun, RunStatus, SCHEMA_VERSION, type RunStore } from './store/contract.js';
+export { PersistedRun, RunStatus, RunSummary, SCHEMA_VERSION, type RunStore } from './store/contract.js';
 export { createInMemoryRunStore } from './store/in-memory.js';
 export { readableRun } from './store/migrate.js';
 export { createRunRecorder, readRecording, parseRecording, RecordedEvent, type RunRecorder, type RunRecorderOptions } from './inspect/recorder.js';

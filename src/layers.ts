@@ -66,7 +66,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     (durable
       ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns })), scrub)
       : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
-  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore());
+  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore({ keepFinished: config.store.keep_finished_runs }));
   const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createFileJournal(await directory())), scrub) : createMemoryJournal());
   const persistence = durable ? lazyPersistence(once(async () => createFileQueuePersistence(await directory())), scrub) : undefined;
 

@@ -29,7 +29,7 @@ import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
 import { persistedSnapshotOf } from './store/snapshot.js';
 import { createRedactor, createRunRedactor, type Redaction } from './redaction.js';
-import { SCHEMA_VERSION, type PersistedRun, type RunStore } from './store/contract.js';
+import { SCHEMA_VERSION, summaryOf, type PersistedRun, type RunStore, type RunSummary } from './store/contract.js';
 import { readableRun } from './store/migrate.js';
 import type { TelemetryLayer, TelemetryMark } from './telemetry/contract.js';
 import { createTelemetry } from './telemetry/create.js';
@@ -84,15 +84,6 @@ export type RunStreamEvent =
   | { type: 'mark'; mark: TelemetryMark }
   | { type: 'delta'; text: string }
   | { type: 'settled'; result: RunResult };
-
-/** One line of a run listing. */
-export interface RunSummary {
-  runId: string;
-  tenantId: string;
-  principalId: string;
-  status: RunResult['status'];
-  updatedAt: number;
-}
 
 /** Who approves or rejects a parked call. */
 export interface ReviewOptions {
@@ -540,7 +531,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     async list({ tenantId }) {
       await Promise.all([...live.values(), ...finishing.values()].map((entry) => entry.saving));
       return (await runStore.list({ tenantId }))
-        .map(({ runId, tenantId: tenant, principalId, status, updatedAt }) => ({ runId, tenantId: tenant, principalId, status, updatedAt }))
+        .map(summaryOf)
         .sort((a, b) => b.updatedAt - a.updatedAt);
     },
     async recover() {

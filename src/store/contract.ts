@@ -25,6 +25,15 @@ export const PersistedRun = z.object({
 });
 export type PersistedRun = z.infer<typeof PersistedRun>;
 
+/** A stored run without its snapshot: what a listing shows. */
+export const RunSummary = PersistedRun.pick({ runId: true, tenantId: true, principalId: true, status: true, updatedAt: true });
+export type RunSummary = z.infer<typeof RunSummary>;
+
+/** The listing fields of a stored run. */
+export function summaryOf(run: Pick<PersistedRun, keyof RunSummary>): RunSummary {
+  return { runId: run.runId, tenantId: run.tenantId, principalId: run.principalId, status: run.status, updatedAt: run.updatedAt };
+}
+
 /**
  * Where runs are kept between steps and across restarts.
  * @example
@@ -35,5 +44,6 @@ export interface RunStore {
   load(runId: string): Promise<PersistedRun | undefined>;
   /** Runs that are not final: what `runtime.recover()` resumes. */
   listActive(): Promise<PersistedRun[]>;
-  list(filter: { tenantId: string }): Promise<PersistedRun[]>;
+  /** The tenant's runs, unfinished and finished, without their snapshots. */
+  list(filter: { tenantId: string }): Promise<RunSummary[]>;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
 import { RunchartError } from '../errors.js';
-import { openJsonLog, type JsonLog } from './log.js';
+import { openJsonLog, type JsonLog, type LinePlace } from './log.js';
 
 /** One JSON file of the store: its data, and writes that are coalesced and all-or-nothing. */
 export interface JsonDocument<Data> {
@@ -26,7 +26,7 @@ export interface StoreDirectory {
   /** Opens a lowdb document; `{ isNew: true }` skips reading a file the caller knows is not there yet. */
   open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }): Promise<JsonDocument<Data>>;
   /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
-  openLog<Entry>(name: string, read: (entry: Entry) => void): Promise<JsonLog<Entry>>;
+  openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void): Promise<JsonLog<Entry>>;
   /** Resolves once every log's appends and compactions asked for so far are done. */
   settled(): Promise<void>;
   /** Closes the logs and releases the lock; nothing must be written afterwards. */
@@ -96,7 +96,7 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
     path,
     onWarning,
     open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
-    async openLog<Entry>(name: string, read: (entry: Entry) => void) {
+    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
       const log = await openJsonLog<Entry>(join(path, name), read, onWarning);
       logs.push(log as JsonLog<unknown>);
       return log;

@@ -1,9 +1,10 @@
 import type { BackgroundTask } from '../background/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
+import { RunchartError } from '../errors.js';
 import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
-import { isFinalStatus, type PersistedRun, type RunStore } from './contract.js';
+import { isFinalStatus, summaryOf, type PersistedRun, type RunStore, type RunSummary } from './contract.js';
 import { readFormerDocument, removeFormerDocument, type StoreDirectory } from './directory.js';
-import type { JsonLog } from './log.js';
+import type { JsonLog, LinePlace } from './log.js';
 
 // Runs, the journal and the queue are written on every step of every run, and a run waits for some
 // of those writes: they are append-only JSON Lines files (the appends of one synchronous stretch in
@@ -43,21 +44,36 @@ async function keepCompact<Entry, Former>(
   };
 }
 
+/** A finished run as the store keeps it in memory: what a listing shows, and where its line is. */
+interface FinishedRun {
+  summary: RunSummary;
+  place: LinePlace;
+}
+
 /**
  * Runs in two append-only files: `runs.jsonl` gets each unfinished run's snapshot after every
  * step (the last line of a run wins; compacted to the unfinished runs as it grows), and
  * `runs-finished.jsonl` one line per finished run, which wins over anything in `runs.jsonl`.
+ * Unfinished runs are kept in memory; of a finished run only its summary and the place of its
+ * line are, and its snapshot is read from the file when asked for, so a long-lived process
+ * does not hold every run it ever finished.
  * @example
  * const runStore = await createFileRunStore(directory);
  */
 export async function createFileRunStore(directory: StoreDirectory): Promise<RunStore> {
-  const finished = new Map<string, PersistedRun>();
+  const finished = new Map<string, FinishedRun>();
   const active = new Map<string, PersistedRun>();
-  const finishedLog = await directory.openLog<PersistedRun>('runs-finished.jsonl', (run) => void finished.set(run.runId, run));
+  const keep = (run: PersistedRun, place: LinePlace) => void finished.set(run.runId, { summary: summaryOf(run), place });
+  const finishedLog = await directory.openLog<PersistedRun>('runs-finished.jsonl', keep);
   const activeLog = await directory.openLog<PersistedRun>('runs.jsonl', (run) => {
     if (!finished.has(run.runId)) active.set(run.runId, run);
   });
-  if (finishedLog.damaged) await finishedLog.compact(() => [...finished.values()]);
+  if (finishedLog.damaged) {
+    // Read back one at a time (the file as it was is still there until the rewrite is renamed over it).
+    const runs: PersistedRun[] = [];
+    for (const { place } of finished.values()) runs.push(await finishedLog.readAt(place));
+    await finishedLog.compact(() => runs, keep);
+  }
   const compact = await keepCompact(
     directory,
     activeLog,
@@ -70,11 +86,18 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
     },
   );
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
+  async function readFinished(runId: string, { place }: FinishedRun): Promise<PersistedRun> {
+    const run = await finishedLog.readAt(place);
+    if (run?.runId !== runId) {
+      throw new RunchartError('internal', 'store', `store: the line of run ${runId} in runs-finished.jsonl holds another record (was the file changed by hand?)`);
+    }
+    return run;
+  }
   return {
     async save(run) {
       if (isFinalStatus(run.status)) {
-        await finishedLog.append(run, () => {
-          finished.set(run.runId, run);
+        await finishedLog.append(run, (place) => {
+          keep(run, place);
           active.delete(run.runId);
         });
       } else {
@@ -86,12 +109,14 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
       }
       compact();
     },
-    load: async (runId) => {
-      const run = finished.get(runId) ?? active.get(runId);
+    async load(runId) {
+      const done = finished.get(runId);
+      if (done) return readFinished(runId, done);
+      const run = active.get(runId);
       return run && copy(run);
     },
     listActive: async () => [...active.values()].map(copy),
-    list: async ({ tenantId }) => [...active.values(), ...finished.values()].filter((run) => run.tenantId === tenantId).map(copy),
+    list: async ({ tenantId }) => [...[...active.values()].map(summaryOf), ...[...finished.values()].map((run) => run.summary)].filter((run) => run.tenantId === tenantId),
   };
 }
 

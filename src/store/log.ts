@@ -8,20 +8,29 @@ import { RunchartError } from '../errors.js';
  * is done. What was written stays as written: a state is rebuilt by reading the lines in order,
  * and `compact` rewrites the file with only the records still needed (a temp file and a rename).
  */
+/** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
+export interface LinePlace {
+  offset: number;
+  length: number;
+}
+
 export interface JsonLog<Entry> {
   /**
    * Appends a record; resolves once it is written, rejects when the write fails. `applied` runs
-   * right after the write, before anything else touches the file, so whoever keeps the state the
-   * lines describe changes it exactly when the file does.
+   * right after the write, before anything else touches the file, with where the line landed, so
+   * whoever keeps the state the lines describe changes it exactly when the file does.
    */
-  append(entry: Entry, applied?: () => void): Promise<void>;
+  append(entry: Entry, applied?: (place: LinePlace) => void): Promise<void>;
   /** Lines appended since the file was last written whole: how much `compact` would drop. */
   readonly appendedSinceCompaction: number;
   /**
    * Rewrites the file with the records `live()` returns when the rewrite runs (after every append
-   * before it). A compaction already waiting is not asked for twice.
+   * before it); `placed` learns where each landed in the new file. A compaction already waiting is
+   * not asked for twice. Places known from before a compaction are void once it is done.
    */
-  compact(live: () => readonly Entry[]): Promise<void>;
+  compact(live: () => readonly Entry[], placed?: (entry: Entry, place: LinePlace) => void): Promise<void>;
+  /** Reads back the record at a place that `append`, `compact` or the reading at open reported. */
+  readAt(place: LinePlace): Promise<Entry>;
   /** True when lines could not be read at open: compact soon, so they are not copied aside again. */
   readonly damaged: boolean;
   /** Resolves once every append and compaction asked for so far is done. */
@@ -32,7 +41,8 @@ export interface JsonLog<Entry> {
 
 interface Pending {
   lines: string[];
-  applied: (() => void)[];
+  /** Per line: what to call once it is written (most lines have nothing). */
+  applied: (((place: LinePlace) => void) | undefined)[];
   promise: Promise<void>;
   resolve: () => void;
   reject: (error: unknown) => void;
@@ -53,7 +63,7 @@ function pending(): Pending {
  * @example
  * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn);
  */
-export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => void, onWarning: (message: string) => void): Promise<JsonLog<Entry>> {
+export async function openJsonLog<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void, onWarning: (message: string) => void): Promise<JsonLog<Entry>> {
   const found = await readLines(path, read);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
@@ -94,7 +104,12 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
       }
       // A synchronous append to the page cache costs ~2 µs here; a write through libuv's thread pool ~30–60 µs.
       // (Nothing is fsynced, as lowdb does not: a killed process loses nothing, a power cut may lose the last lines.)
-      const bytes = Buffer.from(`${tornTail ? '\n' : ''}${batch.lines.join('')}`);
+      const lead = tornTail ? '\n' : '';
+      const text = `${lead}${batch.lines.join('')}`;
+      const bytes = Buffer.from(text);
+      const start = size + lead.length;
+      // As many bytes as characters: every line is ASCII, and a line's length in bytes is its length.
+      const ascii = bytes.length === text.length;
       // A write may stop short of the end (a disk nearly full, a file size limit) without an error.
       for (let offset = 0; offset < bytes.length; ) {
         const written = writeSync(fd, bytes, offset, bytes.length - offset);
@@ -104,7 +119,13 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
       size += bytes.length;
       tornTail = false;
       appended += batch.lines.length;
-      for (const apply of batch.applied) apply();
+      let offset = start;
+      for (let index = 0; index < batch.lines.length; index++) {
+        const line = batch.lines[index]!;
+        const length = (ascii ? line.length : Buffer.byteLength(line)) - 1;
+        batch.applied[index]?.({ offset, length });
+        offset += length + 1;
+      }
       batch.resolve();
     } catch (error) {
       // Whatever part of the batch reached the file is cut off again, so no later line is glued to it.
@@ -133,18 +154,20 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
         chain = chain.then(() => write(batch));
       }
       collecting.lines.push(line);
-      if (applied) collecting.applied.push(applied);
+      collecting.applied.push(applied);
       return collecting.promise;
     },
     get appendedSinceCompaction() {
       return appended;
     },
-    compact(live) {
+    compact(live, placed) {
       if (compacting) return compacting;
       const rewrite = chain.then(async () => {
         if (closed) return;
         const temp = `${path}.compacting`;
-        const text = live().map((entry) => `${JSON.stringify(entry)}\n`).join('');
+        const entries = live();
+        const lines = entries.map((entry) => `${JSON.stringify(entry)}\n`);
+        const text = lines.join('');
         await writeFile(temp, text);
         // Closed meanwhile: another owner may have the file now, and must not lose it to this rewrite.
         if (closed) return void (await unlink(temp).catch(() => {}));
@@ -154,12 +177,35 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
         size = Buffer.byteLength(text);
         tornTail = false;
         appended = 0;
+        if (placed) {
+          let offset = 0;
+          lines.forEach((line, index) => {
+            const length = Buffer.byteLength(line) - 1;
+            placed(entries[index]!, { offset, length });
+            offset += length + 1;
+          });
+        }
       });
       // Appends wait for the rewrite: what they add must land in the new file.
       chain = rewrite.catch(() => {});
       compacting = rewrite.finally(() => (compacting = undefined));
       compacting.catch(() => {});
       return compacting;
+    },
+    async readAt(place) {
+      const file = await open(path, 'r');
+      try {
+        const buffer = Buffer.alloc(place.length);
+        const { bytesRead } = await file.read(buffer, 0, place.length, place.offset);
+        const text = buffer.toString('utf8', 0, bytesRead);
+        try {
+          return JSON.parse(text) as Entry;
+        } catch (error) {
+          throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} is not JSON any more (was the file changed by hand?)`, { cause: error });
+        }
+      } finally {
+        await file.close();
+      }
     },
     settled: () => chain,
     close() {
@@ -170,8 +216,14 @@ export async function openJsonLog<Entry>(path: string, read: (entry: Entry) => v
   };
 }
 
-/** Feeds every line of `path` to `read`: how many lines it held, which were not JSON, whether it ends inside a line. */
-async function readLines<Entry>(path: string, read: (entry: Entry) => void): Promise<{ lines: number; bad: number[]; tornTail: boolean }> {
+/** How much of a log is read at once when it is opened. */
+const readChunkBytes = 1 << 20;
+
+/**
+ * Feeds every line of `path` to `read`, with where it sits, reading the file a chunk at a time:
+ * how many lines it held, which were not JSON, whether it ends inside a line.
+ */
+async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void): Promise<{ lines: number; bad: number[]; tornTail: boolean }> {
   let size: number;
   try {
     // Only as many bytes as the file holds (a device standing in for a file reads as empty).
@@ -182,27 +234,47 @@ async function readLines<Entry>(path: string, read: (entry: Entry) => void): Pro
   }
   const bad: number[] = [];
   if (size === 0) return { lines: 0, bad, tornTail: false };
-  const file = await open(path, 'r');
-  let text: string;
-  try {
-    const buffer = Buffer.alloc(size);
-    const { bytesRead } = await file.read(buffer, 0, size, 0);
-    text = buffer.subarray(0, bytesRead).toString('utf8');
-  } finally {
-    await file.close();
-  }
   let lines = 0;
-  text.split('\n').forEach((line, index) => {
-    if (!line.trim()) return;
+  let lineNumber = 0;
+  const take = (buffer: Buffer, from: number, to: number, offset: number) => {
+    lineNumber++;
+    const text = buffer.toString('utf8', from, to);
+    if (!text.trim()) return;
     lines++;
     let entry: Entry;
     try {
-      entry = JSON.parse(line) as Entry;
+      entry = JSON.parse(text) as Entry;
     } catch {
-      bad.push(index + 1);
+      bad.push(lineNumber);
       return;
     }
-    read(entry);
-  });
-  return { lines, bad, tornTail: !text.endsWith('\n') };
+    read(entry, { offset, length: to - from });
+  };
+  const file = await open(path, 'r');
+  /** Bytes of a line begun in an earlier chunk, and where in the file it begins. */
+  let carry = Buffer.alloc(0);
+  let carryOffset = 0;
+  let position = 0;
+  try {
+    while (position < size) {
+      const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, size - position));
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, position);
+      if (bytesRead === 0) break;
+      const buffer = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+      const base = carry.length ? carryOffset : position;
+      let from = 0;
+      for (let newline = buffer.indexOf(10, from); newline !== -1; newline = buffer.indexOf(10, from)) {
+        take(buffer, from, newline, base + from);
+        from = newline + 1;
+      }
+      carry = Buffer.from(buffer.subarray(from));
+      carryOffset = base + from;
+      position += bytesRead;
+    }
+  } finally {
+    await file.close();
+  }
+  const tornTail = carry.length > 0;
+  if (tornTail) take(carry, 0, carry.length, carryOffset);
+  return { lines, bad, tornTail };
 }

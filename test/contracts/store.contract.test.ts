@@ -54,6 +54,37 @@ function describeRunStoreContract(name: string, create: () => Promise<RunStore>)
       expect(await store.load('run-1')).toMatchObject({ status: 'completed', updatedAt: 2 });
       expect(await store.listActive()).toEqual([]);
     });
+
+    it('keeps a finished run finished: a late save of an earlier step changes nothing', async () => {
+      const store = await create();
+      await store.save(run({ status: 'completed', updatedAt: 2, snapshot: { value: 'completed', context: {} } }));
+      await store.save(run({ status: 'running', updatedAt: 3 }));
+      expect(await store.load('run-1')).toMatchObject({ status: 'completed', updatedAt: 2, snapshot: { value: 'completed' } });
+      expect(await store.listActive()).toEqual([]);
+    });
+
+    it('lists summaries: the identity and status of each run, never its snapshot', async () => {
+      const store = await create();
+      await store.save(run({ runId: 'a', status: 'running', updatedAt: 5 }));
+      await store.save(run({ runId: 'b', status: 'denied', updatedAt: 6 }));
+      const listed = (await store.list({ tenantId: 'acme' })).sort((x, y) => x.updatedAt - y.updatedAt);
+      expect(listed).toEqual([
+        { runId: 'a', tenantId: 'acme', principalId: 'u', status: 'running', updatedAt: 5 },
+        { runId: 'b', tenantId: 'acme', principalId: 'u', status: 'denied', updatedAt: 6 },
+      ]);
+    });
+
+    it('gives back a finished run exactly, text beyond ASCII included, as a copy', async () => {
+      const store = await create();
+      const note = 'naïve café — 日本語 😀';
+      await store.save(run({ runId: 'x', status: 'completed', snapshot: { value: 'completed', context: { note } } }));
+      await store.save(run({ runId: 'y', status: 'completed', snapshot: { value: 'completed', context: { note: `${note}${note}` } } }));
+      const loaded = await store.load('x');
+      expect(loaded!.snapshot).toEqual({ value: 'completed', context: { note } });
+      (loaded!.snapshot as { value: string }).value = 'changed';
+      expect((await store.load('x'))!.snapshot).toEqual({ value: 'completed', context: { note } });
+      expect((await store.load('y'))!.snapshot).toEqual({ value: 'completed', context: { note: `${note}${note}` } });
+    });
   });
 }
 
@@ -70,6 +101,26 @@ function describeJournalContract(name: string, create: () => Promise<ExecutionJo
 }
 
 describeRunStoreContract('in-memory', async () => createInMemoryRunStore());
+
+describe('in-memory run store: what a long-lived process keeps', () => {
+  it('keeps the last finished runs only, oldest dropped first, and never drops an unfinished one', async () => {
+    const store = createInMemoryRunStore({ keepFinished: 2 });
+    await store.save(run({ runId: 'parked', status: 'awaiting_approval' }));
+    for (const runId of ['f1', 'f2', 'f3']) {
+      await store.save(run({ runId, status: 'running' }));
+      await store.save(run({ runId, status: 'completed' }));
+    }
+    expect((await store.list({ tenantId: 'acme' })).map((stored) => stored.runId).sort()).toEqual(['f2', 'f3', 'parked']);
+    expect(await store.load('f1')).toBeUndefined();
+    expect(await store.load('f3')).toMatchObject({ status: 'completed' });
+    expect((await store.listActive()).map((stored) => stored.runId)).toEqual(['parked']);
+  });
+
+  it('refuses a keep count that is not a whole number of runs, naming the option', () => {
+    expect(() => createInMemoryRunStore({ keepFinished: -1 })).toThrow(/keepFinished must be a whole number of runs, 0 or more \(got -1\)/);
+    expect(() => createInMemoryRunStore({ keepFinished: 1.5 })).toThrow(/keepFinished/);
+  });
+});
 describeRunStoreContract('files', async () => createFileRunStore(await openStoreDirectory(await tempDir())));
 describeJournalContract('in-memory', async () => createMemoryJournal());
 describeJournalContract('files', async () => createFileJournal(await openStoreDirectory(await tempDir())));
@@ -143,6 +194,40 @@ describe('store files: safety', () => {
     expect((await again.listActive()).map((stored) => stored.runId)).toEqual(['b']);
     expect((await again.list({ tenantId: 'acme' })).map((stored) => stored.runId).sort()).toEqual(['a', 'b']);
     expect(warnings).toEqual([expect.stringMatching(/line 2 of .*runs-finished\.jsonl is not JSON .*skipped; the file as it was is kept as .*runs-finished\.jsonl\.corrupt-\d+/)]);
+  });
+
+  it('holds a finished run\'s snapshot in the file, not in memory: what load returns is read from disk', async () => {
+    const dir = await tempDir();
+    const store = await createFileRunStore(await openStoreDirectory(dir));
+    await store.save(run({ runId: 'done', status: 'completed', snapshot: { value: 'completed', context: { note: 'before' } } }));
+    const path = join(dir, 'runs-finished.jsonl');
+    // The same number of bytes, changed behind the store's back: only a store that reads the file sees it.
+    await writeFile(path, (await readFile(path, 'utf8')).replace('"before"', '"edited"'));
+    expect((await store.load('done'))!.snapshot).toEqual({ value: 'completed', context: { note: 'edited' } });
+    await writeFile(path, (await readFile(path, 'utf8')).replace('"runId":"done"', '"runId":"gone"'));
+    await expect(store.load('done')).rejects.toThrow(/the line of run done in runs-finished\.jsonl holds another record/);
+  });
+
+  it('finds each finished line again after a restart, across read chunks, text beyond ASCII and a torn line', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    // ~1.6 MB of finished runs of different sizes: the reading at open crosses its 1 MB chunks inside lines.
+    const noteOf = (index: number) => `${'é日'.repeat(index % 97)}${'x'.repeat(4_000 + ((index * 7919) % 5_000))}`;
+    await Promise.all(Array.from({ length: 250 }, (_, index) => store.save(run({ runId: `r${index}`, status: 'completed', snapshot: { value: 'completed', context: { note: noteOf(index) } } }))));
+    first.close();
+    const path = join(dir, 'runs-finished.jsonl');
+    await writeFile(path, `${await readFile(path, 'utf8')}{"runId":"torn","sta`);
+    const second = await openStoreDirectory(dir, { onWarning: () => {} });
+    const again = await createFileRunStore(second);
+    await again.save(run({ runId: 'after', status: 'failed', snapshot: { value: 'failed', context: { note: 'ü' } } }));
+    for (let index = 0; index < 250; index++) expect((await again.load(`r${index}`))!.snapshot).toEqual({ value: 'completed', context: { note: noteOf(index) } });
+    expect((await again.load('after'))!.snapshot).toEqual({ value: 'failed', context: { note: 'ü' } });
+    second.close();
+    const third = await createFileRunStore(await openStoreDirectory(dir));
+    expect((await third.load('r249'))!.snapshot).toEqual({ value: 'completed', context: { note: noteOf(249) } });
+    expect((await third.load('after'))!.snapshot).toEqual({ value: 'failed', context: { note: 'ü' } });
+    expect((await third.list({ tenantId: 'acme' })).length).toBe(251);
   });
 
   it('compacts the steps of unfinished runs as they pile up, keeping the last of each', async () => {

@@ -284,6 +284,21 @@ describe('config', () => {
     expect((thrown as RunchartError).message).toContain('runtime.max_hops');
   });
 
+  it('keeps store.keep_finished_runs finished runs in the in-memory store, the newest ones', async () => {
+    const runtime = createRuntime({
+      model: scriptedModel([{ text: 'one' }, { text: 'two' }, { text: 'three' }]),
+      config: { store: { kind: 'memory', keep_finished_runs: 2 }, telemetry: { emit_structured_events: false } },
+    });
+    const results = [];
+    for (const input of ['a', 'b', 'c']) results.push(await runtime.run({ input, tenantId: 'acme', principalId: 'u' }));
+    await runtime.drain();
+    const [first, second, third] = results.map((result) => result.runId);
+    expect((await runtime.list({ tenantId: 'acme' })).map((summary) => summary.runId).sort()).toEqual([second, third].sort());
+    expect(await runtime.get(first!)).toBeUndefined();
+    expect(await runtime.get(third!)).toMatchObject({ status: 'completed', output: 'three' });
+    await runtime.close();
+  });
+
   it('refuses an unknown top-level section', () => {
     expect(() => createRuntime({ config: { limit: {} } as never })).toThrow(/limit: unknown key/);
   });

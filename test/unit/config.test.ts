@@ -44,6 +44,7 @@ describe('parseConfig defaults', () => {
     expect(config.telemetry.emit_structured_events).toBe(true);
     expect(config.telemetry.capture_content).toBe(false);
     expect(config.execution.gateway_required).toBe(true);
+    expect(config.store.keep_finished_runs).toBe(1_000);
   });
 
   it('treats undefined and null like an empty config', () => {
@@ -142,6 +143,7 @@ describe('parseConfig errors', () => {
   });
 
   it('rejects out-of-range numbers', () => {
+    expect(configErrorOf(() => parseConfig({ store: { keep_finished_runs: -5 } })).message).toContain('store.keep_finished_runs');
     expect(configErrorOf(() => parseConfig({ runtime: { max_tool_hops: -1 } })).message).toContain('runtime.max_tool_hops');
     expect(configErrorOf(() => parseConfig({ runtime: { max_tool_hops: 1.5 } })).message).toContain('runtime.max_tool_hops');
   });
