@@ -54,7 +54,7 @@ export type JournalEntry = z.infer<typeof JournalEntry>;
 export interface ExecutionJournal {
   get(key: string): Promise<JournalEntry | undefined>;
   put(entry: JournalEntry): Promise<void>;
-  /** Forgets the entries of a finished run (keys starting `runId:`): nothing will replay them. */
+  /** Forgets the entries of a finished run (keys `runId:callId`; a call id holds no `:`): nothing will replay them. */
   release?(runId: string): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
 import type { CatalogLayer, Capability } from '../catalog/contract.js';
-import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalEntry, ToolError } from './contract.js';
+import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, ToolError } from './contract.js';
+import { createJournalEntries, type JournalEntries } from './journal-entries.js';
 
 /** Options of the default gateway. */
 export interface GatewayOptions {
@@ -16,15 +17,13 @@ export interface GatewayOptions {
 }
 
 /** A journal kept in a Map: enough for one process; the lowdb journal survives restarts. */
-export function createMemoryJournal(): ExecutionJournal & { entries: Map<string, JournalEntry> } {
-  const entries = new Map<string, JournalEntry>();
+export function createMemoryJournal(): ExecutionJournal & { entries: JournalEntries } {
+  const entries = createJournalEntries();
   return {
     entries,
     get: async (key) => entries.get(key),
-    put: async (entry) => void entries.set(entry.key, entry),
-    release: async (runId) => {
-      for (const key of entries.keys()) if (key.startsWith(`${runId}:`)) entries.delete(key);
-    },
+    put: async (entry) => entries.set(entry),
+    release: async (runId) => entries.forget(runId),
   };
 }
 

@@ -2,6 +2,7 @@ import type { BackgroundTask } from '../background/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
 import { RunchartError } from '../errors.js';
 import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
+import { createJournalEntries, runOfKey } from '../execution/journal-entries.js';
 import { isFinalStatus, summaryOf, type PersistedRun, type RunStore, type RunSummary } from './contract.js';
 import { readFormerDocument, removeFormerDocument, type StoreDirectory } from './directory.js';
 import type { JsonLog, LinePlace } from './log.js';
@@ -129,16 +130,16 @@ type JournalLine = { put: JournalEntry } | { release: string };
  * const journal = await createFileJournal(directory);
  */
 export async function createFileJournal(directory: StoreDirectory): Promise<ExecutionJournal> {
-  const entries = new Map<string, JournalEntry>();
+  const entries = createJournalEntries();
   /** Runs released lately: a put that arrives after the release (a cancelled call finishing late) is not kept. */
   const released = new Set<string>();
   const forget = (runId: string) => {
-    for (const key of entries.keys()) if (key.startsWith(`${runId}:`)) entries.delete(key);
+    entries.forget(runId);
     released.add(runId);
     if (released.size > 10_000) released.delete(released.values().next().value!);
   };
-  const isReleased = (key: string) => released.has(key.slice(0, key.indexOf(':')));
-  const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? void entries.set(line.put.key, line.put) : forget(line.release)));
+  const isReleased = (key: string) => released.has(runOfKey(key));
+  const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? entries.set(line.put) : forget(line.release)));
   const compact = await keepCompact(
     directory,
     log,
@@ -146,7 +147,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
     {
       file: 'journal.json',
       moveIn: (data: { entries?: Record<string, JournalEntry> }) => {
-        for (const entry of Object.values(data.entries ?? {})) if (!entries.has(entry.key)) entries.set(entry.key, entry);
+        for (const entry of Object.values(data.entries ?? {})) if (!entries.has(entry.key)) entries.set(entry);
       },
     },
   );
@@ -154,11 +155,11 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
     get: async (key) => entries.get(key),
     async put(entry) {
       if (isReleased(entry.key)) return;
-      await log.append({ put: entry }, () => void entries.set(entry.key, entry));
+      await log.append({ put: entry }, () => entries.set(entry));
       compact();
     },
     async release(runId) {
-      if (![...entries.keys()].some((key) => key.startsWith(`${runId}:`))) return;
+      if (!entries.holds(runId)) return;
       await log.append({ release: runId }, () => forget(runId));
       compact();
     },

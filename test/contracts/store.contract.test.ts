@@ -97,6 +97,19 @@ function describeJournalContract(name: string, create: () => Promise<ExecutionJo
       expect(await journal.get('r:c')).toEqual({ key: 'r:c', state: 'completed', attempts: 1, deadline: 10, result: { status: 'ok', output: 5 }, updatedAt: 2 });
       expect(await journal.get('r:other')).toBeUndefined();
     });
+
+    it('releases a run\'s entries and no other run\'s, run ids with a colon included', async () => {
+      const journal = await create();
+      const entry = (key: string) => ({ key, state: 'completed' as const, attempts: 1, deadline: 10, updatedAt: 1 });
+      for (const key of ['r1:c0.0', 'r1:c1.0', 'r10:c0.0', 'tenant:r1:c0.0', 'r2:c0.0']) await journal.put(entry(key));
+      await journal.release!('r1');
+      expect(await journal.get('r1:c0.0')).toBeUndefined();
+      expect(await journal.get('r1:c1.0')).toBeUndefined();
+      for (const key of ['r10:c0.0', 'tenant:r1:c0.0', 'r2:c0.0']) expect(await journal.get(key)).toMatchObject({ key });
+      await journal.release!('tenant:r1');
+      expect(await journal.get('tenant:r1:c0.0')).toBeUndefined();
+      expect(await journal.get('r10:c0.0')).toMatchObject({ key: 'r10:c0.0' });
+    });
   });
 }
 
