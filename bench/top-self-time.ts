@@ -1,4 +1,4 @@
-// Summarizes a V8 .cpuprofile: the functions and files with the most self time, and the project's functions by inclusive time. `node bench/.build/bench/top-self-time.js <file> [rows]` (after `npx tsc -p bench/tsconfig.json`).
+// Summarizes a V8 .cpuprofile: the functions and files with the most self time, time by layer, and the project's functions by inclusive time. `node bench/.build/bench/top-self-time.js <file> [rows] [runs]` (after `npx tsc -p bench/tsconfig.json`); with runs, time by layer is also given in µs per run.
 import { readFileSync } from 'node:fs';
 
 interface ProfileNode {
@@ -15,12 +15,13 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const [file, rowsArgument] = process.argv.slice(2);
+const [file, rowsArgument, runsArgument] = process.argv.slice(2);
 if (!file) {
-  process.stderr.write('usage: bench/top-self-time.ts <file.cpuprofile> [rows]\n');
+  process.stderr.write('usage: bench/top-self-time.ts <file.cpuprofile> [rows] [runs]\n');
   process.exit(2);
 }
 const rows = Number(rowsArgument ?? '40');
+const runs = runsArgument ? Number(runsArgument) : undefined;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 
@@ -58,6 +59,49 @@ profile.samples.forEach((id, index) => {
   }
 });
 
+// Time by layer: a sample in project code counts for that code's layer; one in XState or the
+// garbage collector for those; one in anything else (zod, Node's internals, the OTel API) for
+// the layer of the nearest project function below it on the stack, i.e. the layer that asked.
+const layers: [RegExp, string][] = [
+  [/\/src\/policy\//, 'policy'],
+  [/\/src\/memory\//, 'memory'],
+  [/\/(src\/execution\/|actors\/execution\.actor)/, 'execution (gateway, journal)'],
+  [/\/src\/catalog\//, 'catalog'],
+  [/\/(src\/models\/|actors\/model\.actor)/, 'model adapter'],
+  [/\/(src\/telemetry\/|actors\/telemetry\.actor)/, 'telemetry'],
+  [/\/(src\/store\/|src\/redaction)/, 'run store, redaction'],
+  [/\/src\/background\//, 'background queue'],
+  [/\/(src\/ingress\/|actors\/ingress\.actor)/, 'ingress (parsing, pinning)'],
+  [/\/machines\//, 'chart: guards, actions, requests (machines/)'],
+  [/\/(actors\/layers\.actor|actors\/[a-z-]+\.actor|src\/layers)/, 'layer dispatch (callLayers)'],
+  [/\/src\/runtime/, 'runtime bookkeeping (src/runtime.ts)'],
+  [/\/src\//, 'other project code'],
+  [/\/bench\//, 'bench harness (fake model, tool, checks)'],
+];
+const layerOf = (url: string): string | undefined => {
+  if (url.includes('node_modules')) return undefined;
+  return layers.find(([pattern]) => pattern.test(url))?.[1];
+};
+const byLayer = new Map<string, number>();
+profile.samples.forEach((id, index) => {
+  const leaf = byId.get(id)!.callFrame;
+  let layer: string;
+  const engine: Record<string, string> = { '(garbage collector)': 'garbage collection', '(program)': '(program: V8 outside JS)', '(idle)': '(idle)' };
+  if (!leaf.url && engine[leaf.functionName]) layer = engine[leaf.functionName]!;
+  else if (/node_modules\/xstate\//.test(leaf.url)) layer = 'XState interpreter';
+  else {
+    layer = 'outside any run (start-up, module loading)';
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const found = layerOf(byId.get(at)!.callFrame.url);
+      if (found) {
+        layer = found;
+        break;
+      }
+    }
+  }
+  byLayer.set(layer, (byLayer.get(layer) ?? 0) + (profile.timeDeltas[index] ?? 0));
+});
+
 const print = (title: string, entries: Map<string, number>) => {
   process.stdout.write(`\n${title}\n`);
   for (const [name, micros] of [...entries].sort((a, b) => b[1] - a[1]).slice(0, rows)) {
@@ -66,5 +110,10 @@ const print = (title: string, entries: Map<string, number>) => {
 };
 process.stdout.write(`${file}: ${(total / 1000).toFixed(0)} ms sampled\n`);
 print('top self time by function', byFunction);
+print('time by layer (a library or Node counts for the layer that called it)', byLayer);
+if (runs) {
+  process.stdout.write(`\nper run (${runs} runs; a profiled run is slower than an unprofiled one)\n`);
+  for (const [name, micros] of [...byLayer].sort((a, b) => b[1] - a[1])) process.stdout.write(`${(micros / runs).toFixed(1).padStart(7)} µs  ${name}\n`);
+}
 print('self time by file or package', byFile);
 print('inclusive time of project functions (src/, machines/, actors/)', inclusive);
