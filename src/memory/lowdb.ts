@@ -47,6 +47,29 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
   const historyTurns = options.historyTurns ?? 10;
   const documents = new Map<string, Promise<JsonDocument<TenantMemoryData>>>();
   const indexes = new Map<string, MiniSearch<StoredItem>>();
+  /** Per tenant: each principal's sessions, their items oldest first (so a recall reads one session, not the tenant). */
+  const sessions = new Map<string, Map<string, StoredItem[]>>();
+  const sessionKey = (principalId: string, sessionId: string) => `${principalId}\u0000${sessionId}`;
+  /** Puts an item among its session's, by time (write-backs mostly arrive in order: the search starts at the end). */
+  const placeInSession = (bySession: Map<string, StoredItem[]>, item: StoredItem) => {
+    if (item.sessionId === null) return;
+    const key = sessionKey(item.principalId, item.sessionId);
+    let items = bySession.get(key);
+    if (!items) bySession.set(key, (items = []));
+    let at = items.length;
+    while (at > 0 && items[at - 1]!.createdAt > item.createdAt) at--;
+    items.splice(at, 0, item);
+  };
+  /** The tenant's sessions, gathered on first use from its file. */
+  const sessionsFor = (tenantId: string, items: Record<string, StoredItem>) => {
+    let bySession = sessions.get(tenantId);
+    if (!bySession) {
+      bySession = new Map();
+      for (const item of Object.values(items)) placeInSession(bySession, item);
+      sessions.set(tenantId, bySession);
+    }
+    return bySession;
+  };
 
   /** The tenant's file, opened on first use (written with its first item). */
   const documentFor = (tenantId: string) => {
@@ -97,9 +120,7 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
             })
         : [];
       const history: HistoryTurn[] = query.sessionId
-        ? Object.values(tenant.items)
-            .filter((item) => item.sessionId === query.sessionId && item.principalId === query.principalId)
-            .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0))
+        ? (sessionsFor(query.tenantId, tenant.items).get(sessionKey(query.principalId, query.sessionId)) ?? [])
             .slice(-historyTurns)
             .flatMap((item) => [
               { role: 'user' as const, content: item.input },
@@ -128,12 +149,16 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
           data.items[idempotencyKey] = item;
         });
       } catch (error) {
-        indexes.delete(record.tenantId); // rebuilt from the file, which the failed write left as it was
+        // Rebuilt from the file, which the failed write left as it was.
+        indexes.delete(record.tenantId);
+        sessions.delete(record.tenantId);
         throw error;
       }
-      // Indexed once it is on disk; a recall that built the index meanwhile may have it already.
+      // Indexed once it is on disk; a recall that built the indexes meanwhile may have it already.
       const index = indexes.get(record.tenantId);
       if (index && !index.has(item.key)) index.add(item);
+      const bySession = sessions.get(record.tenantId);
+      if (bySession && item.sessionId !== null && !bySession.get(sessionKey(item.principalId, item.sessionId))?.includes(item)) placeInSession(bySession, item);
     },
   };
 }

@@ -50,6 +50,25 @@ export function describeMemoryContract(name: string, create: () => Promise<Memor
       ]);
     });
 
+    it('keeps the history in time order as turns arrive, late ones included, and up to date between recalls', async () => {
+      const memory = await create();
+      const at = (second: number) => new Date(Date.parse('2026-02-01T00:00:00Z') + second * 1000).toISOString();
+      const scope = { tenantId: 'acme', principalId: 'user-1', sessionId: 's-9', query: 'anything', limit: 5 };
+      const turns = async () => (await memory.recall(scope, { signal })).history.filter((turn) => turn.role === 'user').map((turn) => turn.content);
+      await memory.remember(record({ sessionId: 's-9', input: 't2', createdAt: at(2) }), { idempotencyKey: 'h2', signal });
+      expect(await turns()).toEqual(['t2']);
+      await memory.remember(record({ sessionId: 's-9', input: 't3', createdAt: at(3) }), { idempotencyKey: 'h3', signal });
+      // A write-back that arrives late (a retried background task) still takes its place in time.
+      await memory.remember(record({ sessionId: 's-9', input: 't1', createdAt: at(1) }), { idempotencyKey: 'h1', signal });
+      await memory.remember(record({ sessionId: 's-9', principalId: 'user-2', input: 'theirs', createdAt: at(4) }), { idempotencyKey: 'h4', signal });
+      expect(await turns()).toEqual(['t1', 't2', 't3']);
+      for (let index = 0; index < 12; index++) {
+        await memory.remember(record({ sessionId: 's-9', input: `n${index}`, createdAt: at(10 + index) }), { idempotencyKey: `n${index}`, signal });
+      }
+      // The last ten turns (the default history_turns), oldest first.
+      expect(await turns()).toEqual(Array.from({ length: 10 }, (_, index) => `n${index + 2}`));
+    });
+
     it('never reads across tenants or principals', async () => {
       const memory = await create();
       await memory.remember(record({ tenantId: 'acme' }), { idempotencyKey: 'k', signal });
