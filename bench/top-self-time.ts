@@ -69,13 +69,16 @@ const layers: [RegExp, string][] = [
   [/\/src\/catalog\//, 'catalog'],
   [/\/(src\/models\/|actors\/model\.actor)/, 'model adapter'],
   [/\/(src\/telemetry\/|actors\/telemetry\.actor)/, 'telemetry'],
-  [/\/(src\/store\/|src\/redaction)/, 'run store, redaction'],
+  [/\/src\/store\/directory/, 'lowdb documents (memory write-back)'],
+  [/\/src\/store\//, 'run store, journal and queue files'],
+  [/\/src\/redaction/, 'redaction'],
+  [/\/src\/errors/, 'errors and answer checks (src/errors.ts)'],
   [/\/src\/background\//, 'background queue'],
   [/\/(src\/ingress\/|actors\/ingress\.actor)/, 'ingress (parsing, pinning)'],
   [/\/machines\//, 'chart: guards, actions, requests (machines/)'],
   [/\/(actors\/layers\.actor|actors\/[a-z-]+\.actor|src\/layers)/, 'layer dispatch (callLayers)'],
   [/\/src\/runtime/, 'runtime bookkeeping (src/runtime.ts)'],
-  [/\/src\//, 'other project code'],
+  [/\/src\//, 'other project code (src/)'],
   [/\/bench\//, 'bench harness (fake model, tool, checks)'],
 ];
 const layerOf = (url: string): string | undefined => {
