@@ -11,7 +11,7 @@ export function approvalDeadlineService(journal: ExecutionJournal, options: { no
     const key = `${input.runId}:${input.callId}:approval`;
     let entry = await journal.get(key);
     if (!entry) {
-      entry = { key, state: 'started', attempts: 0, deadline: options.now() + options.timeoutMs, updatedAt: options.now() };
+      entry = { key, runId: input.runId, state: 'started', attempts: 0, deadline: options.now() + options.timeoutMs, updatedAt: options.now() };
       await journal.put(entry);
     }
     const remaining = (entry.deadline ?? 0) - options.now();

@@ -47,6 +47,7 @@ export { createCatalog, pinCapabilities, toolNameFor } from './catalog/registry.
 export { mathCapabilities } from './catalog/math.js';
 export { ExecuteRequest, ExecuteResult, ToolError, JournalEntry, hashArguments, type ExecutionGateway, type ExecutionJournal } from './execution/contract.js';
 export { createGateway, createMemoryJournal, type GatewayOptions } from './execution/gateway.js';
+export type { JournalEntries } from './execution/journal-entries.js';
 export { mcpCapabilities, McpSource, McpStdioSource, McpHttpSource, McpCapabilitiesOptions, type McpCapabilities } from './execution/mcp.js';
 export { ChatMessage, ToolCall, ToolSpec, ModelRequest, ModelResponse, Usage, type ModelAdapter, type ModelDelta, type ModelStepOptions } from './models/contract.js';
 export { demoModel } from './models/demo.js';

@@ -41,6 +41,8 @@ export interface ExecutionGateway {
 /** One journal entry per idempotency key: a completed call is never executed again. */
 export const JournalEntry = z.object({
   key: z.string(),
+  /** The run the entry belongs to, released with it; entries written without it are filed by their key. */
+  runId: z.string().optional(),
   state: z.enum(['started', 'completed']),
   result: ExecuteResult.optional(),
   attempts: z.number().int(),
@@ -54,7 +56,7 @@ export type JournalEntry = z.infer<typeof JournalEntry>;
 export interface ExecutionJournal {
   get(key: string): Promise<JournalEntry | undefined>;
   put(entry: JournalEntry): Promise<void>;
-  /** Forgets the entries of a finished run (keys `runId:callId`; a call id holds no `:`): nothing will replay them. */
+  /** Forgets the entries of a finished run: nothing will replay them. */
   release?(runId: string): Promise<void>;
 }
 

@@ -74,11 +74,11 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     for (let attempt = 0; attempt <= capability.retries; attempt++) {
       if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);
       attempts++;
-      await journal.put({ key: request.idempotencyKey, state: 'started', attempts, deadline, updatedAt: now() });
+      await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'started', attempts, deadline, updatedAt: now() });
       result = await slots.run(() => attemptCall(capability, args.value, request, signal));
       if (result.status === 'ok' || !result.error.retryable) break;
     }
-    await journal.put({ key: request.idempotencyKey, state: 'completed', result, attempts, deadline, updatedAt: now() });
+    await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'completed', result, attempts, deadline, updatedAt: now() });
     return result;
   }
 

@@ -1,10 +1,18 @@
 import type { JournalEntry } from './contract.js';
 
-/** The run a journal key belongs to: keys are `runId:callId`, and a call id holds no `:` (a run id may). */
+/**
+ * The run of an entry written without its `runId` (by an earlier version): keys are `runId:callId`
+ * (a tool call) or `runId:callId:approval` (an approval deadline), and a call id holds no `:`,
+ * while a run id may.
+ */
 export function runOfKey(key: string): string {
-  const at = key.lastIndexOf(':');
-  return at < 0 ? key : key.slice(0, at);
+  const call = key.endsWith(':approval') ? key.slice(0, -':approval'.length) : key;
+  const at = call.lastIndexOf(':');
+  return at < 0 ? call : call.slice(0, at);
 }
+
+/** The run an entry belongs to. */
+export const runOfEntry = (entry: JournalEntry): string => entry.runId ?? runOfKey(entry.key);
 
 /** Journal entries by key, grouped by run, so releasing a run touches its own keys and no others. */
 export interface JournalEntries {
@@ -35,7 +43,7 @@ export function createJournalEntries(): JournalEntries {
     has: (key) => byKey.has(key),
     set(entry) {
       if (!byKey.has(entry.key)) {
-        const runId = runOfKey(entry.key);
+        const runId = runOfEntry(entry);
         const keys = keysByRun.get(runId);
         if (keys) keys.push(entry.key);
         else keysByRun.set(runId, [entry.key]);

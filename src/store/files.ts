@@ -2,7 +2,7 @@ import type { BackgroundTask } from '../background/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
 import { RunchartError } from '../errors.js';
 import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
-import { createJournalEntries, runOfKey } from '../execution/journal-entries.js';
+import { createJournalEntries, runOfEntry } from '../execution/journal-entries.js';
 import { isFinalStatus, summaryOf, type PersistedRun, type RunStore, type RunSummary } from './contract.js';
 import { readFormerDocument, removeFormerDocument, type StoreDirectory } from './directory.js';
 import type { JsonLog, LinePlace } from './log.js';
@@ -87,9 +87,9 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
     },
   );
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
-  async function readFinished(runId: string, { place }: FinishedRun): Promise<PersistedRun> {
+  async function readFinished(runId: string, { summary, place }: FinishedRun): Promise<PersistedRun> {
     const run = await finishedLog.readAt(place);
-    if (run?.runId !== runId) {
+    if (run?.runId !== runId || run.status !== summary.status || run.updatedAt !== summary.updatedAt) {
       throw new RunchartError('internal', 'store', `store: the line of run ${runId} in runs-finished.jsonl holds another record (was the file changed by hand?)`);
     }
     return run;
@@ -138,7 +138,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
     released.add(runId);
     if (released.size > 10_000) released.delete(released.values().next().value!);
   };
-  const isReleased = (key: string) => released.has(runOfKey(key));
+  const isReleased = (entry: JournalEntry) => released.has(runOfEntry(entry));
   const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? entries.set(line.put) : forget(line.release)));
   const compact = await keepCompact(
     directory,
@@ -154,7 +154,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
   return {
     get: async (key) => entries.get(key),
     async put(entry) {
-      if (isReleased(entry.key)) return;
+      if (isReleased(entry)) return;
       await log.append({ put: entry }, () => entries.set(entry));
       compact();
     },

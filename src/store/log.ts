@@ -251,30 +251,41 @@ async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePl
     read(entry, { offset, length: to - from });
   };
   const file = await open(path, 'r');
-  /** Bytes of a line begun in an earlier chunk, and where in the file it begins. */
-  let carry = Buffer.alloc(0);
-  let carryOffset = 0;
+  /** The pieces of a line begun in an earlier chunk (joined once, when the line ends), and where it begins. */
+  let carried: Buffer[] = [];
+  let carriedOffset = 0;
   let position = 0;
   try {
     while (position < size) {
       const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, size - position));
       const { bytesRead } = await file.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
-      const buffer = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      const base = carry.length ? carryOffset : position;
+      const data = chunk.subarray(0, bytesRead);
       let from = 0;
-      for (let newline = buffer.indexOf(10, from); newline !== -1; newline = buffer.indexOf(10, from)) {
-        take(buffer, from, newline, base + from);
+      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
+        if (carried.length) {
+          const line = Buffer.concat([...carried, data.subarray(0, newline)]);
+          take(line, 0, line.length, carriedOffset);
+          carried = [];
+        } else {
+          take(data, from, newline, position + from);
+        }
         from = newline + 1;
       }
-      carry = Buffer.from(buffer.subarray(from));
-      carryOffset = base + from;
+      if (from < data.length) {
+        if (!carried.length) carriedOffset = position + from;
+        // A copy: the chunk's memory is not kept alive for a few bytes of it.
+        carried.push(Buffer.from(data.subarray(from)));
+      }
       position += bytesRead;
     }
   } finally {
     await file.close();
   }
-  const tornTail = carry.length > 0;
-  if (tornTail) take(carry, 0, carry.length, carryOffset);
+  const tornTail = carried.length > 0;
+  if (tornTail) {
+    const line = Buffer.concat(carried);
+    take(line, 0, line.length, carriedOffset);
+  }
   return { lines, bad, tornTail };
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createInMemoryMemory } from '../../src/memory/in-memory.js';
@@ -26,6 +26,37 @@ describe('lowdb memory on disk', () => {
     const result = await again.recall({ tenantId: 'acme', principalId: 'u', sessionId: 's', query: 'colour', limit: 3 }, { signal });
     expect(result.items[0]?.text).toContain('Blue');
     expect(result.history).toHaveLength(2);
+  });
+
+  it('keeps a session\'s turns right when a recall runs while a write-back is on its way, and when a write-back fails', async () => {
+    const dir = await tempDir();
+    const signal = new AbortController().signal;
+    const memory = await createLowdbMemory(await openStoreDirectory(dir));
+    const turn = (runId: string, second: number, tenantId = 'acme') => ({ tenantId, principalId: 'u', sessionId: 's', runId, input: runId, output: 'ok', createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, second)).toISOString() });
+    const inputs = async (tenantId = 'acme') =>
+      (await memory.recall({ tenantId, principalId: 'u', sessionId: 's', query: 'x', limit: 1 }, { signal })).history.filter((entry) => entry.role === 'user').map((entry) => entry.content);
+    const tenantFile = async (known: string[]) => join(dir, 'memory', (await readdir(join(dir, 'memory'))).find((name) => name.endsWith('.json') && !known.includes(name))!);
+    await memory.remember(turn('one', 1), { idempotencyKey: 'one', signal });
+    // A recall in the same turn as the write-back: it sees the turn (already in the document), and the write-back does not add it twice.
+    const writing = memory.remember(turn('two', 2), { idempotencyKey: 'two', signal });
+    expect(await inputs()).toEqual(['one', 'two']);
+    await writing;
+    expect(await inputs()).toEqual(['one', 'two']);
+    // A directory where the tenant's file was: the write fails, and the turn it carried is not recalled.
+    const acme = await tenantFile([]);
+    await rm(acme);
+    await mkdir(acme);
+    await expect(memory.remember(turn('three', 3), { idempotencyKey: 'three', signal })).rejects.toThrow(/writing .* failed/);
+    expect(await inputs()).toEqual(['one', 'two']);
+    // The same for a tenant whose turns are first gathered by a recall while the failing write is on its way.
+    await memory.remember(turn('g-one', 1, 'globex'), { idempotencyKey: 'g-one', signal });
+    const globex = await tenantFile([acme.split('/').at(-1)!]);
+    await rm(globex);
+    await mkdir(globex);
+    const failing = memory.remember(turn('g-two', 2, 'globex'), { idempotencyKey: 'g-two', signal });
+    expect(await inputs('globex')).toEqual(['g-one', 'g-two']);
+    await expect(failing).rejects.toThrow(/writing .* failed/);
+    expect(await inputs('globex')).toEqual(['g-one']);
   });
 
   it('keeps each tenant in its own file, and splits the single memory.json of earlier versions into them', async () => {

@@ -11,6 +11,7 @@ import { SCHEMA_VERSION, type PersistedRun, type RunStore } from '../../src/stor
 import { openStoreDirectory } from '../../src/store/directory.js';
 import { createInMemoryRunStore } from '../../src/store/in-memory.js';
 import { createFileJournal, createFileQueuePersistence, createFileRunStore } from '../../src/store/files.js';
+import { openJsonLog, type LinePlace } from '../../src/store/log.js';
 import { tempDir } from '../support/temp.js';
 
 const run = (overrides: Partial<PersistedRun> = {}): PersistedRun => ({
@@ -110,6 +111,21 @@ function describeJournalContract(name: string, create: () => Promise<ExecutionJo
       expect(await journal.get('tenant:r1:c0.0')).toBeUndefined();
       expect(await journal.get('r10:c0.0')).toMatchObject({ key: 'r10:c0.0' });
     });
+
+    it('releases a run\'s approval deadlines with its calls, whether the entry names its run or (written earlier) only its key', async () => {
+      const journal = await create();
+      const deadline = (key: string, runId?: string) => ({ key, ...(runId ? { runId } : {}), state: 'started' as const, attempts: 0, deadline: 10, updatedAt: 1 });
+      await journal.put(deadline('a:b:c0.0:approval', 'a:b'));
+      await journal.put(deadline('r1:c0.0:approval'));
+      await journal.put(deadline('r1:c1.0:approval', 'r1'));
+      await journal.put(deadline('r2:c0.0:approval', 'r2'));
+      await journal.release!('r1');
+      await journal.release!('a:b');
+      expect(await journal.get('r1:c0.0:approval')).toBeUndefined();
+      expect(await journal.get('r1:c1.0:approval')).toBeUndefined();
+      expect(await journal.get('a:b:c0.0:approval')).toBeUndefined();
+      expect(await journal.get('r2:c0.0:approval')).toMatchObject({ runId: 'r2' });
+    });
   });
 }
 
@@ -139,6 +155,54 @@ describeJournalContract('in-memory', async () => createMemoryJournal());
 describeJournalContract('files', async () => createFileJournal(await openStoreDirectory(await tempDir())));
 
 const linesOf = async (path: string) => (await readFile(path, 'utf8')).trim().split('\n').filter(Boolean);
+
+describe('store files: journal release', () => {
+  it('keeps a released run\'s approval deadline out, also when it arrives late, and after a reopen', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const journal = await createFileJournal(first);
+    await journal.put({ key: 'run-1:c0.0', runId: 'run-1', state: 'completed', attempts: 1, updatedAt: 1 });
+    await journal.put({ key: 'run-1:c1.0:approval', runId: 'run-1', state: 'started', attempts: 0, deadline: 10, updatedAt: 1 });
+    await journal.release!('run-1');
+    await journal.put({ key: 'run-1:c2.0:approval', runId: 'run-1', state: 'started', attempts: 0, deadline: 10, updatedAt: 2 });
+    expect(await journal.get('run-1:c1.0:approval')).toBeUndefined();
+    expect(await journal.get('run-1:c2.0:approval')).toBeUndefined();
+    first.close();
+    const again = await createFileJournal(await openStoreDirectory(dir));
+    expect(await again.get('run-1:c0.0')).toBeUndefined();
+    expect(await again.get('run-1:c1.0:approval')).toBeUndefined();
+  });
+});
+
+describe('store files: the log', () => {
+  it('places a line written after a torn one past the newline that ends the torn one', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'log.jsonl');
+    await writeFile(path, '{"n":1}\n{"n":2,"cut');
+    const read: { n: number }[] = [];
+    const log = await openJsonLog<{ n: number }>(path, (entry) => read.push(entry), () => {});
+    expect(read).toEqual([{ n: 1 }]);
+    let place: LinePlace | undefined;
+    await log.append({ n: 3 }, (at) => (place = at));
+    expect(place).toEqual({ offset: '{"n":1}\n{"n":2,"cut\n'.length, length: '{"n":3}'.length });
+    expect(await log.readAt(place!)).toEqual({ n: 3 });
+    log.close();
+  });
+
+  it('reads a line of several megabytes that spans many read chunks, and the lines around it', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'log.jsonl');
+    const big = { text: 'ü'.repeat(2_500_000) };
+    await writeFile(path, `${JSON.stringify({ n: 1 })}\n${JSON.stringify(big)}\n${JSON.stringify({ n: 3 })}`);
+    const places: LinePlace[] = [];
+    const entries: unknown[] = [];
+    const log = await openJsonLog<unknown>(path, (entry, place) => (entries.push(entry), places.push(place)), () => {});
+    expect(entries).toEqual([{ n: 1 }, big, { n: 3 }]);
+    expect(await log.readAt(places[1]!)).toEqual(big);
+    expect(await log.readAt(places[2]!)).toEqual({ n: 3 });
+    log.close();
+  });
+});
 
 describe('store files: safety', () => {
   it('appends the saves made together in one write, and a new process reads them all', async () => {
@@ -219,6 +283,18 @@ describe('store files: safety', () => {
     expect((await store.load('done'))!.snapshot).toEqual({ value: 'completed', context: { note: 'edited' } });
     await writeFile(path, (await readFile(path, 'utf8')).replace('"runId":"done"', '"runId":"gone"'));
     await expect(store.load('done')).rejects.toThrow(/the line of run done in runs-finished\.jsonl holds another record/);
+  });
+
+  it('finds every finished run again after a damaged file is compacted at open (a bad line and a run twice, before others)', async () => {
+    const dir = await tempDir();
+    const line = (runId: string, note: string, updatedAt = 1) => JSON.stringify(run({ runId, status: 'completed', updatedAt, snapshot: { value: 'completed', context: { note } } }));
+    await writeFile(join(dir, 'runs-finished.jsonl'), `${line('a', 'first a')}\n${line('b', 'bé')}\n{"runId":"cut","sta\n${line('a', 'second a', 2)}\n${line('c', 'c')}\n`);
+    const store = await createFileRunStore(await openStoreDirectory(dir, { onWarning: () => {} }));
+    // Compacted: the bad line and the first "a" are gone, so every later line moved.
+    expect(await linesOf(join(dir, 'runs-finished.jsonl'))).toHaveLength(3);
+    expect(await store.load('a')).toMatchObject({ updatedAt: 2, snapshot: { context: { note: 'second a' } } });
+    expect(await store.load('b')).toMatchObject({ snapshot: { context: { note: 'bé' } } });
+    expect(await store.load('c')).toMatchObject({ snapshot: { context: { note: 'c' } } });
   });
 
   it('finds each finished line again after a restart, across read chunks, text beyond ASCII and a torn line', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from 'xstate';
-import { hashArguments, isRunchartError, type PolicyRule, type RunResult } from '../../src/index.js';
+import { createMemoryJournal, hashArguments, isRunchartError, type PolicyRule, type RunResult } from '../../src/index.js';
 import { scriptedModel, type ScriptedModel } from '../../src/testing/index.js';
 import { allowRuns, request, runtimeWith, spiedRefund, toolMessagesOf } from '../support/scenario.js';
 
@@ -32,6 +32,22 @@ async function refused(promise: Promise<unknown>) {
 }
 
 describe('approval', () => {
+  it('leaves nothing of the run in the journal once it has finished, approved or rejected: calls and approval deadlines alike', async () => {
+    for (const review of ['approve', 'reject'] as const) {
+      const journal = createMemoryJournal();
+      const refund = spiedRefund();
+      const model = scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: refundArguments, id: 'refund-1' }] }, { text: 'done' }]);
+      const runtime = runtimeWith({ model, journal, capabilities: [refund.capability], rules: [allowRuns, refundsNeedApproval, managersApprove] });
+      const parked = await runtime.run(request({ input: 'refund order o-1' }));
+      expect([...journal.entries.values()].map((entry) => entry.key)).toEqual([`${parked.runId}:c0.0:approval`]);
+      const done = review === 'approve' ? await runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' }) : await runtime.reject(parked.runId, 'c0.0', { principalId: 'manager', reason: 'no' });
+      expect(done.status, review).toBe('completed');
+      await runtime.drain();
+      expect([...journal.entries.values()], review).toEqual([]);
+      await runtime.close();
+    }
+  });
+
   it('parks the run with the pending call and does not run the handler', async () => {
     const { refund, model, parked } = await parkedRun();
 

@@ -514,7 +514,7 @@ describe('gateway: journal', () => {
     });
     const request = executeRequest({ deadline: 2_000_000 });
     await gatewayWith([capability], { journal, now: () => 1_000_000 }).execute(request, { signal: live() });
-    expect(entryDuringCall).toEqual({ key: request.idempotencyKey, state: 'started', attempts: 1, deadline: 2_000_000, updatedAt: 1_000_000 });
+    expect(entryDuringCall).toEqual({ key: request.idempotencyKey, runId: request.runId, state: 'started', attempts: 1, deadline: 2_000_000, updatedAt: 1_000_000 });
   });
 
   it('keeps the first deadline when a started call is replayed (deadlines are absolute)', async () => {
