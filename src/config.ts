@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { describeIssues, RunchartError } from './errors.js';
 import { PolicyStage, PolicyVerdict } from './policy/contract.js';
 import type { RunSettings } from '../machines/run/types.js';
+import { DEFAULT_KEPT_FINISHED_RUNS } from './store/in-memory.js';
 
 /** A policy rule; every decision names the rule that produced it. */
 export const PolicyRule = z.strictObject({
@@ -90,7 +91,7 @@ const Store = z.strictObject({
   kind: z.enum(['lowdb', 'memory']).default('lowdb'),
   dir: z.string().min(1).default('.runchart'),
   /** kind memory: how many finished runs stay listable (the oldest go first); the lowdb store keeps every finished run on disk. */
-  keep_finished_runs: z.number().int().min(0).default(1_000),
+  keep_finished_runs: z.number().int().min(0).default(DEFAULT_KEPT_FINISHED_RUNS),
 });
 
 const ApiKey = z.strictObject({

@@ -1,3 +1,4 @@
+import { RunchartError } from '../errors.js';
 import { isFinalStatus, summaryOf, type PersistedRun, type RunStore } from './contract.js';
 
 /** How many finished runs an in-memory store keeps unless told otherwise. */
@@ -14,7 +15,7 @@ export const DEFAULT_KEPT_FINISHED_RUNS = 1_000;
 export function createInMemoryRunStore(options: { keepFinished?: number } = {}): RunStore {
   const keepFinished = options.keepFinished ?? DEFAULT_KEPT_FINISHED_RUNS;
   if (!Number.isInteger(keepFinished) || keepFinished < 0) {
-    throw new RangeError(`store: keepFinished must be a whole number of runs, 0 or more (got ${keepFinished})`);
+    throw new RunchartError('invalid-input', 'store', `store: keepFinished must be a whole number of runs, 0 or more (got ${keepFinished})`);
   }
   const active = new Map<string, PersistedRun>();
   /** In the order the runs finished: the first is the first to go. */

@@ -146,7 +146,14 @@ describe('in-memory run store: what a long-lived process keeps', () => {
   });
 
   it('refuses a keep count that is not a whole number of runs, naming the option', () => {
-    expect(() => createInMemoryRunStore({ keepFinished: -1 })).toThrow(/keepFinished must be a whole number of runs, 0 or more \(got -1\)/);
+    let thrown: unknown;
+    try {
+      createInMemoryRunStore({ keepFinished: -1 });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(isRunchartError(thrown) && thrown.kind).toBe('invalid-input');
+    expect((thrown as Error).message).toMatch(/keepFinished must be a whole number of runs, 0 or more \(got -1\)/);
     expect(() => createInMemoryRunStore({ keepFinished: 1.5 })).toThrow(/keepFinished/);
   });
 });
