@@ -531,6 +531,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     async list({ tenantId }) {
       await Promise.all([...live.values(), ...finishing.values()].map((entry) => entry.saving));
       return (await runStore.list({ tenantId }))
+        // A store of the caller's own written to the earlier contract may still hand back whole runs.
         .map(summaryOf)
         .sort((a, b) => b.updatedAt - a.updatedAt);
     },

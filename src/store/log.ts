@@ -2,18 +2,18 @@ import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:f
 import { copyFile, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { RunchartError } from '../errors.js';
 
-/**
- * An append-only JSON Lines file: one record per line, appended with an open file descriptor. Appends
- * made in one synchronous stretch go out as one write (group commit); a write resolves its appends once it
- * is done. What was written stays as written: a state is rebuilt by reading the lines in order,
- * and `compact` rewrites the file with only the records still needed (a temp file and a rename).
- */
 /** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
 export interface LinePlace {
   offset: number;
   length: number;
 }
 
+/**
+ * An append-only JSON Lines file: one record per line, appended with an open file descriptor. Appends
+ * made in one synchronous stretch go out as one write (group commit); a write resolves its appends once it
+ * is done. What was written stays as written: a state is rebuilt by reading the lines in order,
+ * and `compact` rewrites the file with only the records still needed (a temp file and a rename).
+ */
 export interface JsonLog<Entry> {
   /**
    * Appends a record; resolves once it is written, rejects when the write fails. `applied` runs
