@@ -1,5 +1,6 @@
 // Summarizes a V8 .cpuprofile: the functions and files with the most self time, time by layer, and the project's functions by inclusive time. `node bench/.build/bench/top-self-time.js <file> [rows] [runs]` (after `npx tsc -p bench/tsconfig.json`); with runs, time by layer is also given in µs per run.
 import { readFileSync } from 'node:fs';
+import { isXState, layerOf, xstateLayer } from './layers.js';
 
 interface ProfileNode {
   id: number;
@@ -62,36 +63,13 @@ profile.samples.forEach((id, index) => {
 // Time by layer: a sample in project code counts for that code's layer; one in XState or the
 // garbage collector for those; one in anything else (zod, Node's internals, the OTel API) for
 // the layer of the nearest project function below it on the stack, i.e. the layer that asked.
-const layers: [RegExp, string][] = [
-  [/\/src\/policy\//, 'policy'],
-  [/\/src\/memory\//, 'memory'],
-  [/\/(src\/execution\/|actors\/execution\.actor)/, 'execution (gateway, journal)'],
-  [/\/src\/catalog\//, 'catalog'],
-  [/\/(src\/models\/|actors\/model\.actor)/, 'model adapter'],
-  [/\/(src\/telemetry\/|actors\/telemetry\.actor)/, 'telemetry'],
-  [/\/src\/store\/directory/, 'lowdb documents (memory write-back)'],
-  [/\/src\/store\//, 'run store, journal and queue files'],
-  [/\/src\/redaction/, 'redaction'],
-  [/\/src\/errors/, 'errors and answer checks (src/errors.ts)'],
-  [/\/src\/background\//, 'background queue'],
-  [/\/(src\/ingress\/|actors\/ingress\.actor)/, 'ingress (parsing, pinning)'],
-  [/\/machines\//, 'chart: guards, actions, requests (machines/)'],
-  [/\/(actors\/layers\.actor|actors\/[a-z-]+\.actor|src\/layers)/, 'layer dispatch (callLayers)'],
-  [/\/src\/runtime/, 'runtime bookkeeping (src/runtime.ts)'],
-  [/\/src\//, 'other project code (src/)'],
-  [/\/bench\//, 'bench harness (fake model, tool, checks)'],
-];
-const layerOf = (url: string): string | undefined => {
-  if (url.includes('node_modules')) return undefined;
-  return layers.find(([pattern]) => pattern.test(url))?.[1];
-};
 const byLayer = new Map<string, number>();
 profile.samples.forEach((id, index) => {
   const leaf = byId.get(id)!.callFrame;
   let layer: string;
   const engine: Record<string, string> = { '(garbage collector)': 'garbage collection', '(program)': '(program: V8 outside JS)', '(idle)': '(idle)' };
   if (!leaf.url && engine[leaf.functionName]) layer = engine[leaf.functionName]!;
-  else if (/node_modules\/xstate\//.test(leaf.url)) layer = 'XState interpreter';
+  else if (isXState(leaf.url)) layer = xstateLayer;
   else {
     layer = 'outside any run (start-up, module loading)';
     for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {

@@ -1,0 +1,93 @@
+// What a run allocates, garbage included, by layer: `npm run bench:alloc -- [memory|lowdb|xstate|loop] [runs]`.
+// V8's sampling heap profiler (through the inspector) with collected objects kept in the profile,
+// so what is counted is what the garbage collector has to clear, not what survives.
+import { Session } from 'node:inspector/promises';
+import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
+import { isXState, layerOf, xstateLayer } from './layers.js';
+import { progress, type Workload } from './measure.js';
+import { runchartWorkload } from './workloads.js';
+
+interface SamplingNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+const kinds: Record<string, () => Workload> = {
+  memory: () => runchartWorkload('memory'),
+  lowdb: () => runchartWorkload('lowdb'),
+  xstate: plainXStateWorkload,
+  loop: asyncLoopWorkload,
+};
+const kind = process.argv[2] ?? 'memory';
+const runs = Number(process.argv[3] ?? '2000');
+const rows = Number(process.argv[4] ?? '25');
+const make = kinds[kind];
+if (!make || !Number.isInteger(runs) || runs < 1) {
+  process.stderr.write(`usage: bench/allocations.ts [${Object.keys(kinds).join('|')}] [runs] [rows]\n`);
+  process.exit(2);
+}
+
+const short = (url: string) => url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, '~/').replace(/^.*\/\.build\//, '');
+
+/**
+ * The layer a sample is charged to: walking from the allocating frame towards the root, the first
+ * frame in XState or in project code decides. A built-in (`new Set`, `Object.assign`) or a library
+ * (zod, the OTel API) counts for whoever called it.
+ */
+function charge(stack: readonly SamplingNode[]): string {
+  for (let at = stack.length - 1; at >= 0; at--) {
+    const url = stack[at]!.callFrame.url;
+    if (isXState(url)) return xstateLayer;
+    const layer = layerOf(url);
+    if (layer) return layer;
+  }
+  return 'outside any run';
+}
+
+const workload = make();
+try {
+  for (let index = 0; index < Math.min(1_000, runs); index++) await workload.run(index);
+  await workload.settle();
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  for (let index = 0; index < runs; index++) await workload.run(1_000_000 + index);
+  await workload.settle();
+  const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
+  session.disconnect();
+
+  const byLayer = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  let total = 0;
+  const walk = (node: SamplingNode, stack: SamplingNode[]) => {
+    stack.push(node);
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      const layer = charge(stack);
+      byLayer.set(layer, (byLayer.get(layer) ?? 0) + node.selfSize);
+      // A built-in is named with the nearest frame that has a script: `Set <- enterStates ~/xstate/…`.
+      const frame = node.callFrame;
+      const owner = frame.url ? undefined : [...stack].reverse().find((entry) => entry.callFrame.url);
+      const name = frame.url
+        ? `${frame.functionName || '(anonymous)'}  ${short(frame.url)}:${frame.lineNumber + 1}`
+        : `${frame.functionName || '(native)'} <- ${owner ? `${owner.callFrame.functionName || '(anonymous)'}  ${short(owner.callFrame.url)}:${owner.callFrame.lineNumber + 1}` : '(root)'}`;
+      byFunction.set(name, (byFunction.get(name) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child, stack);
+    stack.pop();
+  };
+  walk(profile.head, []);
+
+  const kb = (bytes: number) => (bytes / 1024 / runs).toFixed(1).padStart(7);
+  const share = (bytes: number) => `${((bytes / total) * 100).toFixed(1).padStart(5)}%`;
+  process.stdout.write(`${workload.name}: ${runs} sequential runs, ${(total / 1024 / runs).toFixed(1)} KB allocated per run (sampled every 512 bytes, collected objects included)\n`);
+  process.stdout.write('\nallocated by layer (a built-in or library counts for the layer that called it), KB per run\n');
+  for (const [layer, bytes] of [...byLayer].sort((a, b) => b[1] - a[1])) process.stdout.write(`${kb(bytes)}  ${share(bytes)}  ${layer}\n`);
+  process.stdout.write(`\ntop ${rows} allocating functions, KB per run\n`);
+  for (const [name, bytes] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, rows)) process.stdout.write(`${kb(bytes)}  ${share(bytes)}  ${name}\n`);
+} finally {
+  await workload.close();
+}
+progress('done');
