@@ -7,12 +7,14 @@ import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
 import {
   forceGc,
   machineInfo,
+  measureAllocation,
   measureLatency,
   measureParkedHeap,
   measureThroughput,
   nowMicros,
   progress,
   timeSync,
+  type AllocationSummary,
   type HeapSummary,
   type LatencySummary,
   type ThroughputSummary,
@@ -29,6 +31,9 @@ const protocol = {
   scale,
   latency: { warmup: scaled(500), measured: scaled(3_000, 10) },
   latencyLowdb: { warmup: scaled(200), measured: scaled(2_000, 10) },
+  /** Run right after the latency runs, in the same (warm) workload. */
+  allocation: { measured: scaled(2_000, 10) },
+  allocationLowdb: { measured: scaled(1_000, 10) },
   throughput: { inFlight: scaled(1_000, 10), rounds: 5, warmup: scaled(1_000, 10), freshPerRound: false },
   throughputLowdb: { inFlight: scaled(1_000, 10), rounds: 3, warmup: scaled(50), freshPerRound: true },
   heap: { parked: scaled(10_000, 10), warmup: scaled(200) },
@@ -46,6 +51,7 @@ const columns: { key: Column; title: string; make: () => Workload }[] = [
 
 interface Figures {
   latency: LatencySummary;
+  allocation: AllocationSummary;
   throughput: ThroughputSummary;
   heap: HeapSummary;
 }
@@ -64,13 +70,18 @@ async function withWorkload<T>(make: () => Workload, body: (workload: Workload) 
 async function measureColumn(column: (typeof columns)[number]): Promise<Figures> {
   const lowdb = column.key === 'lowdb';
   const latencyPlan = lowdb ? protocol.latencyLowdb : protocol.latency;
+  const allocationPlan = lowdb ? protocol.allocationLowdb : protocol.allocation;
   const throughputPlan = lowdb ? protocol.throughputLowdb : protocol.throughput;
   const heapPlan = lowdb ? protocol.heapLowdb : protocol.heap;
 
   progress(`${column.title}: sequential latency, ${latencyPlan.warmup} warm-up + ${latencyPlan.measured} measured runs`);
   let started = nowMicros();
-  const latency = await withWorkload(column.make, (workload) => measureLatency(workload, { ...latencyPlan, startIndex: 0 }));
-  progress(`${column.title}: p50 ${format(latency.p50)} µs, p99 ${format(latency.p99)} µs (${seconds(started)})`);
+  const { latency, allocation } = await withWorkload(column.make, async (workload) => {
+    const latency = await measureLatency(workload, { ...latencyPlan, startIndex: 0 });
+    progress(`${column.title}: p50 ${format(latency.p50)} µs, p99 ${format(latency.p99)} µs (${seconds(started)}); allocation, ${allocationPlan.measured} more runs`);
+    return { latency, allocation: await measureAllocation(workload, { ...allocationPlan, startIndex: latencyPlan.warmup + latencyPlan.measured }) };
+  });
+  progress(`${column.title}: ${format(allocation.meanKbPerRun)} KB allocated per run (mean of ${allocation.kept}; ${allocation.dropped} runs with a collection dropped)`);
 
   progress(
     `${column.title}: throughput, ${throughputPlan.inFlight} in flight, ${throughputPlan.rounds} rounds after ${throughputPlan.warmup} warm-up runs${throughputPlan.freshPerRound ? ', a fresh store per round' : ''}`,
@@ -87,7 +98,7 @@ async function measureColumn(column: (typeof columns)[number]): Promise<Figures>
     return measureParkedHeap(workload, { count: heapPlan.parked, startIndex: 0 });
   });
   progress(`${column.title}: ${heap.kbPerRun.toFixed(2)} KB per parked run, ${heap.held} held; parked in ${Math.round(heap.parkMs)} ms (${seconds(started)})`);
-  return { latency, throughput, heap };
+  return { latency, allocation, throughput, heap };
 }
 
 function seconds(startMicros: number): string {
@@ -131,6 +142,11 @@ async function main() {
       memoryOverLoop: ratio(memory.throughput.median, loop.throughput.median),
       lowdbOverMemory: ratio(lowdb.throughput.median, memory.throughput.median),
     },
+    allocation: {
+      memoryOverXState: ratio(memory.allocation.meanKbPerRun, xstate.allocation.meanKbPerRun),
+      memoryOverLoop: ratio(memory.allocation.meanKbPerRun, loop.allocation.meanKbPerRun),
+      lowdbOverMemory: ratio(lowdb.allocation.meanKbPerRun, memory.allocation.meanKbPerRun),
+    },
     heap: { memoryOverXState: ratio(memory.heap.kbPerRun, xstate.heap.kbPerRun), memoryOverLoop: ratio(memory.heap.kbPerRun, loop.heap.kbPerRun), lowdbOverMemory: ratio(lowdb.heap.kbPerRun, memory.heap.kbPerRun) },
   };
 
@@ -151,6 +167,13 @@ async function main() {
   const rows: string[][] = [
     ['p50 latency, sequential (µs)', ...[memory, lowdb, loop, xstate].map((f) => format(f.latency.p50)), formatRatio(ratios.p50.memoryOverXState), formatRatio(ratios.p50.memoryOverLoop), formatRatio(ratios.p50.lowdbOverMemory)],
     ['p99 latency, sequential (µs)', ...[memory, lowdb, loop, xstate].map((f) => format(f.latency.p99)), formatRatio(ratios.p99.memoryOverXState), formatRatio(ratios.p99.memoryOverLoop), formatRatio(ratios.p99.lowdbOverMemory)],
+    [
+      'allocated per run, garbage included (KB)',
+      ...[memory, lowdb, loop, xstate].map((f) => format(f.allocation.meanKbPerRun)),
+      formatRatio(ratios.allocation.memoryOverXState),
+      formatRatio(ratios.allocation.memoryOverLoop),
+      formatRatio(ratios.allocation.lowdbOverMemory),
+    ],
     [
       `throughput, ${protocol.throughput.inFlight.toLocaleString('en-US')} in flight (runs/s)`,
       ...[memory, lowdb, loop, xstate].map((f) => format(f.throughput.median)),
@@ -180,6 +203,7 @@ async function main() {
     `One-hop run: an instant fake model asks for \`math_add\` {a:2,b:3}, then answers "2 + 3 = 5"; \`math.add\` from \`defineCapability\`; rules policy; the default telemetry (OTel spans to the global tracer; no SDK registered, so a no-op tracer); structured events off; a fresh request (own tenant) per run.`,
     `Every run is checked: status completed, output "2 + 3 = 5", one tool execution (handler calls counted), two model calls.`,
     `Sequential latency: ${protocol.latency.warmup} warm-up + ${protocol.latency.measured} measured runs; lowdb ${protocol.latencyLowdb.warmup} + ${protocol.latencyLowdb.measured}, in a fresh store that grows as it runs (lowdb p50 of the first tenth ${format(lowdb.latency.firstTenthP50)} µs, of the last tenth ${format(lowdb.latency.lastTenthP50)} µs).`,
+    `Allocation: V8's used heap before and after each of ${protocol.allocation.measured.toLocaleString('en-US')} more sequential runs (lowdb ${protocol.allocationLowdb.measured.toLocaleString('en-US')}) after the latency runs, the mean over the runs during which no collection ran; what the garbage collector has to clear per run (by layer: \`npm run bench:alloc\`).`,
     `Throughput: ${protocol.throughput.inFlight.toLocaleString('en-US')} runs started at once, timed until every result is in and background work and store writes are drained; median of ${protocol.throughput.rounds} rounds after a warm-up round (lowdb: ${protocol.throughputLowdb.rounds} rounds, each in a fresh store after ${protocol.throughputLowdb.warmup} warm-up runs).`,
     `Heap: forced GC before and after parking ${protocol.heap.parked.toLocaleString('en-US')} runs at their second model call (lowdb: only ${protocol.heapLowdb.parked.toLocaleString('en-US')}, each run leaving a memory file and lines behind), heapUsed difference / runs; then released and checked.`,
     `Baselines make the same calls as a runchart run: the same model and tool (JSON and zod parse of the arguments), the rules policy at precheck, tool, output and memory.write, in-memory recall, and the memory write-back started once the result is out (awaited before a throughput round ends, as runchart's background queue is drained); the async loop makes one AbortController per run; plain XState invokes one fresh fromPromise per step (9 per one-hop run).`,

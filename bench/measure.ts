@@ -1,5 +1,6 @@
 // Timing, percentiles and heap measurement for the benchmark; knows nothing about runchart.
 import { cpus, totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 
 /** Something the benchmark can drive: one checked run at a time, many at once, or many parked. */
 export interface Workload {
@@ -89,6 +90,44 @@ export async function measureLatency(workload: Workload, options: { warmup: numb
     samples[i] = nowMicros() - start;
   }
   return summarize(samples, options.warmup);
+}
+
+/** Bytes a run allocates, garbage included: what the garbage collector has to deal with. */
+export interface AllocationSummary {
+  /** Runs whose heap growth was kept (no collection ran during them). */
+  kept: number;
+  /** Runs during which the heap shrank, i.e. a collection ran: their growth says nothing. */
+  dropped: number;
+  p50KbPerRun: number;
+  meanKbPerRun: number;
+}
+
+/**
+ * Allocation per run: the growth of V8's used heap across each of `measured` sequential runs (the
+ * workload is warm; it follows the latency runs). A run during which a collection ran shows a
+ * shrinking heap and is dropped; with runs of a few hundred KB and a young generation of several
+ * MB, that is one run in fifty or so. Within ~2% of V8's sampling heap profiler with collected
+ * objects included (`npm run bench:alloc`).
+ */
+export async function measureAllocation(workload: Workload, options: { measured: number; startIndex: number }): Promise<AllocationSummary> {
+  const grown: number[] = [];
+  let dropped = 0;
+  let index = options.startIndex;
+  for (let i = 0; i < options.measured; i++) {
+    const before = getHeapStatistics().used_heap_size;
+    await workload.run(index++);
+    const after = getHeapStatistics().used_heap_size;
+    if (after < before) dropped++;
+    else grown.push(after - before);
+  }
+  if (grown.length < options.measured / 2) throw new Error(`bench: ${workload.name}: a collection ran during ${dropped} of ${options.measured} runs; allocation per run cannot be read`);
+  const sorted = grown.sort((a, b) => a - b);
+  return {
+    kept: sorted.length,
+    dropped,
+    p50KbPerRun: quantile(sorted, 0.5) / 1024,
+    meanKbPerRun: sorted.reduce((sum, value) => sum + value, 0) / sorted.length / 1024,
+  };
 }
 
 /** Throughput with `inFlight` runs started at once: an untimed warm-up round, then the median of `rounds`. */
