@@ -36,35 +36,12 @@ export function createRedactor(patterns: readonly string[]): <T>(value: T) => T 
  * enumerable properties. So its strings are scrubbed like any others, and a redacted value
  * serializes as the original would, secrets aside.
  */
-function jsonData(value: object, key: string): unknown {
+function jsonData(value: object, key: string | number): unknown {
   if (Array.isArray(value)) return value;
   const prototype = Object.getPrototypeOf(value) as unknown;
   if (prototype === Object.prototype || prototype === null) return value;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
-  return typeof toJSON === 'function' ? (toJSON as (key: string) => unknown).call(value, key) : Object.fromEntries(Object.entries(value));
-}
-
-/**
- * `value` with `change` applied to each of its elements or own enumerable properties: the same
- * object when nothing changed (no allocation for the common case, a value with no secret), else
- * a copy (an array, or a plain object with the same keys in the same order).
- */
-function copyOnChange(value: object, change: (inner: unknown, key: string) => unknown): object {
-  if (Array.isArray(value)) {
-    let copy: unknown[] | undefined;
-    for (let index = 0; index < value.length; index++) {
-      const inner = change(value[index], String(index));
-      if (inner !== value[index]) (copy ??= value.slice())[index] = inner;
-    }
-    return copy ?? value;
-  }
-  const record = value as Record<string, unknown>;
-  let copy: Record<string, unknown> | undefined;
-  for (const key of Object.keys(record)) {
-    const inner = change(record[key], key);
-    if (inner !== record[key]) (copy ??= Object.fromEntries(Object.entries(record)))[key] = inner;
-  }
-  return copy ?? value;
+  return typeof toJSON === 'function' ? (toJSON as (key: string) => unknown).call(value, String(key)) : Object.fromEntries(Object.entries(value));
 }
 
 /** Replaces the values of `fields` in a JSON object text; text that is not a JSON object is returned as it is. */
@@ -110,7 +87,10 @@ export function createRunRedactor(catalog: CatalogLayer, patterns: readonly stri
 function redactorFor(byName: Map<string, readonly string[]>, patterns: readonly string[]): <T>(value: T, previous?: Redaction<T>) => T {
   const expression = secretExpression(patterns);
   const scrub = (text: string) => text.replace(expression, REDACTED);
-  const walk = (value: unknown, before: unknown, beforeRedacted: unknown, key = ''): unknown => {
+  // Copy on change: a value with no secret comes back as the same object, and the walk itself
+  // allocates nothing for it (no key list, no closure per object, no index strings): it runs on
+  // every save of every run.
+  const walk = (value: unknown, before: unknown, beforeRedacted: unknown, key: string | number = ''): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (!value || typeof value !== 'object') return value;
     // An object's redaction depends on the object alone (a string's, on the record around it).
@@ -119,21 +99,42 @@ function redactorFor(byName: Map<string, readonly string[]>, patterns: readonly 
     if (data !== value) return walk(data, undefined, undefined, key);
     // The previous value at this place, when it is a container of the same kind: its parts are compared in turn.
     const comparable = before !== null && typeof before === 'object' && Array.isArray(before) === Array.isArray(value);
+    if (Array.isArray(value)) {
+      const earlier = comparable ? (before as unknown[]) : undefined;
+      const earlierRedacted = comparable ? (beforeRedacted as unknown[]) : undefined;
+      let copy: unknown[] | undefined;
+      for (let index = 0; index < value.length; index++) {
+        const inner = walk(value[index], earlier?.[index], earlierRedacted?.[index], index);
+        if (inner !== value[index]) (copy ??= value.slice())[index] = inner;
+      }
+      return copy ?? value;
+    }
+    const record = value as Record<string, unknown>;
     const earlier = comparable ? (before as Record<string, unknown>) : undefined;
     const earlierRedacted = comparable ? (beforeRedacted as Record<string, unknown>) : undefined;
     // A call the model made to a tool it was not given has no capability, only the name it used.
-    const fields = byName.size && !Array.isArray(value) ? fieldsOf(value as Record<string, unknown>, byName) : undefined;
-    return copyOnChange(value, (inner, key) =>
-      fields && (key === 'arguments' || key === 'args') && typeof inner === 'string'
-        ? scrub(redactArgumentFields(inner, fields))
-        : walk(inner, earlier?.[key], earlierRedacted?.[key], key),
-    );
+    const fields = byName.size ? fieldsOf(record, byName) : undefined;
+    let copy: Record<string, unknown> | undefined;
+    for (const name in record) {
+      if (!Object.hasOwn(record, name)) continue; // JSON.stringify sees own properties only
+      const original = record[name];
+      const inner =
+        fields && (name === 'arguments' || name === 'args') && typeof original === 'string'
+          ? scrub(redactArgumentFields(original, fields))
+          : walk(original, earlier?.[name], earlierRedacted?.[name], name);
+      // The copy keeps the keys in their order, so it serializes as the original would.
+      if (inner !== original) (copy ??= Object.fromEntries(Object.entries(record)))[name] = inner;
+    }
+    return copy ?? value;
   };
   return <T>(value: T, previous?: Redaction<T>) => (previous ? walk(value, previous.original, previous.redacted) : walk(value, undefined, undefined)) as T;
 }
 
 /** The sensitive fields of the capability a record names (by capability, tool or function name), if it has any. */
 function fieldsOf(record: Record<string, unknown>, byName: Map<string, readonly string[]>): readonly string[] | undefined {
-  for (const name of [record.capability, record.toolName, record.name]) if (typeof name === 'string' && byName.has(name)) return byName.get(name);
-  return undefined;
+  return fieldsNamed(record.capability, byName) ?? fieldsNamed(record.toolName, byName) ?? fieldsNamed(record.name, byName);
+}
+
+function fieldsNamed(name: unknown, byName: Map<string, readonly string[]>): readonly string[] | undefined {
+  return typeof name === 'string' ? byName.get(name) : undefined;
 }

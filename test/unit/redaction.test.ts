@@ -54,6 +54,26 @@ describe('createRedactor', () => {
     }
   });
 
+  it('sees what JSON.stringify sees: own properties in their order, and toJSON called with the key as a string', () => {
+    const keys: unknown[] = [];
+    class Stamp {
+      toJSON(key: unknown) {
+        keys.push(key);
+        return `stamp ${secret}`;
+      }
+    }
+    Object.defineProperty(Object.prototype, 'inherited', { value: secret, enumerable: true, configurable: true, writable: true });
+    try {
+      const redacted = createRedactor([])({ a: 'x', b: secret, c: [new Stamp()], d: { stamp: new Stamp() } });
+      expect(Object.keys(redacted)).toEqual(['a', 'b', 'c', 'd']);
+      expect(Object.hasOwn(redacted, 'inherited')).toBe(false);
+      expect(redacted).toEqual({ a: 'x', b: REDACTED, c: [`stamp ${REDACTED}`], d: { stamp: `stamp ${REDACTED}` } });
+      expect(keys).toEqual(['0', 'stamp']);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).inherited;
+    }
+  });
+
   it('applies configured patterns beside the built-in ones', () => {
     expect(createRedactor(['internal-[0-9]+'])({ a: 'see internal-42', b: secret })).toEqual({ a: `see ${REDACTED}`, b: REDACTED });
   });
