@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
 import { RunchartError } from '../errors.js';
-import { openJsonLog, type JsonLog, type LinePlace } from './log.js';
+import { openJsonLog, type JsonLog, type JsonLogOptions, type LinePlace } from './log.js';
 
 /** One JSON file of the store: its data, and writes that are coalesced and all-or-nothing. */
 export interface JsonDocument<Data> {
@@ -86,7 +86,7 @@ function takeLock(path: string): () => void {
  * const directory = await openStoreDirectory('.runchart');
  * const log = await directory.openLog<Entry>('runs.jsonl', (entry) => apply(entry));
  */
-export async function openStoreDirectory(path: string, options: { onWarning?: (message: string) => void } = {}): Promise<StoreDirectory> {
+export async function openStoreDirectory(path: string, options: { onWarning?: (message: string) => void } & JsonLogOptions = {}): Promise<StoreDirectory> {
   await mkdir(path, { recursive: true });
   const release = takeLock(join(path, 'lock'));
   let closed = false;
@@ -97,7 +97,7 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
     onWarning,
     open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
     async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
-      const log = await openJsonLog<Entry>(join(path, name), read, onWarning);
+      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, options);
       logs.push(log as JsonLog<unknown>);
       return log;
     },

@@ -326,13 +326,25 @@ describe('store files: safety', () => {
     expect((await third.list({ tenantId: 'acme' })).length).toBe(251);
   });
 
-  it('compacts the steps of unfinished runs as they pile up, keeping the last of each', async () => {
+  // A small compaction is written synchronously, a large one through the thread pool; 0 sends every one there.
+  it.each([
+    ['written at once', undefined],
+    ['written asynchronously', 0],
+  ])('compacts the steps of unfinished runs as they pile up, keeping the last of each (%s)', async (_, syncCompactionChars) => {
     const dir = await tempDir();
-    const directory = await openStoreDirectory(dir);
+    const directory = await openStoreDirectory(dir, syncCompactionChars === undefined ? {} : { syncCompactionChars });
     const store = await createFileRunStore(directory);
-    for (let step = 0; step < 600; step++) await store.save(run({ runId: `r${step % 3}`, updatedAt: step }));
+    const saves: Promise<void>[] = [];
+    for (let step = 0; step < 600; step++) {
+      const save = store.save(run({ runId: `r${step % 3}`, updatedAt: step }));
+      // Half of the saves are made while a compaction may be under way: none may be lost to it.
+      if (step % 2) saves.push(save);
+      else await save;
+    }
+    await Promise.all(saves);
     // Compacted at least once: far fewer lines than saves, the newest of each run kept.
     await expect.poll(async () => (await linesOf(join(dir, 'runs.jsonl'))).length).toBeLessThan(300);
+    expect(Object.fromEntries((await store.listActive()).map((stored) => [stored.runId, stored.updatedAt]))).toEqual({ r0: 597, r1: 598, r2: 599 });
     directory.close();
     const again = await createFileRunStore(await openStoreDirectory(dir));
     expect(Object.fromEntries((await again.listActive()).map((stored) => [stored.runId, stored.updatedAt]))).toEqual({ r0: 597, r1: 598, r2: 599 });
@@ -426,7 +438,8 @@ describe('store files: safety', () => {
 
   it('never lets a compaction that was running at close replace the file of the next owner', async () => {
     const dir = await tempDir();
-    const first = await openStoreDirectory(dir);
+    // Every compaction asynchronous, as a large one is: only such a one can still be running at close.
+    const first = await openStoreDirectory(dir, { syncCompactionChars: 0 });
     const store = await createFileRunStore(first);
     for (let step = 0; step < 300; step++) await store.save(run({ runId: 'busy', updatedAt: step }));
     first.close();
