@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { RunchartError } from '../errors.js';
 import { readFormerDocument, removeFormerDocument, type JsonDocument, type StoreDirectory } from '../store/directory.js';
-import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord } from './contract.js';
+import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord, RecallQuery, RecallResult } from './contract.js';
 
 interface StoredItem {
   key: string;
@@ -31,21 +31,34 @@ interface FormerMemoryData {
 /** A tenant's file name: a hash, so any tenant id is a safe name and two never collide on a case-insensitive disk. */
 const nameOf = (tenantId: string) => `${createHash('sha256').update(tenantId).digest('hex').slice(0, 32)}.json`;
 
+/** How many tenants' memory files a lowdb memory keeps open (read and indexed) unless told otherwise. */
+export const DEFAULT_OPEN_TENANTS = 1_000;
+
 /**
  * Memory in lowdb JSON files, one per tenant under `memory/` in the store directory: long-term
  * items ranked for the run's input with MiniSearch (BM25-style full-text search), the session's
  * recent turns, one item per idempotency key. A tenant's file holds only its own items (isolation
- * on disk too), and a write-back stringifies that tenant's file only, not everyone's.
+ * on disk too), and a write-back stringifies that tenant's file only, not everyone's. The files of
+ * the `keepOpenTenants` tenants used last stay open with their indexes; a tenant beyond that is
+ * closed once no call of its is under way and read again on its next call, so a long-lived
+ * process does not grow with every tenant it ever served.
  * @example
- * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'));
+ * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'), { keepOpenTenants: 200 });
  */
-export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number } = {}): Promise<MemoryLayer> {
+export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number; keepOpenTenants?: number } = {}): Promise<MemoryLayer> {
+  const keepOpen = options.keepOpenTenants ?? DEFAULT_OPEN_TENANTS;
+  if (!Number.isInteger(keepOpen) || keepOpen < 1) {
+    throw new RunchartError('invalid-input', 'memory', `memory: keepOpenTenants must be a whole number of tenants, 1 or more (got ${keepOpen})`);
+  }
   const folder = join(directory.path, 'memory');
   await mkdir(folder, { recursive: true });
   /** The tenant files on disk: a tenant without one has no memory, and its recall touches no disk. */
   const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.json')));
   const historyTurns = options.historyTurns ?? 10;
+  /** Open tenant files, the one used last at the end. */
   const documents = new Map<string, Promise<JsonDocument<TenantMemoryData>>>();
+  /** Calls under way per tenant: a tenant with one is never closed. */
+  const busy = new Map<string, number>();
   const indexes = new Map<string, MiniSearch<StoredItem>>();
   /** Per tenant: each principal's sessions, their items oldest first (so a recall reads one session, not the tenant). */
   const sessions = new Map<string, Map<string, StoredItem[]>>();
@@ -71,10 +84,13 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     return bySession;
   };
 
-  /** The tenant's file, opened on first use (written with its first item). */
+  /** The tenant's file, opened on first use (written with its first item); marked as used last. */
   const documentFor = (tenantId: string) => {
     let document = documents.get(tenantId);
-    if (!document) {
+    if (document) {
+      documents.delete(tenantId);
+      documents.set(tenantId, document);
+    } else {
       const name = nameOf(tenantId);
       document = directory.open<TenantMemoryData>(`memory/${name}`, () => ({ schemaVersion: 1, tenantId, items: {} }), { isNew: !onDisk.has(name) });
       document.then(() => onDisk.add(name)).catch(() => documents.delete(tenantId));
@@ -82,6 +98,28 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     }
     return document;
   };
+
+  /** Runs one call for a tenant; afterwards, the tenants used longest ago beyond `keepOpen` are closed if idle. */
+  async function using<T>(tenantId: string, call: () => Promise<T>): Promise<T> {
+    busy.set(tenantId, (busy.get(tenantId) ?? 0) + 1);
+    try {
+      return await call();
+    } finally {
+      const left = busy.get(tenantId)! - 1;
+      if (left > 0) busy.set(tenantId, left);
+      else busy.delete(tenantId);
+      if (documents.size > keepOpen) {
+        for (const open of documents.keys()) {
+          if (documents.size <= keepOpen) break;
+          if (busy.has(open)) continue;
+          // Everything of the tenant is on disk (its calls are done): its next call reads it again.
+          documents.delete(open);
+          indexes.delete(open);
+          sessions.delete(open);
+        }
+      }
+    }
+  }
 
   await migrateFormer(directory, documentFor);
 
@@ -103,63 +141,69 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     return index;
   };
 
+  async function recallFrom(query: RecallQuery): Promise<RecallResult> {
+    const document = await documentFor(query.tenantId);
+    const tenant = document.data;
+    // A file that is not this tenant's (copied in by hand) is never read as theirs.
+    if (tenant.tenantId !== query.tenantId || Object.keys(tenant.items).length === 0) return { items: [], history: [] };
+    const items: MemoryItem[] = query.query.trim()
+      ? indexFor(query.tenantId, tenant.items)
+          .search(query.query, { filter: (result) => result.principalId === query.principalId })
+          .slice(0, query.limit)
+          .map((result) => {
+            const item = tenant.items[result.id as string]!;
+            return { id: item.key, text: `${item.input} → ${item.output}`, score: result.score };
+          })
+      : [];
+    const history: HistoryTurn[] = query.sessionId
+      ? (sessionsFor(query.tenantId, tenant.items).get(sessionKey(query.principalId, query.sessionId)) ?? [])
+          .slice(-historyTurns)
+          .flatMap((item) => [
+            { role: 'user' as const, content: item.input },
+            { role: 'assistant' as const, content: item.output },
+          ])
+      : [];
+    return { items, history };
+  }
+
+  async function rememberIn(record: MemoryRecord, idempotencyKey: string): Promise<void> {
+    const document = await documentFor(record.tenantId);
+    if (document.data.tenantId !== record.tenantId) {
+      throw new RunchartError('contract-violation', 'memory', `memory: the file for tenant "${record.tenantId}" belongs to another tenant; move it away`);
+    }
+    if (document.data.items[idempotencyKey]) return;
+    const item: StoredItem = {
+      key: idempotencyKey,
+      principalId: record.principalId,
+      sessionId: record.sessionId ?? null,
+      runId: record.runId,
+      input: record.input,
+      output: record.output,
+      createdAt: record.createdAt,
+    };
+    try {
+      await document.update((data) => {
+        data.items[idempotencyKey] = item;
+      });
+    } catch (error) {
+      // Rebuilt from the file, which the failed write left as it was.
+      indexes.delete(record.tenantId);
+      sessions.delete(record.tenantId);
+      throw error;
+    }
+    // Indexed once it is on disk; a recall that built the indexes meanwhile may have it already.
+    const index = indexes.get(record.tenantId);
+    if (index && !index.has(item.key)) index.add(item);
+    const bySession = sessions.get(record.tenantId);
+    if (bySession && item.sessionId !== null && !bySession.get(sessionKey(item.principalId, item.sessionId))?.includes(item)) placeInSession(bySession, item);
+  }
+
   return {
     async recall(query) {
       if (!documents.has(query.tenantId) && !onDisk.has(nameOf(query.tenantId))) return { items: [], history: [] };
-      const document = await documentFor(query.tenantId);
-      const tenant = document.data;
-      // A file that is not this tenant's (copied in by hand) is never read as theirs.
-      if (tenant.tenantId !== query.tenantId || Object.keys(tenant.items).length === 0) return { items: [], history: [] };
-      const items: MemoryItem[] = query.query.trim()
-        ? indexFor(query.tenantId, tenant.items)
-            .search(query.query, { filter: (result) => result.principalId === query.principalId })
-            .slice(0, query.limit)
-            .map((result) => {
-              const item = tenant.items[result.id as string]!;
-              return { id: item.key, text: `${item.input} → ${item.output}`, score: result.score };
-            })
-        : [];
-      const history: HistoryTurn[] = query.sessionId
-        ? (sessionsFor(query.tenantId, tenant.items).get(sessionKey(query.principalId, query.sessionId)) ?? [])
-            .slice(-historyTurns)
-            .flatMap((item) => [
-              { role: 'user' as const, content: item.input },
-              { role: 'assistant' as const, content: item.output },
-            ])
-        : [];
-      return { items, history };
+      return using(query.tenantId, () => recallFrom(query));
     },
-    async remember(record: MemoryRecord, { idempotencyKey }) {
-      const document = await documentFor(record.tenantId);
-      if (document.data.tenantId !== record.tenantId) {
-        throw new RunchartError('contract-violation', 'memory', `memory: the file for tenant "${record.tenantId}" belongs to another tenant; move it away`);
-      }
-      if (document.data.items[idempotencyKey]) return;
-      const item: StoredItem = {
-        key: idempotencyKey,
-        principalId: record.principalId,
-        sessionId: record.sessionId ?? null,
-        runId: record.runId,
-        input: record.input,
-        output: record.output,
-        createdAt: record.createdAt,
-      };
-      try {
-        await document.update((data) => {
-          data.items[idempotencyKey] = item;
-        });
-      } catch (error) {
-        // Rebuilt from the file, which the failed write left as it was.
-        indexes.delete(record.tenantId);
-        sessions.delete(record.tenantId);
-        throw error;
-      }
-      // Indexed once it is on disk; a recall that built the indexes meanwhile may have it already.
-      const index = indexes.get(record.tenantId);
-      if (index && !index.has(item.key)) index.add(item);
-      const bySession = sessions.get(record.tenantId);
-      if (bySession && item.sessionId !== null && !bySession.get(sessionKey(item.principalId, item.sessionId))?.includes(item)) placeInSession(bySession, item);
-    },
+    remember: (record: MemoryRecord, options) => using(record.tenantId, () => rememberIn(record, options.idempotencyKey)),
   };
 }
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createInMemoryMemory } from '../../src/memory/in-memory.js';
 import { createLowdbMemory } from '../../src/memory/lowdb.js';
-import { openStoreDirectory } from '../../src/store/directory.js';
+import type { MemoryLayer } from '../../src/memory/contract.js';
+import { openStoreDirectory, type StoreDirectory } from '../../src/store/directory.js';
 import { tempDir } from '../support/temp.js';
 import { describeMemoryContract } from './memory.contract.js';
 
@@ -57,6 +58,76 @@ describe('lowdb memory on disk', () => {
     expect(await inputs('globex')).toEqual(['g-one', 'g-two']);
     await expect(failing).rejects.toThrow(/writing .* failed/);
     expect(await inputs('globex')).toEqual(['g-one']);
+  });
+
+  describe('open tenants (keepOpenTenants)', () => {
+    const signal = new AbortController().signal;
+    const turn = (tenantId: string, runId: string) => ({ tenantId, principalId: 'u', sessionId: 's', runId, input: `${tenantId} ${runId}`, output: 'ok', createdAt: new Date().toISOString() });
+    const inputsOf = async (memory: MemoryLayer, tenantId: string) =>
+      (await memory.recall({ tenantId, principalId: 'u', sessionId: 's', query: tenantId, limit: 5 }, { signal })).history.filter((entry) => entry.role === 'user').map((entry) => entry.content);
+    /** Adds a turn to a tenant's file behind the memory's back: seen only by a memory that reads the file again. */
+    const addByHand = async (dir: string, tenantId: string, runId: string) => {
+      for (const name of await readdir(join(dir, 'memory'))) {
+        const file = join(dir, 'memory', name);
+        const data = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; items: Record<string, object> };
+        if (data.tenantId !== tenantId) continue;
+        data.items[runId] = { key: runId, principalId: 'u', sessionId: 's', runId, input: `${tenantId} ${runId}`, output: 'ok', createdAt: new Date().toISOString() };
+        await writeFile(file, JSON.stringify(data));
+      }
+    };
+
+    it('keeps the tenants used last open, closes the one used longest ago, and reads it again when asked', async () => {
+      const dir = await tempDir();
+      const memory = await createLowdbMemory(await openStoreDirectory(dir), { keepOpenTenants: 2 });
+      for (const tenantId of ['a', 'b']) await memory.remember(turn(tenantId, 'r1'), { idempotencyKey: `${tenantId}:r1`, signal });
+      expect(await inputsOf(memory, 'a')).toEqual(['a r1']); // a is now the one used last, b the one used longest ago
+      await memory.remember(turn('c', 'r1'), { idempotencyKey: 'c:r1', signal }); // closes b
+      await addByHand(dir, 'a', 'by-hand');
+      await addByHand(dir, 'b', 'by-hand');
+      expect(await inputsOf(memory, 'a')).toEqual(['a r1']); // open: its file is not read again
+      expect(await inputsOf(memory, 'b')).toEqual(['b r1', 'b by-hand']); // closed: read again
+      // Written after it was read again: on disk beside what was there.
+      await memory.remember(turn('b', 'r2'), { idempotencyKey: 'b:r2', signal });
+      expect(await inputsOf(memory, 'b')).toEqual(['b r1', 'b by-hand', 'b r2']);
+      await expect(createLowdbMemory(await openStoreDirectory(await tempDir()), { keepOpenTenants: 0 })).rejects.toThrow(/keepOpenTenants must be a whole number of tenants, 1 or more \(got 0\)/);
+    });
+
+    it('never closes a tenant while a call of its is under way: a second file object would write over the first', async () => {
+      const dir = await tempDir();
+      const real = await openStoreDirectory(dir);
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let gated = false;
+      // The first write of tenant a waits until released (a slow disk), with its change not yet made.
+      const directory: StoreDirectory = {
+        ...real,
+        async open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }) {
+          const document = await real.open(name, defaults, options);
+          return {
+            get data() {
+              return document.data;
+            },
+            async update(change: (data: Data) => void) {
+              if ((document.data as { tenantId?: string }).tenantId === 'a' && !gated) {
+                gated = true;
+                await held;
+              }
+              return document.update(change);
+            },
+          };
+        },
+      };
+      const memory = await createLowdbMemory(directory, { keepOpenTenants: 1 });
+      const first = memory.remember(turn('a', 'r1'), { idempotencyKey: 'a:r1', signal });
+      await memory.remember(turn('b', 'r1'), { idempotencyKey: 'b:r1', signal }); // over the bound: only b may be closed
+      await memory.remember(turn('a', 'r2'), { idempotencyKey: 'a:r2', signal });
+      release();
+      await first;
+      real.close();
+      const again = await createLowdbMemory(await openStoreDirectory(dir));
+      expect((await inputsOf(again, 'a')).sort()).toEqual(['a r1', 'a r2']);
+      expect(await inputsOf(again, 'b')).toEqual(['b r1']);
+    });
   });
 
   it('keeps each tenant in its own file, and splits the single memory.json of earlier versions into them', async () => {

@@ -1,3 +1,5 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createRuntime, isRunchartError, RunchartError, type TelemetryLayer } from '../../src/index.js';
@@ -14,6 +16,7 @@ import {
   untilAborted,
   deferred,
 } from '../support/scenario.js';
+import { tempDir } from '../support/temp.js';
 
 const addTwoAndThree = { toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] };
 
@@ -296,6 +299,29 @@ describe('config', () => {
     expect((await runtime.list({ tenantId: 'acme' })).map((summary) => summary.runId).sort()).toEqual([second, third].sort());
     expect(await runtime.get(first!)).toBeUndefined();
     expect(await runtime.get(third!)).toMatchObject({ status: 'completed', output: 'three' });
+    await runtime.close();
+  });
+
+  it('keeps memory.keep_open_tenants tenants open in the lowdb memory, reading a closed one again from its file', async () => {
+    const dir = await tempDir();
+    const model = scriptedModel([{ text: 'A1' }, { text: 'B1' }, { text: 'A2' }]);
+    const runtime = createRuntime({ model, config: { store: { kind: 'lowdb', dir }, memory: { keep_open_tenants: 1 }, telemetry: { emit_structured_events: false } } });
+    for (const tenantId of ['acme', 'globex']) {
+      await runtime.run({ input: `hello from ${tenantId}`, tenantId, principalId: 'u', sessionId: 's' });
+      await runtime.drain();
+    }
+    // Closed (globex was used after it): a turn added to its file by hand is read with the file.
+    for (const name of await readdir(join(dir, 'memory'))) {
+      const file = join(dir, 'memory', name);
+      const data = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; items: Record<string, object> };
+      if (data.tenantId !== 'acme') continue;
+      data.items.manual = { key: 'manual', principalId: 'u', sessionId: 's', runId: 'manual', input: 'added by hand', output: 'noted', createdAt: new Date().toISOString() };
+      await writeFile(file, JSON.stringify(data));
+    }
+    await runtime.run({ input: 'again', tenantId: 'acme', principalId: 'u', sessionId: 's' });
+    const contents = model.requests[2]!.messages.map((message) => message.content);
+    expect(contents).toEqual(expect.arrayContaining(['hello from acme', 'A1', 'added by hand', 'noted', 'again']));
+    expect(contents.join(' ')).not.toContain('globex');
     await runtime.close();
   });
 
