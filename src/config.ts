@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { describeIssues, RunchartError } from './errors.js';
 import { PolicyStage, PolicyVerdict } from './policy/contract.js';
 import type { RunSettings } from '../machines/run/types.js';
-import { DEFAULT_OPEN_TENANTS } from './memory/lowdb.js';
+import { DEFAULT_KEEP_LOADED_TENANTS } from './memory/lowdb.js';
 import { DEFAULT_KEPT_FINISHED_RUNS } from './store/in-memory.js';
 
 /** A policy rule; every decision names the rule that produced it. */
@@ -85,8 +85,8 @@ const Limits = z.strictObject({
 const Memory = z.strictObject({
   recall_limit: z.number().int().min(0).max(50).default(5),
   history_turns: z.number().int().min(0).max(100).default(10),
-  /** store kind lowdb: how many tenants' memory files stay open and indexed; the one used longest ago is closed (and read again when needed). */
-  keep_open_tenants: z.number().int().min(1).default(DEFAULT_OPEN_TENANTS),
+  /** store kind lowdb: how many tenants' memory stays loaded and indexed; the idle one used longest ago is dropped (and read again when needed). */
+  keep_loaded_tenants: z.number().int().min(1).default(DEFAULT_KEEP_LOADED_TENANTS),
 });
 
 const Store = z.strictObject({

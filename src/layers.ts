@@ -64,7 +64,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
   const memory: MemoryLayer =
     options.memory ??
     (durable
-      ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns, keepOpenTenants: config.memory.keep_open_tenants })), scrub)
+      ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns, keepLoadedTenants: config.memory.keep_loaded_tenants })), scrub)
       : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
   const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore({ keepFinished: config.store.keep_finished_runs }));
   const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createFileJournal(await directory())), scrub) : createMemoryJournal());

@@ -31,33 +31,34 @@ interface FormerMemoryData {
 /** A tenant's file name: a hash, so any tenant id is a safe name and two never collide on a case-insensitive disk. */
 const nameOf = (tenantId: string) => `${createHash('sha256').update(tenantId).digest('hex').slice(0, 32)}.json`;
 
-/** How many tenants' memory files a lowdb memory keeps open (read and indexed) unless told otherwise. */
-export const DEFAULT_OPEN_TENANTS = 1_000;
+/** How many tenants' memory a lowdb memory keeps loaded (read and indexed) unless told otherwise. */
+export const DEFAULT_KEEP_LOADED_TENANTS = 1_000;
 
 /**
  * Memory in lowdb JSON files, one per tenant under `memory/` in the store directory: long-term
  * items ranked for the run's input with MiniSearch (BM25-style full-text search), the session's
  * recent turns, one item per idempotency key. A tenant's file holds only its own items (isolation
- * on disk too), and a write-back stringifies that tenant's file only, not everyone's. The files of
- * the `keepOpenTenants` tenants used last stay open with their indexes; a tenant beyond that is
- * closed once no call of its is under way and read again on its next call, so a long-lived
- * process does not grow with every tenant it ever served.
+ * on disk too), and a write-back stringifies that tenant's file only, not everyone's. The
+ * `keepLoadedTenants` tenants used last stay loaded with their indexes; a tenant beyond that is
+ * dropped once no call of its is under way and read again on its next call, so a long-lived
+ * process holds the tenants it serves now, not every tenant it ever served (of those, only the
+ * name of each file is kept).
  * @example
- * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'), { keepOpenTenants: 200 });
+ * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'), { keepLoadedTenants: 200 });
  */
-export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number; keepOpenTenants?: number } = {}): Promise<MemoryLayer> {
-  const keepOpen = options.keepOpenTenants ?? DEFAULT_OPEN_TENANTS;
-  if (!Number.isInteger(keepOpen) || keepOpen < 1) {
-    throw new RunchartError('invalid-input', 'memory', `memory: keepOpenTenants must be a whole number of tenants, 1 or more (got ${keepOpen})`);
+export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number; keepLoadedTenants?: number } = {}): Promise<MemoryLayer> {
+  const keepLoaded = options.keepLoadedTenants ?? DEFAULT_KEEP_LOADED_TENANTS;
+  if (!Number.isInteger(keepLoaded) || keepLoaded < 1) {
+    throw new RunchartError('invalid-input', 'memory', `memory: keepLoadedTenants must be a whole number of tenants, 1 or more (got ${keepLoaded})`);
   }
   const folder = join(directory.path, 'memory');
   await mkdir(folder, { recursive: true });
   /** The tenant files on disk: a tenant without one has no memory, and its recall touches no disk. */
   const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.json')));
   const historyTurns = options.historyTurns ?? 10;
-  /** Open tenant files, the one used last at the end. */
+  /** Loaded tenant files, the one used last at the end. */
   const documents = new Map<string, Promise<JsonDocument<TenantMemoryData>>>();
-  /** Calls under way per tenant: a tenant with one is never closed. */
+  /** Calls under way per tenant: a tenant with one is never dropped (a second document of its file would write over the first). */
   const busy = new Map<string, number>();
   const indexes = new Map<string, MiniSearch<StoredItem>>();
   /** Per tenant: each principal's sessions, their items oldest first (so a recall reads one session, not the tenant). */
@@ -99,8 +100,21 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     return document;
   };
 
-  /** Runs one call for a tenant; afterwards, the tenants used longest ago beyond `keepOpen` are closed if idle. */
-  async function using<T>(tenantId: string, call: () => Promise<T>): Promise<T> {
+  /** Drops the idle tenants used longest ago until at most `keepLoaded` are loaded. */
+  const dropBeyondBound = () => {
+    if (documents.size <= keepLoaded) return;
+    for (const tenantId of documents.keys()) {
+      if (documents.size <= keepLoaded) break;
+      if (busy.has(tenantId)) continue;
+      // Everything of the tenant is on disk (its calls are done): its next call reads it again.
+      documents.delete(tenantId);
+      indexes.delete(tenantId);
+      sessions.delete(tenantId);
+    }
+  };
+
+  /** Runs one call for a tenant, which is not dropped meanwhile; afterwards, trims to the bound. */
+  async function withTenant<T>(tenantId: string, call: () => Promise<T>): Promise<T> {
     busy.set(tenantId, (busy.get(tenantId) ?? 0) + 1);
     try {
       return await call();
@@ -108,20 +122,12 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
       const left = busy.get(tenantId)! - 1;
       if (left > 0) busy.set(tenantId, left);
       else busy.delete(tenantId);
-      if (documents.size > keepOpen) {
-        for (const open of documents.keys()) {
-          if (documents.size <= keepOpen) break;
-          if (busy.has(open)) continue;
-          // Everything of the tenant is on disk (its calls are done): its next call reads it again.
-          documents.delete(open);
-          indexes.delete(open);
-          sessions.delete(open);
-        }
-      }
+      dropBeyondBound();
     }
   }
 
   await migrateFormer(directory, documentFor);
+  dropBeyondBound();
 
   const newIndex = () =>
     new MiniSearch<StoredItem>({
@@ -201,9 +207,9 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
   return {
     async recall(query) {
       if (!documents.has(query.tenantId) && !onDisk.has(nameOf(query.tenantId))) return { items: [], history: [] };
-      return using(query.tenantId, () => recallFrom(query));
+      return withTenant(query.tenantId, () => recallFrom(query));
     },
-    remember: (record: MemoryRecord, options) => using(record.tenantId, () => rememberIn(record, options.idempotencyKey)),
+    remember: (record: MemoryRecord, options) => withTenant(record.tenantId, () => rememberIn(record, options.idempotencyKey)),
   };
 }
 

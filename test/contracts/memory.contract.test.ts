@@ -60,56 +60,49 @@ describe('lowdb memory on disk', () => {
     expect(await inputs('globex')).toEqual(['g-one']);
   });
 
-  describe('open tenants (keepOpenTenants)', () => {
+  describe('loaded tenants (keepLoadedTenants)', () => {
     const signal = new AbortController().signal;
     const turn = (tenantId: string, runId: string) => ({ tenantId, principalId: 'u', sessionId: 's', runId, input: `${tenantId} ${runId}`, output: 'ok', createdAt: new Date().toISOString() });
-    const inputsOf = async (memory: MemoryLayer, tenantId: string) =>
-      (await memory.recall({ tenantId, principalId: 'u', sessionId: 's', query: tenantId, limit: 5 }, { signal })).history.filter((entry) => entry.role === 'user').map((entry) => entry.content);
+    /** The session's turns (the sessions index) and what a search finds (the search index). */
+    const recalled = async (memory: MemoryLayer, tenantId: string) => {
+      const result = await memory.recall({ tenantId, principalId: 'u', sessionId: 's', query: `${tenantId} r1 r2 hand`, limit: 10 }, { signal });
+      return { turns: result.history.filter((entry) => entry.role === 'user').map((entry) => entry.content), found: result.items.map((item) => item.id).sort() };
+    };
     /** Adds a turn to a tenant's file behind the memory's back: seen only by a memory that reads the file again. */
-    const addByHand = async (dir: string, tenantId: string, runId: string) => {
+    const addByHand = async (dir: string, tenantId: string) => {
       for (const name of await readdir(join(dir, 'memory'))) {
         const file = join(dir, 'memory', name);
         const data = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; items: Record<string, object> };
         if (data.tenantId !== tenantId) continue;
-        data.items[runId] = { key: runId, principalId: 'u', sessionId: 's', runId, input: `${tenantId} ${runId}`, output: 'ok', createdAt: new Date().toISOString() };
+        data.items['by-hand'] = { key: 'by-hand', principalId: 'u', sessionId: 's', runId: 'by-hand', input: `${tenantId} by hand`, output: 'ok', createdAt: new Date().toISOString() };
         await writeFile(file, JSON.stringify(data));
       }
     };
-
-    it('keeps the tenants used last open, closes the one used longest ago, and reads it again when asked', async () => {
-      const dir = await tempDir();
-      const memory = await createLowdbMemory(await openStoreDirectory(dir), { keepOpenTenants: 2 });
-      for (const tenantId of ['a', 'b']) await memory.remember(turn(tenantId, 'r1'), { idempotencyKey: `${tenantId}:r1`, signal });
-      expect(await inputsOf(memory, 'a')).toEqual(['a r1']); // a is now the one used last, b the one used longest ago
-      await memory.remember(turn('c', 'r1'), { idempotencyKey: 'c:r1', signal }); // closes b
-      await addByHand(dir, 'a', 'by-hand');
-      await addByHand(dir, 'b', 'by-hand');
-      expect(await inputsOf(memory, 'a')).toEqual(['a r1']); // open: its file is not read again
-      expect(await inputsOf(memory, 'b')).toEqual(['b r1', 'b by-hand']); // closed: read again
-      // Written after it was read again: on disk beside what was there.
-      await memory.remember(turn('b', 'r2'), { idempotencyKey: 'b:r2', signal });
-      expect(await inputsOf(memory, 'b')).toEqual(['b r1', 'b by-hand', 'b r2']);
-      await expect(createLowdbMemory(await openStoreDirectory(await tempDir()), { keepOpenTenants: 0 })).rejects.toThrow(/keepOpenTenants must be a whole number of tenants, 1 or more \(got 0\)/);
-    });
-
-    it('never closes a tenant while a call of its is under way: a second file object would write over the first', async () => {
-      const dir = await tempDir();
-      const real = await openStoreDirectory(dir);
+    /**
+     * The store directory, with the first open of tenant `slowOpen`'s file or the first write of
+     * tenant `slowWrite`'s held until `release` (a slow disk), so calls of other tenants run meanwhile.
+     */
+    const slowDirectory = (real: StoreDirectory, slow: { open?: string; write?: string }) => {
       let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
-      let gated = false;
-      // The first write of tenant a waits until released (a slow disk), with its change not yet made.
+      const isTenant = (data: unknown, tenantId: string | undefined) => tenantId !== undefined && (data as { tenantId?: string }).tenantId === tenantId;
+      let opened = false;
+      let wrote = false;
       const directory: StoreDirectory = {
         ...real,
         async open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }) {
           const document = await real.open(name, defaults, options);
+          if (!opened && isTenant(document.data, slow.open)) {
+            opened = true;
+            await held;
+          }
           return {
             get data() {
               return document.data;
             },
             async update(change: (data: Data) => void) {
-              if ((document.data as { tenantId?: string }).tenantId === 'a' && !gated) {
-                gated = true;
+              if (!wrote && isTenant(document.data, slow.write)) {
+                wrote = true;
                 await held;
               }
               return document.update(change);
@@ -117,16 +110,55 @@ describe('lowdb memory on disk', () => {
           };
         },
       };
-      const memory = await createLowdbMemory(directory, { keepOpenTenants: 1 });
+      return { directory, release };
+    };
+
+    it('keeps the tenants used last loaded, drops the one used longest ago, and reads it again, indexes and all', async () => {
+      const dir = await tempDir();
+      const memory = await createLowdbMemory(await openStoreDirectory(dir), { keepLoadedTenants: 2 });
+      for (const tenantId of ['a', 'b']) await memory.remember(turn(tenantId, 'r1'), { idempotencyKey: `${tenantId}:r1`, signal });
+      expect((await recalled(memory, 'a')).turns).toEqual(['a r1']); // a is now the one used last, b the one used longest ago
+      await memory.remember(turn('c', 'r1'), { idempotencyKey: 'c:r1', signal }); // drops b
+      await addByHand(dir, 'a');
+      await addByHand(dir, 'b');
+      expect(await recalled(memory, 'a')).toEqual({ turns: ['a r1'], found: ['a:r1'] }); // loaded: its file is not read again
+      expect(await recalled(memory, 'b')).toEqual({ turns: ['b r1', 'b by hand'], found: ['b:r1', 'by-hand'] }); // dropped: read again
+      // Written after it was read again: on disk beside what was there, and in both indexes.
+      await memory.remember(turn('b', 'r2'), { idempotencyKey: 'b:r2', signal });
+      expect(await recalled(memory, 'b')).toEqual({ turns: ['b r1', 'b by hand', 'b r2'], found: ['b:r1', 'b:r2', 'by-hand'] });
+      await expect(createLowdbMemory(await openStoreDirectory(await tempDir()), { keepLoadedTenants: 0 })).rejects.toThrow(/keepLoadedTenants must be a whole number of tenants, 1 or more \(got 0\)/);
+    });
+
+    it('never drops a tenant while a write of its is under way: a second document of its file would write over the first', async () => {
+      const dir = await tempDir();
+      const real = await openStoreDirectory(dir);
+      const { directory, release } = slowDirectory(real, { write: 'a' });
+      const memory = await createLowdbMemory(directory, { keepLoadedTenants: 1 });
       const first = memory.remember(turn('a', 'r1'), { idempotencyKey: 'a:r1', signal });
-      await memory.remember(turn('b', 'r1'), { idempotencyKey: 'b:r1', signal }); // over the bound: only b may be closed
+      await memory.remember(turn('b', 'r1'), { idempotencyKey: 'b:r1', signal }); // over the bound: only b may be dropped
       await memory.remember(turn('a', 'r2'), { idempotencyKey: 'a:r2', signal });
       release();
       await first;
       real.close();
       const again = await createLowdbMemory(await openStoreDirectory(dir));
-      expect((await inputsOf(again, 'a')).sort()).toEqual(['a r1', 'a r2']);
-      expect(await inputsOf(again, 'b')).toEqual(['b r1']);
+      expect((await recalled(again, 'a')).turns.sort()).toEqual(['a r1', 'a r2']);
+      expect((await recalled(again, 'b')).turns).toEqual(['b r1']);
+    });
+
+    it('never drops a tenant while a recall of its is under way: its indexes would outlive its document', async () => {
+      const dir = await tempDir();
+      const real = await openStoreDirectory(dir);
+      const seed = await createLowdbMemory(real);
+      await seed.remember(turn('a', 'r1'), { idempotencyKey: 'a:r1', signal });
+      const { directory, release } = slowDirectory(real, { open: 'a' });
+      const memory = await createLowdbMemory(directory, { keepLoadedTenants: 1 });
+      const first = recalled(memory, 'a'); // waits for a's file
+      await memory.remember(turn('b', 'r1'), { idempotencyKey: 'b:r1', signal }); // over the bound: only b may be dropped
+      release();
+      expect(await first).toEqual({ turns: ['a r1'], found: ['a:r1'] });
+      await memory.remember(turn('c', 'r1'), { idempotencyKey: 'c:r1', signal }); // now a is idle and dropped
+      await addByHand(dir, 'a');
+      expect(await recalled(memory, 'a')).toEqual({ turns: ['a r1', 'a by hand'], found: ['a:r1', 'by-hand'] });
     });
   });
 

@@ -302,15 +302,15 @@ describe('config', () => {
     await runtime.close();
   });
 
-  it('keeps memory.keep_open_tenants tenants open in the lowdb memory, reading a closed one again from its file', async () => {
+  it('keeps memory.keep_loaded_tenants tenants loaded in the lowdb memory, reading a dropped one again from its file', async () => {
     const dir = await tempDir();
     const model = scriptedModel([{ text: 'A1' }, { text: 'B1' }, { text: 'A2' }]);
-    const runtime = createRuntime({ model, config: { store: { kind: 'lowdb', dir }, memory: { keep_open_tenants: 1 }, telemetry: { emit_structured_events: false } } });
+    const runtime = createRuntime({ model, config: { store: { kind: 'lowdb', dir }, memory: { keep_loaded_tenants: 1 }, telemetry: { emit_structured_events: false } } });
     for (const tenantId of ['acme', 'globex']) {
       await runtime.run({ input: `hello from ${tenantId}`, tenantId, principalId: 'u', sessionId: 's' });
       await runtime.drain();
     }
-    // Closed (globex was used after it): a turn added to its file by hand is read with the file.
+    // Dropped (globex was used after it): a turn added to its file by hand is read with the file.
     for (const name of await readdir(join(dir, 'memory'))) {
       const file = join(dir, 'memory', name);
       const data = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; items: Record<string, object> };

@@ -45,7 +45,7 @@ describe('parseConfig defaults', () => {
     expect(config.telemetry.capture_content).toBe(false);
     expect(config.execution.gateway_required).toBe(true);
     expect(config.store.keep_finished_runs).toBe(1_000);
-    expect(config.memory.keep_open_tenants).toBe(1_000);
+    expect(config.memory.keep_loaded_tenants).toBe(1_000);
   });
 
   it('treats undefined and null like an empty config', () => {
@@ -145,7 +145,7 @@ describe('parseConfig errors', () => {
 
   it('rejects out-of-range numbers', () => {
     expect(configErrorOf(() => parseConfig({ store: { keep_finished_runs: -5 } })).message).toContain('store.keep_finished_runs');
-    expect(configErrorOf(() => parseConfig({ memory: { keep_open_tenants: 0 } })).message).toContain('memory.keep_open_tenants');
+    expect(configErrorOf(() => parseConfig({ memory: { keep_loaded_tenants: 0 } })).message).toContain('memory.keep_loaded_tenants');
     expect(configErrorOf(() => parseConfig({ runtime: { max_tool_hops: -1 } })).message).toContain('runtime.max_tool_hops');
     expect(configErrorOf(() => parseConfig({ runtime: { max_tool_hops: 1.5 } })).message).toContain('runtime.max_tool_hops');
   });
