@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
-import { copyFile, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { RunchartError } from '../errors.js';
 
 /** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
@@ -49,10 +50,11 @@ interface Pending {
 }
 
 /**
- * Up to how many characters a compaction writes its file synchronously. A small rewrite takes
- * ~0.1 ms here that way; through libuv's thread pool it waits behind whatever else is queued
- * there (a memory document being written) and took 3–6 ms under load, with every append of
- * every run held behind it. A larger file is written asynchronously, so the event loop stays free.
+ * Up to how many characters a compaction writes its file synchronously. A small rewrite (its
+ * temp file, the rename, the file opened again) takes well under a millisecond here that way;
+ * through libuv's thread pool it waits behind whatever else is queued there (a memory document
+ * being written) and took 3–6 ms under load, with every append of every run held behind it. A
+ * larger file is written asynchronously, so the event loop stays free meanwhile.
  */
 export const DEFAULT_SYNC_COMPACTION_CHARS = 1 << 20;
 
@@ -60,6 +62,16 @@ export const DEFAULT_SYNC_COMPACTION_CHARS = 1 << 20;
 export interface JsonLogOptions {
   /** Up to how many characters a compaction writes its file synchronously (default `DEFAULT_SYNC_COMPACTION_CHARS`). */
   syncCompactionChars?: number;
+}
+
+/** Numbers the temp files of compactions: two logs of one file (a directory closed and opened again in one process) never share one. */
+let compactions = 0;
+
+/** Removes the temp files of compactions that a crash (or a close) cut short; the log itself was never touched by them. */
+async function removeLeftoverTemps(path: string): Promise<void> {
+  const prefix = `${basename(path)}.compacting`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  await Promise.all(names.filter((name) => name.startsWith(prefix)).map((name) => unlink(join(dirname(path), name)).catch(() => {})));
 }
 
 function pending(): Pending {
@@ -85,6 +97,7 @@ export async function openJsonLog<Entry>(
 ): Promise<JsonLog<Entry>> {
   const syncCompactionChars = options.syncCompactionChars ?? DEFAULT_SYNC_COMPACTION_CHARS;
   const found = await readLines(path, read);
+  await removeLeftoverTemps(path);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);
@@ -184,7 +197,7 @@ export async function openJsonLog<Entry>(
       if (compacting) return compacting;
       const rewrite = chain.then(async () => {
         if (closed) return;
-        const temp = `${path}.compacting`;
+        const temp = `${path}.compacting-${process.pid}-${++compactions}`;
         const entries = live();
         const lines = entries.map((entry) => `${JSON.stringify(entry)}\n`);
         const text = lines.join('');

@@ -326,7 +326,7 @@ describe('store files: safety', () => {
     expect((await third.list({ tenantId: 'acme' })).length).toBe(251);
   });
 
-  // A small compaction is written synchronously, a large one through the thread pool; 0 sends every one there.
+  // A small compaction is written synchronously, a large one through the thread pool; 0 sends every non-empty one there.
   it.each([
     ['written at once', undefined],
     ['written asynchronously', 0],
@@ -434,6 +434,21 @@ describe('store files: safety', () => {
     expect((await linesOf(join(dir, 'runs.jsonl'))).length).toBeLessThan(300);
     expect((await linesOf(join(dir, 'journal.jsonl'))).length).toBeLessThan(300);
     expect(await linesOf(join(dir, 'runs-finished.jsonl'))).toHaveLength(60);
+  });
+
+  it('removes the temp files of compactions cut short, and compacts into a file of its own', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'runs.jsonl'), `${JSON.stringify(run({ runId: 'kept' }))}\n`);
+    // Left by a crash in the middle of a compaction (the older name, and the one with a process and number).
+    await writeFile(join(dir, 'runs.jsonl.compacting'), 'half a file');
+    await writeFile(join(dir, 'runs.jsonl.compacting-123-4'), 'half a file');
+    const directory = await openStoreDirectory(dir);
+    const store = await createFileRunStore(directory);
+    expect((await readdir(dir)).filter((name) => name.includes('.compacting'))).toEqual([]);
+    for (let step = 0; step < 300; step++) await store.save(run({ runId: 'busy', updatedAt: step }));
+    await directory.settled();
+    expect((await readdir(dir)).filter((name) => name.includes('.compacting'))).toEqual([]);
+    expect((await store.listActive()).map((stored) => stored.runId).sort()).toEqual(['busy', 'kept']);
   });
 
   it('never lets a compaction that was running at close replace the file of the next owner', async () => {
