@@ -2,6 +2,7 @@
 // V8's sampling heap profiler (through the inspector) with collected objects kept in the profile,
 // so what is counted is what the garbage collector has to clear, not what survives.
 import { Session } from 'node:inspector/promises';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
 import { isXState, layerOf, xstateLayer } from './layers.js';
 import { progress, type Workload } from './measure.js';
@@ -45,10 +46,32 @@ function charge(stack: readonly SamplingNode[]): string {
   return 'outside any run';
 }
 
+/** Garbage collection while `runs` runs go one after another, unprofiled: what the allocations cost. */
+async function timeCollections(workload: Workload, firstIndex: number) {
+  const pauses = { minor: [] as number[], major: [] as number[] };
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const kind = (entry as { detail?: { kind?: number } }).detail?.kind;
+      (kind === constants.NODE_PERFORMANCE_GC_MINOR ? pauses.minor : pauses.major).push(entry.duration);
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  for (let index = 0; index < runs; index++) await workload.run(firstIndex + index);
+  await workload.settle();
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the observer hears of the last collections on a later turn
+  observer.disconnect();
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const mean = (values: number[]) => (values.length ? sum(values) / values.length : 0);
+  process.stdout.write(
+    `garbage collection over ${runs} unprofiled runs: ${pauses.minor.length} scavenges (${mean(pauses.minor).toFixed(2)} ms each), ${pauses.major.length} other collections (${mean(pauses.major).toFixed(2)} ms each): ${(((sum(pauses.minor) + sum(pauses.major)) * 1000) / runs).toFixed(1)} µs per run\n`,
+  );
+}
+
 const workload = make();
 try {
   for (let index = 0; index < Math.min(1_000, runs); index++) await workload.run(index);
   await workload.settle();
+  await timeCollections(workload, 2_000_000);
   const session = new Session();
   session.connect();
   await session.post('HeapProfiler.enable');

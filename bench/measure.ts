@@ -106,8 +106,10 @@ export interface AllocationSummary {
  * Allocation per run: the growth of V8's used heap across each of `measured` sequential runs (the
  * workload is warm; it follows the latency runs). A run during which a collection ran shows a
  * shrinking heap and is dropped; with runs of a few hundred KB and a young generation of several
- * MB, that is one run in fifty or so. Within ~2% of V8's sampling heap profiler with collected
- * objects included (`npm run bench:alloc`).
+ * MB, that is one run in fifty or so (a heavier run is a little likelier to meet one, so the mean
+ * leans low). Buffer contents live outside the JS heap and are not counted. For the in-memory
+ * runs and the baselines this agrees within ~2% with V8's sampling heap profiler with collected
+ * objects included (`npm run bench:alloc`), which is ~8% higher for the file store.
  */
 export async function measureAllocation(workload: Workload, options: { measured: number; startIndex: number }): Promise<AllocationSummary> {
   const grown: number[] = [];
