@@ -22,6 +22,14 @@ import {
 } from './measure.js';
 import { runchartWorkload } from './workloads.js';
 
+/**
+ * V8 flags the bench runs under besides `--expose-gc` (e.g. `--no-allocation-site-pretenuring`):
+ * named in the table, and the results go to a file of their own, so `results.json` is always the
+ * default configuration a user gets.
+ */
+const v8Flags = process.execArgv.filter((flag) => flag !== '--expose-gc');
+const resultsName = v8Flags.length ? `results${v8Flags.map((flag) => flag.replace(/^-+/, '-').replace(/[^a-z0-9-]/gi, '_')).join('')}.json` : 'results.json';
+
 /** BENCH_SCALE shrinks every count (e.g. 0.1 for a smoke run); the goals are judged on the full run only. */
 const scale = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? '1') || 1));
 const scaled = (count: number, least = 1) => Math.max(least, Math.round(count * scale));
@@ -212,7 +220,7 @@ async function main() {
   const output = [
     `## runchart benchmark — ${new Date().toISOString()}`,
     '',
-    `node ${machine.node} · ${machine.cpus} × ${machine.cpuModel} · ${machine.platform}/${machine.arch}${scale < 1 ? ` · **scale ${scale}: a smoke run, not a measurement**` : ''}`,
+    `node ${machine.node}${v8Flags.length ? ` ${v8Flags.join(' ')}` : ''} · ${machine.cpus} × ${machine.cpuModel} · ${machine.platform}/${machine.arch}${scale < 1 ? ` · **scale ${scale}: a smoke run, not a measurement**` : ''}`,
     '',
     table,
     '',
@@ -227,6 +235,7 @@ async function main() {
     timestamp: new Date().toISOString(),
     durationSeconds: (nowMicros() - began) / 1e6,
     machine,
+    v8Flags,
     protocol,
     workloads: Object.fromEntries(columns.map((column) => [column.title, figures[column.key]])),
     coverage,
@@ -235,7 +244,7 @@ async function main() {
   };
   // Compiled, this file runs from bench/.build/bench/; the results belong beside the sources.
   const here = dirname(fileURLToPath(import.meta.url));
-  const file = join(basename(dirname(here)) === '.build' ? join(here, '..', '..') : here, 'results.json');
+  const file = join(basename(dirname(here)) === '.build' ? join(here, '..', '..') : here, resultsName);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   progress(`wrote ${file}; ${((nowMicros() - began) / 1e6).toFixed(1)} s in all`);
 }
