@@ -126,8 +126,7 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     }
   }
 
-  await migrateFormer(directory, documentFor);
-  dropBeyondBound();
+  await migrateFormer(directory, documentFor, dropBeyondBound);
 
   const newIndex = () =>
     new MiniSearch<StoredItem>({
@@ -214,7 +213,7 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
 }
 
 /** Splits the single `memory.json` of earlier versions into tenant files, then removes it. */
-async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: string) => Promise<JsonDocument<TenantMemoryData>>): Promise<void> {
+async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: string) => Promise<JsonDocument<TenantMemoryData>>, afterEach: () => void): Promise<void> {
   const former = await readFormerDocument<FormerMemoryData>(directory, 'memory.json');
   if (!former) return;
   for (const [tenantId, tenant] of Object.entries(former.tenants ?? {})) {
@@ -222,6 +221,7 @@ async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: 
     await document.update((data) => {
       for (const [key, item] of Object.entries(tenant.items)) data.items[key] ??= item;
     });
+    afterEach(); // written: the bound on loaded tenants holds while migrating too
   }
   await removeFormerDocument(directory, 'memory.json');
 }

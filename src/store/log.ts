@@ -1,6 +1,8 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { copyFile, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { RunchartError } from '../errors.js';
 
 /** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
@@ -64,8 +66,12 @@ export interface JsonLogOptions {
   syncCompactionChars?: number;
 }
 
-/** Numbers the temp files of compactions: two logs of one file (a directory closed and opened again in one process) never share one. */
-let compactions = 0;
+/**
+ * A compaction's temp file, never another's: two logs of one file (a directory closed and opened
+ * again in one process, in another worker thread, or by a second copy of this module) may
+ * compact at once.
+ */
+const tempFor = (path: string) => `${path}.compacting-${process.pid}-${threadId}-${randomBytes(6).toString('hex')}`;
 
 /** Removes the temp files of compactions that a crash (or a close) cut short; the log itself was never touched by them. */
 async function removeLeftoverTemps(path: string): Promise<void> {
@@ -197,18 +203,24 @@ export async function openJsonLog<Entry>(
       if (compacting) return compacting;
       const rewrite = chain.then(async () => {
         if (closed) return;
-        const temp = `${path}.compacting-${process.pid}-${++compactions}`;
+        const temp = tempFor(path);
         const entries = live();
         const lines = entries.map((entry) => `${JSON.stringify(entry)}\n`);
         const text = lines.join('');
-        if (text.length <= syncCompactionChars) {
-          writeFileSync(temp, text);
-          renameSync(temp, path);
-        } else {
-          await writeFile(temp, text);
-          // Closed meanwhile: another owner may have the file now, and must not lose it to this rewrite.
-          if (closed) return void (await unlink(temp).catch(() => {}));
-          await rename(temp, path);
+        try {
+          if (text.length <= syncCompactionChars) {
+            writeFileSync(temp, text);
+            renameSync(temp, path);
+          } else {
+            await writeFile(temp, text);
+            // Closed meanwhile: another owner may have the file now, and must not lose it to this rewrite.
+            if (closed) return void (await unlink(temp).catch(() => {}));
+            await rename(temp, path);
+          }
+        } catch (error) {
+          // A failed compaction leaves the log as it was; its half-written temp file goes (a full disk would fill up with them).
+          await unlink(temp).catch(() => {});
+          throw error;
         }
         closeQuietly();
         fd = openSync(path, 'a');

@@ -129,6 +129,18 @@ describe('lowdb memory on disk', () => {
       await expect(createLowdbMemory(await openStoreDirectory(await tempDir()), { keepLoadedTenants: 0 })).rejects.toThrow(/keepLoadedTenants must be a whole number of tenants, 1 or more \(got 0\)/);
     });
 
+    it('holds the bound while it splits the memory.json of earlier versions', async () => {
+      const dir = await tempDir();
+      const item = (tenantId: string) => ({ key: `${tenantId}:r1`, principalId: 'u', sessionId: 's', runId: 'r1', input: `${tenantId} r1`, output: 'ok', createdAt: '2026-01-01T00:00:00.000Z' });
+      await writeFile(join(dir, 'memory.json'), JSON.stringify({ tenants: Object.fromEntries(['a', 'b', 'c'].map((tenantId) => [tenantId, { items: { [`${tenantId}:r1`]: item(tenantId) } }])) }));
+      const memory = await createLowdbMemory(await openStoreDirectory(dir), { keepLoadedTenants: 1 });
+      await addByHand(dir, 'a');
+      await addByHand(dir, 'b');
+      // Only the tenant migrated last stayed loaded: the others are read again, with what was added by hand.
+      expect((await recalled(memory, 'a')).turns).toEqual(['a r1', 'a by hand']);
+      expect((await recalled(memory, 'b')).turns).toEqual(['b r1', 'b by hand']);
+    });
+
     it('never drops a tenant while a write of its is under way: a second document of its file would write over the first', async () => {
       const dir = await tempDir();
       const real = await openStoreDirectory(dir);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -447,8 +447,29 @@ describe('store files: safety', () => {
     expect((await readdir(dir)).filter((name) => name.includes('.compacting'))).toEqual([]);
     for (let step = 0; step < 300; step++) await store.save(run({ runId: 'busy', updatedAt: step }));
     await directory.settled();
+    expect((await linesOf(join(dir, 'runs.jsonl'))).length).toBeLessThan(300); // it did compact
     expect((await readdir(dir)).filter((name) => name.includes('.compacting'))).toEqual([]);
     expect((await store.listActive()).map((stored) => stored.runId).sort()).toEqual(['busy', 'kept']);
+  });
+
+  it.each([
+    ['written at once', undefined],
+    ['written asynchronously', 0],
+  ])('leaves no temp file behind when a compaction fails, and keeps the log as it was (%s)', async (_, syncCompactionChars) => {
+    const dir = await tempDir();
+    const warnings: string[] = [];
+    const directory = await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message), ...(syncCompactionChars === undefined ? {} : { syncCompactionChars }) });
+    const store = await createFileRunStore(directory);
+    await store.save(run({ runId: 'first' }));
+    // The log's name now holds a directory: appends still reach the open file, but no rewrite can be renamed over it.
+    await rename(join(dir, 'runs.jsonl'), join(dir, 'runs.jsonl.moved'));
+    await mkdir(join(dir, 'runs.jsonl'));
+    await writeFile(join(dir, 'runs.jsonl', 'keep'), '');
+    for (let step = 0; step < 300; step++) await store.save(run({ runId: 'busy', updatedAt: step }));
+    await directory.settled();
+    expect(warnings.some((message) => /compacting runs\.jsonl failed/.test(message))).toBe(true);
+    expect((await readdir(dir)).filter((name) => name.includes('.compacting'))).toEqual([]);
+    expect((await store.listActive()).map((stored) => stored.runId).sort()).toEqual(['busy', 'first']);
   });
 
   it('never lets a compaction that was running at close replace the file of the next owner', async () => {
