@@ -1,7 +1,9 @@
-// What a run allocates, garbage included, by layer: `npm run bench:alloc -- [memory|lowdb|xstate|loop] [runs]`.
+// What a run allocates, garbage included, by layer: `npm run bench:alloc -- [memory|lowdb|xstate|loop] [runs]`
+// (with V8 flags: `npx tsc -p bench/tsconfig.json && node --expose-gc <flags> bench/.build/bench/allocations.js …`).
 // V8's sampling heap profiler (through the inspector) with collected objects kept in the profile,
 // so what is counted is what the garbage collector has to clear, not what survives.
 import { Session } from 'node:inspector/promises';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
 import { isXState, layerOf, xstateLayer } from './layers.js';
@@ -46,6 +48,29 @@ function charge(stack: readonly SamplingNode[]): string {
   return 'outside any run';
 }
 
+/**
+ * What of finished runs is still alive at the next scavenge (and so is copied, and promoted):
+ * young-generation use after a minor collection, before and after 40 runs, three times.
+ * Everything it counts is garbage a full collection frees; what keeps it alive through a
+ * scavenge is an old object pointing at it, live or already dead.
+ */
+async function youngSurvivors(workload: Workload, firstIndex: number) {
+  const collect = (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc;
+  if (!collect) return void process.stdout.write('(run with --expose-gc, as npm run bench:alloc does, to see what outlives a scavenge)\n');
+  const young = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')!.space_used_size;
+  const perRun: string[] = [];
+  let index = firstIndex;
+  for (let round = 0; round < 3; round++) {
+    collect({ type: 'minor' });
+    collect({ type: 'minor' });
+    const before = young();
+    for (let run = 0; run < 40; run++) await workload.run(index++);
+    collect({ type: 'minor' });
+    perRun.push(((young() - before) / 40 / 1024).toFixed(1));
+  }
+  process.stdout.write(`alive at the next scavenge, per finished run: ${perRun.join(', ')} KB (three rounds of 40 runs)\n`);
+}
+
 /** Garbage collection while `runs` runs go one after another, unprofiled: what the allocations cost. */
 async function timeCollections(workload: Workload, firstIndex: number) {
   const pauses = { minor: [] as number[], major: [] as number[] };
@@ -72,6 +97,7 @@ try {
   for (let index = 0; index < Math.min(1_000, runs); index++) await workload.run(index);
   await workload.settle();
   await timeCollections(workload, 2_000_000);
+  await youngSurvivors(workload, 3_000_000);
   const session = new Session();
   session.connect();
   await session.post('HeapProfiler.enable');

@@ -23,12 +23,12 @@ import {
 import { runchartWorkload } from './workloads.js';
 
 /**
- * V8 flags the bench runs under besides `--expose-gc` (e.g. `--no-allocation-site-pretenuring`):
- * named in the table, and the results go to a file of their own, so `results.json` is always the
- * default configuration a user gets.
+ * Node and V8 flags the bench runs under besides `--expose-gc` (e.g. `--no-allocation-site-pretenuring`),
+ * and NODE_OPTIONS: named in the table, and the results go to a file of their own, so
+ * `results.json` is always the default configuration a user gets.
  */
-const v8Flags = process.execArgv.filter((flag) => flag !== '--expose-gc');
-const resultsName = v8Flags.length ? `results${v8Flags.map((flag) => flag.replace(/^-+/, '-').replace(/[^a-z0-9-]/gi, '_')).join('')}.json` : 'results.json';
+const v8Flags = [...process.execArgv.filter((flag) => flag !== '--expose-gc'), ...(process.env.NODE_OPTIONS ? [`NODE_OPTIONS=${process.env.NODE_OPTIONS}`] : [])];
+const resultsName = v8Flags.length ? `results${v8Flags.map((flag) => `-${flag.replace(/^-+/, '').replace(/[^a-z0-9-]/gi, '_')}`).join('')}.json` : 'results.json';
 
 /** BENCH_SCALE shrinks every count (e.g. 0.1 for a smoke run); the goals are judged on the full run only. */
 const scale = Math.min(1, Math.max(0.01, Number(process.env.BENCH_SCALE ?? '1') || 1));
