@@ -5,10 +5,9 @@
 import { Session } from 'node:inspector/promises';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
+import { workloadsByName as kinds } from './baselines.js';
 import { isXState, layerOf, xstateLayer } from './layers.js';
 import { progress, type Workload } from './measure.js';
-import { runchartWorkload } from './workloads.js';
 
 interface SamplingNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -16,12 +15,6 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const kinds: Record<string, () => Workload> = {
-  memory: () => runchartWorkload('memory'),
-  lowdb: () => runchartWorkload('lowdb'),
-  xstate: plainXStateWorkload,
-  loop: asyncLoopWorkload,
-};
 const kind = process.argv[2] ?? 'memory';
 const runs = Number(process.argv[3] ?? '2000');
 const rows = Number(process.argv[4] ?? '25');

@@ -1,4 +1,4 @@
-// The two baselines: the same calls as the one-hop run, as a hand-written async loop and as a plain XState chart.
+// The two baselines: the same calls as the one-hop run, as a hand-written async loop and as a plain XState chart; and every workload by name.
 import { assign, createActor, fromPromise, setup, toPromise } from 'xstate';
 import {
   createInMemoryMemory,
@@ -19,7 +19,7 @@ import {
   type ToolSpec,
 } from '../src/index.js';
 import { waitUntil, type ParkedRuns, type Workload } from './measure.js';
-import { benchRules, checkCounts, checkOutcome, instantModel, mathAdd, newStats, requestFor, type FakeStats, type Outcome } from './workloads.js';
+import { benchRules, checkCounts, checkOutcome, instantModel, mathAdd, newStats, requestFor, runchartWorkload, type FakeStats, type Outcome } from './workloads.js';
 
 const systemPrompt = 'You are a helpful assistant. Use the tools you are given when they help.';
 const maxToolHops = 3;
@@ -239,6 +239,14 @@ function baselineWorkload(name: string, deps: Services, launch: (index: number) 
     close: async () => {},
   };
 }
+
+/** Every workload by the name the bench's scripts take on their command line. */
+export const workloadsByName: Record<string, () => Workload> = {
+  memory: () => runchartWorkload('memory'),
+  lowdb: () => runchartWorkload('lowdb'),
+  loop: asyncLoopWorkload,
+  xstate: plainXStateWorkload,
+};
 
 /** The async-loop baseline as a workload. */
 export function asyncLoopWorkload(): Workload {

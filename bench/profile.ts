@@ -1,14 +1,6 @@
 // A workload alone, for profiling or for two builds side by side: `npx tsc -p bench/tsconfig.json`, then `node --cpu-prof --cpu-prof-dir=bench/profiles bench/.build/bench/profile.js [memory|lowdb|loop|xstate] [runs]`.
-import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
-import { measureLatency, progress, quantile, type Workload } from './measure.js';
-import { runchartWorkload } from './workloads.js';
-
-const kinds: Record<string, () => Workload> = {
-  memory: () => runchartWorkload('memory'),
-  lowdb: () => runchartWorkload('lowdb'),
-  loop: asyncLoopWorkload,
-  xstate: plainXStateWorkload,
-};
+import { workloadsByName as kinds } from './baselines.js';
+import { measureLatency, progress, quantile } from './measure.js';
 
 const kind = process.argv[2] ?? 'memory';
 const runs = Number(process.argv[3] ?? '3000');
