@@ -2,7 +2,7 @@
 // `npm run bench:ablate -- [none|gateway|background|memory|policy|telemetry] [runs]`; compare with `none`
 // in the same sitting (the machine is shared: expect ±10 µs between runs of one variant).
 import { createRuntime, type BackgroundQueue, type MemoryLayer, type RuntimeOptions, type TelemetryLayer } from '../src/index.js';
-import { progress, quantile } from './measure.js';
+import { commandLine, progress, quantile } from './measure.js';
 import { benchRules, checkOutcome, instantModel, mathAdd, newStats, outcomeOf, requestFor, type FakeStats } from './workloads.js';
 
 const instant: Record<string, (stats: FakeStats) => Partial<RuntimeOptions>> = {
@@ -22,12 +22,10 @@ const instant: Record<string, (stats: FakeStats) => Partial<RuntimeOptions>> = {
 };
 
 const variant = process.argv[2] ?? 'none';
-const runs = Number(process.argv[3] ?? '5000');
-const swap = instant[variant];
-if (!swap || !Number.isInteger(runs) || runs < 1) {
-  process.stderr.write(`usage: bench/ablate.ts [${Object.keys(instant).join('|')}] [runs]\n`);
-  process.exit(2);
-}
+const {
+  chosen: swap,
+  counts: [runs = 5000],
+} = commandLine('ablate.ts', { runs: 5000 }, { options: instant, fallback: 'none' });
 const stats = newStats();
 const runtime = createRuntime({
   model: instantModel(stats),

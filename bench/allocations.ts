@@ -7,7 +7,7 @@ import { getHeapSpaceStatistics } from 'node:v8';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { workloadsByName as kinds } from './baselines.js';
 import { isXState, layerOf, xstateLayer } from './layers.js';
-import { progress, type Workload } from './measure.js';
+import { commandLine, progress, type Workload } from './measure.js';
 
 interface SamplingNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -15,14 +15,10 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const kind = process.argv[2] ?? 'memory';
-const runs = Number(process.argv[3] ?? '2000');
-const rows = Number(process.argv[4] ?? '25');
-const make = kinds[kind];
-if (!make || !Number.isInteger(runs) || runs < 1) {
-  process.stderr.write(`usage: bench/allocations.ts [${Object.keys(kinds).join('|')}] [runs] [rows]\n`);
-  process.exit(2);
-}
+const {
+  chosen: make,
+  counts: [runs = 2000, rows = 25],
+} = commandLine('allocations.ts', { runs: 2000, rows: 25 }, { options: kinds, fallback: 'memory' });
 
 const short = (url: string) => url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, '~/').replace(/^.*\/\.build\//, '');
 

@@ -24,6 +24,29 @@ export interface ParkedRuns {
   release(): Promise<void>;
 }
 
+/**
+ * A bench script's command line: an optional name out of `choices` first, then whole numbers of 1
+ * or more, each with its default. Anything else prints the usage and exits with code 2.
+ * @example
+ * const { chosen: make, counts: [runs] } = commandLine('profile.ts', { runs: 3000 }, { options: workloadsByName, fallback: 'memory' });
+ */
+export function commandLine<Choice = undefined>(
+  script: string,
+  defaults: Record<string, number>,
+  choices?: { options: Record<string, Choice>; fallback: string },
+): { chosen: Choice; counts: number[] } {
+  const words = process.argv.slice(2);
+  const name = choices ? (words.shift() ?? choices.fallback) : undefined;
+  const chosen = (choices && name !== undefined ? choices.options[name] : undefined) as Choice;
+  const counts = Object.values(defaults).map((fallback, index) => Number(words[index] ?? fallback));
+  if ((choices && chosen === undefined) || counts.some((count) => !Number.isInteger(count) || count < 1)) {
+    const names = [...(choices ? [Object.keys(choices.options).join('|')] : []), ...Object.keys(defaults)];
+    process.stderr.write(`usage: bench/${script} ${names.map((word) => `[${word}]`).join(' ')}\n`);
+    process.exit(2);
+  }
+  return { chosen, counts };
+}
+
 /** Writes one progress line to stderr. */
 export function progress(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
-import { forceGc, progress } from './measure.js';
+import { commandLine, forceGc, progress } from './measure.js';
 import { runchartWorkload } from './workloads.js';
 
 interface HeapSnapshot {
@@ -17,12 +17,9 @@ interface HeapSnapshot {
   strings: string[];
 }
 
-const runs = Number(process.argv[2] ?? '2000');
-const depth = Number(process.argv[3] ?? '4');
-if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(depth) || depth < 1) {
-  process.stderr.write('usage: bench/parked-heap.ts [runs] [depth]\n');
-  process.exit(2);
-}
+const {
+  counts: [runs = 2000, depth = 4],
+} = commandLine('parked-heap.ts', { runs: 2000, depth: 4 });
 
 const dir = mkdtempSync(join(tmpdir(), 'runchart-heap-'));
 const workload = runchartWorkload('memory');

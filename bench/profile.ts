@@ -1,14 +1,11 @@
 // A workload alone, for profiling or for two builds side by side: `npx tsc -p bench/tsconfig.json`, then `node --cpu-prof --cpu-prof-dir=bench/profiles bench/.build/bench/profile.js [memory|lowdb|loop|xstate] [runs]`.
 import { workloadsByName as kinds } from './baselines.js';
-import { measureLatency, progress, quantile } from './measure.js';
+import { commandLine, measureLatency, progress, quantile } from './measure.js';
 
-const kind = process.argv[2] ?? 'memory';
-const runs = Number(process.argv[3] ?? '3000');
-const make = kinds[kind];
-if (!make || !Number.isInteger(runs) || runs < 1) {
-  process.stderr.write(`usage: bench/profile.ts [${Object.keys(kinds).join('|')}] [runs]\n`);
-  process.exit(2);
-}
+const {
+  chosen: make,
+  counts: [runs = 3000],
+} = commandLine('profile.ts', { runs: 3000 }, { options: kinds, fallback: 'memory' });
 const workload = make();
 try {
   const latency = await measureLatency(workload, { warmup: Math.min(500, runs), measured: runs, startIndex: 0 });
