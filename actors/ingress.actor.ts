@@ -5,33 +5,41 @@ import type { PolicyLayer } from '../src/policy/contract.js';
 import { checked, isRunchartError, RunchartError } from '../src/errors.js';
 import { PolicyDecision } from '../src/policy/contract.js';
 import type { AcceptedRequest, RunInput } from '../machines/run/types.js';
-import type { LayerService } from './layers.actor.js';
+import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
 
 /** What ingress needs besides the request: limits, the catalog and policy to pin capabilities, a trace id source. */
-export interface IngressOptions {
+export interface IngressOptions extends LayerCallOptions {
   maxInputChars: number;
   requireTraceId: boolean;
   catalog: CatalogLayer;
   policy: PolicyLayer;
   newTraceId: () => string;
+  /** Resolves once the stores are open; a request is accepted only then. */
+  ready?: (() => Promise<void>) | undefined;
   /**
    * Pinned sets by tenant and principal, for a policy whose tool-stage answers depend on nothing
    * else (the built-in rules): pinning is then one lookup per run instead of a decision per capability.
    */
   pinCache?: Map<string, PinnedCapability[]>;
-  /** The policy's answers are right by construction (the built-in rules): pinning skips their shape check. */
-  trustedPolicy?: boolean;
 }
 
 /**
- * Parses the caller's request and pins the capabilities this principal may see: those whose
- * tool-stage verdict is not deny (a deny-by-default capability is never shown to the model).
+ * Parses the caller's request and pins the capabilities this principal may see (`acceptRequest`):
+ * those whose tool-stage verdict is not deny (a deny-by-default capability is never shown to the model).
+ * @example
+ * runMachine.provide({ actors: { acceptRequest: ingressActor({ maxInputChars: 32_000, requireTraceId: false, catalog, policy, newTraceId }) } });
  */
-export function ingressService(options: IngressOptions): LayerService<RunInput, AcceptedRequest> {
+export function ingressActor(options: IngressOptions) {
+  const accept = accepting(options);
+  return fromLayerCall<AcceptedRequest, RunInput>(({ input, signal }) => accept(input, signal), options);
+}
+
+function accepting(options: IngressOptions): (input: RunInput, signal: AbortSignal) => Promise<AcceptedRequest> {
   // Runs that see the same capabilities share one pinned list (context is never mutated), so a
   // parked run does not hold its own copy of every description and schema.
   const interned = new Map<string, PinnedCapability[]>();
-  return async (input, { signal }) => {
+  return async (input, signal) => {
+    if (options.ready) await options.ready();
     const request = parseRunRequest(input.request, options);
     const trace = traceContextFor(request, options.newTraceId);
     const cacheKey = `${request.tenantId}\u0000${request.principalId}`;
@@ -40,8 +48,6 @@ export function ingressService(options: IngressOptions): LayerService<RunInput, 
       if (options.pinCache.size >= 10_000) options.pinCache.clear();
       options.pinCache.set(cacheKey, capabilities);
     }
-    // A literal that opens with a spread and then adds keys gets a hidden class of its own in
-    // Node 20's V8; this one lives in context for the whole run, so it opens with a property.
     return {
       tenantId: request.tenantId,
       principalId: request.principalId,
@@ -66,7 +72,7 @@ export function ingressService(options: IngressOptions): LayerService<RunInput, 
         if (isRunchartError(error)) throw error;
         throw new RunchartError('internal', 'policy', `policy: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
       }
-      const decision = options.trustedPolicy ? (answer as PolicyDecision) : checked(PolicyDecision, answer, 'policy');
+      const decision = checked(PolicyDecision, answer, 'policy');
       if (decision.verdict !== 'deny') visible.push(capability);
     }
     const key = visible.map((capability) => `${capability.name}@${capability.version}`).join('\n');

@@ -1,8 +1,12 @@
 import { checked } from '../src/errors.js';
 import { RecallResult, type MemoryLayer, type RecallQuery } from '../src/memory/contract.js';
-import type { LayerService } from './layers.actor.js';
+import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
 
-/** Recalls memory for a run; the chart turns a failure into a warning. */
-export function recallService(memory: MemoryLayer): LayerService<RecallQuery, RecallResult> {
-  return async (input, { signal }) => checked(RecallResult, await memory.recall(input, { signal }), 'memory');
+/**
+ * Recalls memory for a run (`recallMemory`); the chart turns a failure into a warning.
+ * @example
+ * runMachine.provide({ actors: { recallMemory: memoryActor(createInMemoryMemory()) } });
+ */
+export function memoryActor(memory: MemoryLayer, options: LayerCallOptions = {}) {
+  return fromLayerCall<RecallResult, RecallQuery>(async ({ input, signal }) => checked(RecallResult, await memory.recall(input, { signal }), 'memory'), options);
 }

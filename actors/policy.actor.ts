@@ -1,13 +1,16 @@
 import { checked } from '../src/errors.js';
 import { PolicyDecision, type PolicyLayer, type PolicyRequest } from '../src/policy/contract.js';
-import type { LayerService } from './layers.actor.js';
+import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
 
 /**
- * Asks the policy layer one question and checks the answer's shape. `trusted` skips the check
- * for a layer whose answers are right by construction (the built-in rules, covered by their tests);
- * a layer of your own is always checked.
+ * Asks the policy layer one question (any stage) and checks the answer's shape: invoked as
+ * `evaluatePolicy` by every state that needs a decision.
+ * @example
+ * runMachine.provide({ actors: { evaluatePolicy: policyActor(createRulesPolicy(rules)) } });
  */
-export function policyService(policy: PolicyLayer, options: { trusted?: boolean } = {}): LayerService<PolicyRequest, PolicyDecision> {
-  if (options.trusted) return (input, { signal }) => policy.evaluate(input, { signal });
-  return async (input, { signal }) => checked(PolicyDecision, await policy.evaluate(input, { signal }), 'policy');
+export function policyActor(policy: PolicyLayer, options: LayerCallOptions = {}) {
+  return fromLayerCall<PolicyDecision, PolicyRequest>(
+    async ({ input, signal }) => checked(PolicyDecision, await policy.evaluate(input, { signal }), 'policy'),
+    options,
+  );
 }

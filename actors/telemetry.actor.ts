@@ -1,109 +1,89 @@
-import { fromCallback } from 'xstate';
-import type { RunTelemetry, TelemetryLayer, TelemetryMark } from '../src/telemetry/contract.js';
+import type { ActorLogic, ActorSystem, EventObject, Snapshot } from 'xstate';
+import type { RunIdentity, RunTelemetry, TelemetryLayer, TelemetryMark } from '../src/telemetry/contract.js';
 import type { TelemetryEvent, TelemetryInput } from '../machines/run/setup.js';
-import type { RunContext } from '../machines/run/types.js';
 
 /**
- * Lives as long as the run and forwards every mark to the telemetry layer. Marks before the
- * request is accepted are held until the run's identity is known. Telemetry never fails a run:
- * a throwing layer is reported once to `onFailure` and then ignored.
+ * The telemetry actor's snapshot: the run's identity once ingress has accepted the request, and the
+ * state it was last in. Both are persisted with the run, so a restored run's telemetry carries on
+ * under the same trace without asking anyone.
  */
-export function telemetryActor(layer: TelemetryLayer, options: { now: () => number; onFailure?: (error: unknown) => void; router?: MarkRouter }) {
-  return fromCallback<TelemetryEvent, TelemetryInput>(({ input, receive, self }) => {
-    let run: RunTelemetry | undefined;
-    let broken = false;
-    let last = 'ingress';
-    const held: { mark: TelemetryMark; at: number }[] = [];
-    const guard = (action: () => void) => {
-      if (broken) return;
-      try {
-        action();
-      } catch (error) {
-        broken = true;
-        options.onFailure?.(error);
-      }
-    };
-    const start = (identity: Parameters<TelemetryLayer['startRun']>[0], at: number, accepted?: TelemetryMark) =>
-      guard(() => {
-        // The run began with its first held mark; the acceptance (with the input, for layers that
-        // capture content) is recorded first so that everything after it has the run's identity.
-        const began = held[0]?.at ?? at;
-        run = layer.startRun(identity, began);
-        if (accepted) run.record(accepted, began);
-        for (const entry of held.splice(0)) run.record(entry.mark, entry.at);
-      });
-    // A restored run is past ingress: its identity is in the parent's context, so telemetry starts at once.
-    const restored = (self as unknown as { _parent?: { getSnapshot(): { context?: Partial<RunContext> } } })._parent?.getSnapshot().context?.accepted;
-    if (restored?.tenantId && restored.traceId) {
-      start(
-        {
-          runId: input.runId,
-          traceId: restored.traceId,
-          ...(restored.parentSpanId ? { parentSpanId: restored.parentSpanId } : {}),
-          tenantId: restored.tenantId,
-          principalId: restored.principalId ?? '',
-          ...(restored.sessionId ? { sessionId: restored.sessionId } : {}),
-        },
-        options.now(),
-      );
+export type TelemetrySnapshot = Snapshot<undefined> & {
+  input: TelemetryInput;
+  identity: RunIdentity | null;
+  state: string;
+};
+
+interface Live {
+  run: RunTelemetry | undefined;
+  broken: boolean;
+  /** Marks made before the run's identity is known (the first state's entry). */
+  held: { mark: TelemetryMark; at: number }[];
+}
+
+const lives = new WeakMap<object, Live>();
+
+/**
+ * Lives as long as the run (invoked at the root with id `telemetry`) and forwards every mark to
+ * the telemetry layer. Telemetry never fails a run: a throwing layer is reported once to
+ * `onFailure` and then ignored.
+ * @example
+ * runMachine.provide({ actors: { recordTelemetry: telemetryActor(createTelemetry({ config }), { now: Date.now }) } });
+ */
+export function telemetryActor(
+  layer: TelemetryLayer,
+  options: { now: () => number; onFailure?: (error: unknown) => void },
+): ActorLogic<TelemetrySnapshot, TelemetryEvent, TelemetryInput, ActorSystem<any>, EventObject> {
+  const guard = (live: Live, action: () => void) => {
+    if (live.broken) return;
+    try {
+      action();
+    } catch (error) {
+      live.broken = true;
+      options.onFailure?.(error);
     }
+  };
+  const begin = (live: Live, identity: RunIdentity, at: number, accepted?: TelemetryMark) =>
+    guard(live, () => {
+      // The run began with its first held mark; the acceptance (with the input, for layers that
+      // capture content) is recorded first so that everything after it carries the run's identity.
+      const began = live.held[0]?.at ?? at;
+      live.run = layer.startRun(identity, began);
+      if (accepted) live.run.record(accepted, began);
+      for (const entry of live.held.splice(0)) live.run.record(entry.mark, entry.at);
+    });
 
-    const accept = (mark: TelemetryMark) => {
-      const at = options.now();
-      if (mark.kind === 'state.enter') last = mark.state;
-      if (mark.kind === 'run.accepted') return start(mark.identity, at, mark);
-      if (!run) return void held.push({ mark, at });
-      if (broken) return;
-      try {
-        run.record(mark, at);
-      } catch (error) {
-        broken = true;
-        options.onFailure?.(error);
-      }
-    };
-    receive((event) => accept(event.mark));
-    options.router?.attach(input.runId, accept);
-
-    return () => {
-      options.router?.detach(input.runId, accept);
-      const at = options.now();
-      if (!run) start({ runId: input.runId, traceId: '', tenantId: '', principalId: '' }, at);
-      guard(() => run?.end(last, at));
-    };
-  });
-}
-
-/**
- * Routes marks from the chart's `mark` action straight to the run's telemetry actor, instead of an
- * event per mark through the actor's mailbox (a run makes about forty). Marks made before the actor
- * has started (the first state's entry) wait for it.
- */
-export interface MarkRouter {
-  deliver(runId: string, mark: TelemetryMark): void;
-  attach(runId: string, accept: (mark: TelemetryMark) => void): void;
-  detach(runId: string, accept: (mark: TelemetryMark) => void): void;
-}
-
-export function createMarkRouter(): MarkRouter {
-  const routes = new Map<string, (mark: TelemetryMark) => void>();
-  const early = new Map<string, TelemetryMark[]>();
   return {
-    deliver(runId, mark) {
-      const accept = routes.get(runId);
-      if (accept) return accept(mark);
-      const waiting = early.get(runId);
-      if (waiting) waiting.push(mark);
-      else early.set(runId, [mark]);
+    config: layer,
+    getInitialSnapshot: (_scope, input) => ({ status: 'active', output: undefined, error: undefined, input, identity: null, state: 'ingress' }),
+    start(snapshot, { self }) {
+      const live: Live = { run: undefined, broken: false, held: [] };
+      lives.set(self, live);
+      // A restored run is past ingress: its identity came back with the snapshot.
+      if (snapshot.identity) begin(live, snapshot.identity, options.now());
     },
-    attach(runId, accept) {
-      routes.set(runId, accept);
-      const waiting = early.get(runId);
-      early.delete(runId);
-      for (const mark of waiting ?? []) accept(mark);
+    transition(snapshot, event, { self }) {
+      const live = lives.get(self);
+      if (!live || snapshot.status !== 'active') return snapshot;
+      if ((event as EventObject).type === 'xstate.stop') {
+        lives.delete(self);
+        const at = options.now();
+        if (!live.run) begin(live, { runId: snapshot.input.runId, traceId: '', tenantId: '', principalId: '' }, at);
+        guard(live, () => live.run?.end(snapshot.state, at));
+        return { status: 'stopped', output: undefined, error: undefined, input: snapshot.input, identity: snapshot.identity, state: snapshot.state };
+      }
+      if (event.type !== 'telemetry.mark') return snapshot;
+      const mark = event.mark;
+      const at = options.now();
+      if (mark.kind === 'run.accepted') {
+        begin(live, mark.identity, at, mark);
+        return { status: 'active', output: undefined, error: undefined, input: snapshot.input, identity: mark.identity, state: snapshot.state };
+      }
+      if (!live.run) live.held.push({ mark, at });
+      else guard(live, () => live.run!.record(mark, at));
+      if (mark.kind === 'state.enter') return { status: 'active', output: undefined, error: undefined, input: snapshot.input, identity: snapshot.identity, state: mark.state };
+      return snapshot;
     },
-    detach(runId, accept) {
-      if (routes.get(runId) === accept) routes.delete(runId);
-      early.delete(runId);
-    },
+    getPersistedSnapshot: (snapshot) => snapshot,
+    restoreSnapshot: (snapshot) => snapshot as TelemetrySnapshot,
   };
 }

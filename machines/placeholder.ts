@@ -1,29 +1,14 @@
-import { fromCallback, type EventObject } from 'xstate';
-import { RunchartError, toRunchartErrorData } from '../src/errors.js';
-import { answers } from './run/requests.js';
-import type { LayerRequest } from './run/types.js';
+import { RunchartError } from '../src/errors.js';
+import { fromLayerCall } from '../actors/layer-call.js';
 
 /**
- * The layers stand-in of an unprovided chart: every request is answered with its failure event,
- * a `not-provided` error, so the run fails with a message saying what to provide.
+ * A typed stand-in for a layer call the runtime (or your own code) provides: it fails with a
+ * `not-provided` error naming what to provide, so an unprovided chart fails closed.
  * @example
- * setup({ actors: { callLayers: unprovidedLayers<LayerRequest, { runId: string }>() } });
+ * setup({ actors: { evaluatePolicy: placeholder<PolicyDecision, PolicyRequest>('evaluatePolicy') } });
  */
-export function unprovidedLayers<Request extends LayerRequest, Input>() {
-  return fromCallback<Request, Input>(({ receive, sendBack }) => {
-    receive((request) => {
-      const answer = answers[request.type];
-      const error = new RunchartError(
-        'not-provided',
-        'runtime',
-        `runtime: no service answers "${request.type}"; provide callLayers with machine.provide({ actors: { callLayers: layersActor({ ${answer.service}, … }) } })`,
-      );
-      sendBack({ type: answer.failed, error: toRunchartErrorData(error, answer.layer) });
-    });
+export function placeholder<Output, Input>(name: string) {
+  return fromLayerCall<Output, Input>(async () => {
+    throw new RunchartError('not-provided', 'runtime', `runtime: nothing answers "${name}"; provide it with runMachine.provide({ actors: { ${name}: … } })`);
   });
-}
-
-/** The telemetry stand-in: records nothing, since telemetry must never stop a run. */
-export function silentTelemetry<Event extends EventObject, Input>() {
-  return fromCallback<Event, Input>(() => () => {});
 }

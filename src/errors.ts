@@ -10,6 +10,10 @@ export const ErrorKind = z.enum([
   'cancelled',
   'not-provided',
   'budget-exceeded',
+  /** The model's answer was cut at its output limit (`finishReason: length`): not a complete answer. */
+  'truncated',
+  /** The model provider withheld the answer (`finishReason: content_filter`). */
+  'content-filtered',
   /** A service refused our credentials (a model API key, an MCP server's token). */
   'auth',
   /** A service asked us to slow down (HTTP 429) and retries ran out. */

@@ -4,20 +4,17 @@ export { loadConfig, parseConfig, settingsFrom, defaultRules, RunchartConfig, Po
 export { RunchartError, isRunchartError, toRunchartErrorData, checked, RunchartErrorData, ErrorKind, ErrorLayer } from './errors.js';
 
 export { runMachine, type RunMachine } from '../machines/run/machine.js';
-export { runSetup, type TelemetryEvent, type TelemetryInput, type LayersInput } from '../machines/run/setup.js';
-export { requests, answers } from '../machines/run/requests.js';
+export { runSetup, type TelemetryEvent, type TelemetryInput } from '../machines/run/setup.js';
 export { toRunResult, statusOf, type RunResult } from '../machines/run/result.js';
 export type {
   RunContext,
   RunInput,
   RunSettings,
   RunEvent,
-  RunChartEvent,
-  LayerRequest,
-  LayerAnswer,
   ModelStepInput,
   ToolExecutionInput,
   ApprovalWaitInput,
+  BackgroundInput,
   CallRecord,
   CallOutcome,
   PlannedCall,
@@ -25,15 +22,16 @@ export type {
   RunUsage,
 } from '../machines/run/types.js';
 
-export { layersActor, type LayerService, type LayerServices } from '../actors/layers.actor.js';
-export { ingressService, type IngressOptions } from '../actors/ingress.actor.js';
-export { policyService } from '../actors/policy.actor.js';
-export { recallService } from '../actors/memory.actor.js';
-export { modelService } from '../actors/model.actor.js';
-export { executionService } from '../actors/execution.actor.js';
-export { backgroundService } from '../actors/background.actor.js';
-export { telemetryActor, createMarkRouter, type MarkRouter } from '../actors/telemetry.actor.js';
-export { approvalDeadlineService } from '../actors/approval.actor.js';
+export { fromLayerCall, type LayerCallArguments, type LayerCallLogic, type LayerCallOptions } from '../actors/layer-call.js';
+export { ingressActor, type IngressOptions } from '../actors/ingress.actor.js';
+export { policyActor } from '../actors/policy.actor.js';
+export { memoryActor } from '../actors/memory.actor.js';
+export { modelActor } from '../actors/model.actor.js';
+export { executionActor } from '../actors/execution.actor.js';
+export { backgroundActor } from '../actors/background.actor.js';
+export { approvalActor } from '../actors/approval.actor.js';
+export { telemetryActor, type TelemetrySnapshot } from '../actors/telemetry.actor.js';
+export { runSupervisor, type SupervisorEvent, type SupervisorSnapshot } from '../actors/supervisor.actor.js';
 
 export { RunRequest, parseRunRequest, parseTraceparent, traceContextFor } from './ingress/request.js';
 export { createHttpIngress, hashApiKey, generateApiKey, type HttpIngress, type HttpIngressOptions, type HttpListener, type HttpErrorKind, type HttpCaller } from './ingress/http.js';

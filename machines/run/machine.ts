@@ -11,11 +11,12 @@ import type { RunInput } from './types.js';
 
 /**
  * The run statechart: ingress → policy → retrieval → modelStep ⇄ toolExecution → assembly →
- * background, ending in completed, denied, failed or cancelled. Two actors live as long as the
- * run: `callLayers`, to which each state sends its request and which answers with an event, and
- * `telemetry`. Both are stand-ins until the runtime (or your own code) provides them.
+ * background, ending in completed, denied, failed or cancelled. Each state that calls a layer
+ * invokes it (`src` names the kind of call, `id` the call site: `checkPrecheck`, `authorizeTool`
+ * and `checkOutput` all invoke `evaluatePolicy`); telemetry is invoked once at the root for the
+ * life of the run. Every layer call is a stand-in until the runtime (or your own code) provides it.
  * @example
- * const actor = createActor(runMachine.provide({ actors: { callLayers: layersActor({ evaluatePolicy, callModel, … }) } }), { input }).start();
+ * const actor = createActor(runMachine.provide({ actors: { evaluatePolicy: policyActor(policy), callModel: modelActor(model), … } }), { input }).start();
  */
 export const runMachine = runSetup.createMachine({
   id: 'run',
@@ -39,10 +40,7 @@ export const runMachine = runSetup.createMachine({
     background: null,
     error: null,
   }),
-  invoke: [
-    { id: 'telemetry', src: 'recordTelemetry', input: ({ context }) => ({ runId: context.runId }) },
-    { id: 'callLayers', src: 'callLayers', input: ({ context }) => ({ runId: context.runId }) },
-  ],
+  invoke: { id: 'telemetry', src: 'recordTelemetry', input: ({ context }) => ({ runId: context.runId }) },
   on: {
     'run.cancel': {
       target: '.cancelled',

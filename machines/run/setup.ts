@@ -1,38 +1,48 @@
 import { assign, enqueueActions, sendTo, setup } from 'xstate';
+import type { AcceptedRequest, ApprovalWaitInput, BackgroundInput, ModelStepInput, RunEvent, RunContext, RunInput, ToolExecutionInput } from './types.js';
+import type { ExecuteResult } from '../../src/execution/contract.js';
+import type { RecallQuery, RecallResult } from '../../src/memory/contract.js';
 import type { ModelResponse } from '../../src/models/contract.js';
-import type { DecisionRecord, PolicyDecision, PolicyStage } from '../../src/policy/contract.js';
+import type { DecisionRecord, PolicyDecision, PolicyRequest, PolicyStage } from '../../src/policy/contract.js';
 import type { TelemetryMark } from '../../src/telemetry/contract.js';
-import { silentTelemetry, unprovidedLayers } from '../placeholder.js';
-import type { LayerRequest, RunChartEvent, RunContext, RunInput } from './types.js';
+import { toRunchartErrorData, type ErrorLayer } from '../../src/errors.js';
+import { placeholder } from '../placeholder.js';
+import { telemetryActor } from '../../actors/telemetry.actor.js';
+import { noopTelemetry } from '../../src/telemetry/contract.js';
 
-export type { ToolExecutionInput, ApprovalWaitInput, ModelStepInput } from './types.js';
+export type { ToolExecutionInput, ApprovalWaitInput, ModelStepInput, BackgroundInput } from './types.js';
 
 /** What the telemetry actor receives: one mark per state entry, exit, decision, model step and tool call. */
 export type TelemetryEvent = { type: 'telemetry.mark'; mark: TelemetryMark };
 
-/** Input of the telemetry actor: the run id until ingress has accepted the request. */
+/** Input of the telemetry actor: the run, until ingress has told it who the run is for. */
 export interface TelemetryInput {
-  runId: string;
-}
-
-/** Input of the layers actor. */
-export interface LayersInput {
   runId: string;
 }
 
 /** The named `mark` action with its params; typed loosely because setup's own actions cannot name each other. */
 const markAction = (mark: TelemetryMark) => ({ type: 'mark', params: { mark } }) as never;
 
+/**
+ * The run chart's setup: one `src` per kind of layer call (each state invokes the one it needs,
+ * under an `id` of its own), the telemetry actor, and the guards and actions the states share.
+ */
 export const runSetup = setup({
   types: {
     input: {} as RunInput,
     context: {} as RunContext,
-    events: {} as RunChartEvent,
+    events: {} as RunEvent,
   },
   actors: {
-    /** The run's one service actor: every layer call goes to it as a request event and comes back as an answer event. */
-    callLayers: unprovidedLayers<LayerRequest, LayersInput>(),
-    recordTelemetry: silentTelemetry<TelemetryEvent, TelemetryInput>(),
+    acceptRequest: placeholder<AcceptedRequest, RunInput>('acceptRequest'),
+    evaluatePolicy: placeholder<PolicyDecision, PolicyRequest>('evaluatePolicy'),
+    recallMemory: placeholder<RecallResult, RecallQuery>('recallMemory'),
+    callModel: placeholder<ModelResponse, ModelStepInput>('callModel'),
+    awaitApproval: placeholder<void, ApprovalWaitInput>('awaitApproval'),
+    executeTool: placeholder<ExecuteResult, ToolExecutionInput>('executeTool'),
+    enqueueBackground: placeholder<void, BackgroundInput>('enqueueBackground'),
+    /** Records nothing until provided: telemetry never stops a run. */
+    recordTelemetry: telemetryActor(noopTelemetry, { now: () => 0 }),
   },
   guards: {
     isAllowed: (_, params: { decision: PolicyDecision }) => params.decision.verdict === 'allow',
@@ -51,6 +61,8 @@ export const runSetup = setup({
       context.settings.maxTotalTokens !== null &&
       context.usage.inputTokens + context.usage.outputTokens + params.response.usage.inputTokens + params.response.usage.outputTokens >
         context.settings.maxTotalTokens,
+    /** An answer cut at the output limit or withheld by a content filter is not a final answer. */
+    isIncompleteAnswer: (_, params: { response: ModelResponse }) => params.response.finishReason === 'length' || params.response.finishReason === 'content_filter',
     hasNoMoreCalls: ({ context }) => context.cursor >= context.calls.length,
     isCurrentCallInvalid: ({ context }) => context.calls[context.cursor]?.problem != null,
     /** An approval is bound to the call id and, when the approver names it, the hash of the exact arguments. */
@@ -61,12 +73,8 @@ export const runSetup = setup({
     isBackgroundDisabled: ({ context }) => !context.settings.backgroundUpdates,
   },
   actions: {
-    /** Asks the layers: the request goes to the run's `callLayers` actor, whose answer comes back as an event. */
-    request: sendTo('callLayers', (_, params: { request: LayerRequest }) => params.request),
-    /** Sends one mark to the telemetry actor; telemetry swallows its own failures. */
-    mark: enqueueActions(({ enqueue }, params: { mark: TelemetryMark }) => {
-      enqueue.sendTo('telemetry', { type: 'telemetry.mark', mark: params.mark } satisfies TelemetryEvent);
-    }),
+    /** Sends one mark to the run's telemetry actor; telemetry swallows its own failures. */
+    mark: sendTo('telemetry', (_, params: { mark: TelemetryMark }) => ({ type: 'telemetry.mark', mark: params.mark }) satisfies TelemetryEvent),
     /** Keeps a decision in the run's record; `markDecision` then tells telemetry. */
     recordDecision: assign({ decisions: ({ context }, params: { decision: DecisionRecord }) => [...context.decisions, params.decision] }),
     /** Records a tool-stage decision and keeps it for the call's record, in one context update. */
@@ -135,13 +143,12 @@ export function traced(state: string) {
   };
 }
 
-/**
- * A state that asks the layers one thing: entry and exit marks, the request sent on entry, and
- * the same request sent again on `run.resume` (a restored run's request was lost with the process;
- * effects carry idempotency keys, so asking twice is safe).
- */
-export function asking(state: string, build: (context: RunContext) => LayerRequest) {
-  const ask = { type: 'request', params: ({ context }: { context: RunContext }) => ({ request: build(context) }) } as const;
-  const marks = traced(state);
-  return { entry: [marks.entry, ask], exit: marks.exit, resume: { actions: ask } };
+/** The `fail` action for an invoke's `onError`: the error as data, charged to `layer` when it names none. */
+export function failedIn(layer: ErrorLayer) {
+  return { type: 'fail', params: ({ event }: { event: { error: unknown } }) => ({ error: toRunchartErrorData(event.error, layer) }) } as const;
+}
+
+/** The scope every policy question of a run names: the run, its tenant and its principal. */
+export function policyScope(context: RunContext) {
+  return { runId: context.runId, tenantId: context.accepted.tenantId, principalId: context.accepted.principalId };
 }

@@ -126,10 +126,9 @@ export interface RunContext {
   error: RunchartErrorData | null;
 }
 
-/** The events a caller sends a run. `run.resume` is sent once by whoever restores a persisted run. */
+/** The events a caller sends a run; the layers answer as XState's `xstate.done.actor.<id>` / `xstate.error.actor.<id>`. */
 export type RunEvent =
   | { type: 'run.cancel'; reason?: string }
-  | { type: 'run.resume' }
   | { type: 'tool.approve'; callId: string; principalId: string; argsHash?: string }
   | { type: 'tool.reject'; callId: string; principalId: string; reason?: string };
 
@@ -138,7 +137,7 @@ export type ModelStepInput = ModelRequest & { runId: string };
 
 /**
  * The tool call the chart hands the gateway, with the hash the call was planned (and approved)
- * with; the service refuses arguments that no longer match it and sets the absolute deadline.
+ * with; the actor refuses arguments that no longer match it and sets the absolute deadline.
  */
 export type ToolExecutionInput = Omit<ExecuteRequest, 'deadline'> & { argsHash: string };
 
@@ -148,38 +147,9 @@ export interface ApprovalWaitInput {
   callId: string;
 }
 
-/**
- * What a state asks of the layers, sent to the run's `callLayers` actor on entry. The newest
- * request is the one the run waits for: an older one's answer is dropped (and an approval wait,
- * left for a review, is aborted); whatever is still running when the run stops is aborted.
- */
-export type LayerRequest =
-  | { type: 'request.accept'; input: RunInput }
-  | { type: 'policy.evaluate'; input: PolicyRequest }
-  | { type: 'memory.recall'; input: RecallQuery }
-  | { type: 'model.step'; input: ModelStepInput }
-  | { type: 'tool.execute'; input: ToolExecutionInput }
-  | { type: 'background.enqueue'; input: { tasks: BackgroundTask[] } }
-  | { type: 'approval.await'; input: ApprovalWaitInput };
+/** The background work of a finished turn, queued behind its `memory.write` allow. */
+export interface BackgroundInput {
+  tasks: BackgroundTask[];
+}
 
-/** What `callLayers` answers, one event per outcome of each request; errors arrive as data. */
-export type LayerAnswer =
-  | { type: 'request.accepted'; output: AcceptedRequest }
-  | { type: 'request.refused'; error: RunchartErrorData }
-  | { type: 'policy.decided'; output: PolicyDecision }
-  | { type: 'policy.failed'; error: RunchartErrorData }
-  | { type: 'memory.recalled'; output: RecallResult }
-  | { type: 'memory.failed'; error: RunchartErrorData }
-  | { type: 'model.answered'; output: ModelResponse }
-  | { type: 'model.failed'; error: RunchartErrorData }
-  | { type: 'tool.executed'; output: ExecuteResult }
-  | { type: 'tool.failed'; error: RunchartErrorData }
-  | { type: 'background.queued' }
-  | { type: 'background.failed'; error: RunchartErrorData }
-  | { type: 'approval.expired' }
-  | { type: 'approval.failed'; error: RunchartErrorData };
-
-/** Every event the chart handles: the caller's and the layers' answers. */
-export type RunChartEvent = RunEvent | LayerAnswer;
-
-export type { ModelResponse, BackgroundTask };
+export type { ModelResponse, BackgroundTask, RecallQuery, RecallResult, PolicyDecision, PolicyRequest, ExecuteResult };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** The snapshot format version this build writes; `readableRun` also reads every earlier one. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const RunStatus = z.enum(['running', 'awaiting_approval', 'completed', 'denied', 'failed', 'cancelled']);
 export type RunStatus = z.infer<typeof RunStatus>;

@@ -1,3 +1,5 @@
+import { runMachine } from '../../machines/run/machine.js';
+import type { RunContext } from '../../machines/run/types.js';
 import { RunchartError } from '../errors.js';
 import { SCHEMA_VERSION, type PersistedRun } from './contract.js';
 
@@ -29,7 +31,42 @@ function fromV1(snapshot: Json): Json {
   };
 }
 
-const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1 };
+/**
+ * v2 → v3. v2 had one `callLayers` actor for the life of the run, to which each state sent its
+ * request; v3 has each state invoke its layer call. A v2 run's pending call is recreated as the
+ * invoke its state makes now (its input computed by the chart from the stored context), so
+ * XState starts it again on restore, as it restarts any pending call; the telemetry actor keeps
+ * the run's identity in its own snapshot.
+ */
+function fromV2(snapshot: Json): Json {
+  const { children: _children, ...others } = snapshot;
+  if (snapshot.status !== 'active') return { ...others, children: {} };
+  const context = snapshot.context as unknown as RunContext;
+  const resolved = runMachine.resolveState({ value: snapshot.value as never, context });
+  const children: Json = {};
+  const accepted = context.accepted;
+  const identity = accepted.tenantId
+    ? {
+        runId: context.runId,
+        traceId: accepted.traceId,
+        ...(accepted.parentSpanId ? { parentSpanId: accepted.parentSpanId } : {}),
+        tenantId: accepted.tenantId,
+        principalId: accepted.principalId,
+        ...(accepted.sessionId ? { sessionId: accepted.sessionId } : {}),
+      }
+    : null;
+  const deepest = resolved._nodes.filter((node) => node.type === 'atomic').map((node) => node.path.join('.'))[0] ?? 'ingress';
+  for (const node of resolved._nodes) {
+    for (const definition of node.invoke) {
+      const input = node === runMachine.root ? { runId: context.runId } : typeof definition.input === 'function' ? definition.input({ context, event: { type: 'xstate.init' }, self: undefined } as never) : definition.input;
+      const persisted: Json = node === runMachine.root ? { status: 'active', input, identity, state: deepest } : { status: 'active', input };
+      children[definition.id] = { snapshot: persisted, src: definition.src, syncSnapshot: false };
+    }
+  }
+  return { ...others, children: JSON.parse(JSON.stringify(children)) as Json };
+}
+
+const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1, 2: fromV2 };
 
 /**
  * A stored run in the format this build runs: runs of an earlier schemaVersion are migrated step

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from 'xstate';
 import { z } from 'zod';
-import { type PolicyRule, createInMemoryRunStore, createRuntime, defineCapability, isRunchartError, type PersistedRun, type RuntimeOptions } from '../../src/index.js';
-import { scriptedModel } from '../../src/testing/index.js';
+import { type PolicyRule, createInMemoryRunStore, readableRun, createRuntime, defineCapability, isRunchartError, type PersistedRun, type RuntimeOptions } from '../../src/index.js';
+import { recordingTelemetry, scriptedModel } from '../../src/testing/index.js';
 import { tempDir } from '../support/temp.js';
 
 const rules: PolicyRule[] = [
@@ -44,9 +44,61 @@ describe('persisted snapshots by schema version', () => {
     expect(result.toolCalls[0]).toMatchObject({ capability: 'payments.refund', outcome: { status: 'ok', output: { refunded: 20 } } });
   });
 
+  it('restores the v2 fixture (one shared layers actor) of a run parked for approval and approves it to completion under the invoking chart', async () => {
+    const runStore = createInMemoryRunStore();
+    await runStore.save(await fixture('v2-awaiting-approval.json'));
+    const calls: unknown[] = [];
+    const telemetry = recordingTelemetry();
+    const runtime = createRuntime({
+      runStore,
+      telemetry,
+      capabilities: [refundCapability(calls)],
+      model: scriptedModel([{ text: 'Refunded 20.' }]),
+      config: { store: { kind: 'memory' }, policy: { rules } },
+    });
+    const result = await runtime.approve('run-fixture-v2', 'c0.0', { principalId: 'manager' });
+    expect(result).toMatchObject({ runId: 'run-fixture-v2', status: 'completed', output: 'Refunded 20.', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
+    expect(calls).toEqual([{ orderId: 'A-1', amount: 20 }]);
+    expect(result.toolCalls[0]).toMatchObject({ capability: 'payments.refund', outcome: { status: 'ok', output: { refunded: 20 } } });
+    expect(result.decisions.map((decision) => `${decision.stage}:${decision.verdict}`)).toEqual([
+      'precheck:allow',
+      'tool:require_approval',
+      'approval:allow',
+      'output:allow',
+      'memory.write:allow',
+    ]);
+    // The restored run's telemetry carries on under the stored trace, with the stored identity.
+    expect(telemetry.runs.map((run) => run.identity)).toEqual([
+      { runId: 'run-fixture-v2', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'clerk-1', sessionId: 's-1' },
+    ]);
+    expect(telemetry.statesOf('run-fixture-v2')).toEqual([
+      'toolExecution.reviewing',
+      'toolExecution.executing',
+      'modelStep',
+      'assembly',
+      'background',
+      'background.authorizing',
+      'background.queueing',
+      'completed',
+    ]);
+    await runtime.close();
+  });
+
+  it('migrates v1 and v2 runs parked for approval to schemaVersion 3, with the pending wait invoked by its state', async () => {
+    for (const name of ['v1-awaiting-approval.json', 'v2-awaiting-approval.json']) {
+      const run = readableRun(await fixture(name));
+      expect(run.schemaVersion).toBe(3);
+      const snapshot = run.snapshot as { value: unknown; children: Record<string, { src: string; snapshot: { input: unknown; identity?: unknown } }> };
+      expect(snapshot.value).toEqual({ toolExecution: 'awaitingApproval' });
+      expect(Object.keys(snapshot.children).sort()).toEqual(['awaitApproval', 'telemetry']);
+      expect(snapshot.children.awaitApproval).toEqual({ src: 'awaitApproval', syncSnapshot: false, snapshot: { status: 'active', input: { runId: run.runId, callId: 'c0.0' } } });
+      expect(snapshot.children.telemetry!.snapshot.identity).toMatchObject({ runId: run.runId, traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'clerk-1' });
+    }
+  });
+
   it('refuses a snapshot of an unknown version, naming both versions, and still resumes the others', async () => {
     const runStore = createInMemoryRunStore();
-    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), runId: 'from-v3', schemaVersion: 3 });
+    await runStore.save({ ...(await fixture('v1-awaiting-approval.json')), runId: 'from-v4', schemaVersion: 4 });
     await runStore.save(await fixture('v1-awaiting-approval.json'));
     const warnings: unknown[] = [];
     const runtime = createRuntime({
@@ -59,7 +111,7 @@ describe('persisted snapshots by schema version', () => {
     expect(handles.map((handle) => handle.runId)).toEqual(['run-fixture-v1']);
     expect((await handles[0]!.result).status).toBe('awaiting_approval');
     expect(isRunchartError(warnings[0])).toBe(true);
-    expect((warnings[0] as Error).message).toMatch(/from-v3 was saved with schemaVersion 3.*schemaVersion 1 to 2/);
+    expect((warnings[0] as Error).message).toMatch(/from-v4 was saved with schemaVersion 4.*schemaVersion 1 to 3/);
   });
 });
 

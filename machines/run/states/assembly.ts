@@ -1,15 +1,14 @@
-import { requests } from '../requests.js';
-import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
-
-const outputCheck = asking('assembly', requests.assembly);
+import { decisionRecord, failedIn, markDecision, policyScope, runSetup, traced } from '../setup.js';
 
 /** The output check: the answer is released only with an `output` allow. */
 export const assembly = runSetup.createStateConfig({
-  entry: outputCheck.entry,
-  exit: outputCheck.exit,
-  on: {
-    'run.resume': outputCheck.resume,
-    'policy.decided': [
+  entry: traced('assembly').entry,
+  exit: traced('assembly').exit,
+  invoke: {
+    id: 'checkOutput',
+    src: 'evaluatePolicy',
+    input: ({ context }) => ({ stage: 'output' as const, ...policyScope(context) }),
+    onDone: [
       {
         guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
         target: 'background',
@@ -20,6 +19,6 @@ export const assembly = runSetup.createStateConfig({
         actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'output', event.output) }) }, markDecision],
       },
     ],
-    'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+    onError: { target: 'failed', actions: failedIn('policy') },
   },
 });

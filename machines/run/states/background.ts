@@ -1,15 +1,12 @@
 import { assign } from 'xstate';
-import { requests } from '../requests.js';
-import { asking, decisionRecord, markDecision, runSetup, traced } from '../setup.js';
-
-const authorize = asking('background.authorizing', requests.backgroundAuthorizing);
-const queue = asking('background.queueing', requests.queueing);
-const marks = traced('background');
+import { toRunchartErrorData } from '../../../src/errors.js';
+import { backgroundTasksFor } from '../plan.js';
+import { decisionRecord, markDecision, policyScope, runSetup, traced } from '../setup.js';
 
 /** Queues the turn's write-back behind policy stage `memory.write`; the result is released once it is queued. */
 export const background = runSetup.createStateConfig({
-  entry: marks.entry,
-  exit: marks.exit,
+  entry: traced('background').entry,
+  exit: traced('background').exit,
   initial: 'deciding',
   states: {
     deciding: {
@@ -19,11 +16,13 @@ export const background = runSetup.createStateConfig({
       ],
     },
     authorizing: {
-      entry: authorize.entry,
-      exit: authorize.exit,
-      on: {
-        'run.resume': authorize.resume,
-        'policy.decided': [
+      entry: traced('background.authorizing').entry,
+      exit: traced('background.authorizing').exit,
+      invoke: {
+        id: 'authorizeWrite',
+        src: 'evaluatePolicy',
+        input: ({ context }) => ({ stage: 'memory.write' as const, ...policyScope(context) }),
+        onDone: [
           {
             guard: { type: 'isAllowed', params: ({ event }) => ({ decision: event.output }) },
             target: 'queueing',
@@ -40,26 +39,31 @@ export const background = runSetup.createStateConfig({
             ],
           },
         ],
-        'policy.failed': {
+        onError: {
           target: '#run.completed',
           actions: [
             assign({ background: 'failed' }),
-            { type: 'warn', params: ({ event }) => ({ message: `background skipped, policy failed: ${event.error.message}` }) },
+            { type: 'warn', params: ({ event }) => ({ message: `background skipped, policy failed: ${toRunchartErrorData(event.error, 'policy').message}` }) },
           ],
         },
       },
     },
     queueing: {
-      entry: queue.entry,
-      exit: queue.exit,
-      on: {
-        'run.resume': queue.resume,
-        'background.queued': { target: '#run.completed', actions: assign({ background: 'queued' }) },
-        'background.failed': {
+      entry: traced('background.queueing').entry,
+      exit: traced('background.queueing').exit,
+      invoke: {
+        id: 'enqueueBackground',
+        src: 'enqueueBackground',
+        input: ({ context }) => ({ tasks: backgroundTasksFor(context) }),
+        onDone: { target: '#run.completed', actions: assign({ background: 'queued' }) },
+        onError: {
           target: '#run.completed',
           actions: [
             assign({ background: 'failed' }),
-            { type: 'warn', params: ({ event }) => ({ message: `background tasks could not be queued: ${event.error.message}` }) },
+            {
+              type: 'warn',
+              params: ({ event }) => ({ message: `background tasks could not be queued: ${toRunchartErrorData(event.error, 'background').message}` }),
+            },
           ],
         },
       },

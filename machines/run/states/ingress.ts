@@ -1,16 +1,15 @@
 import { assign } from 'xstate';
-import { requests } from '../requests.js';
-import { asking, runSetup } from '../setup.js';
-
-const accept = asking('ingress', requests.ingress);
+import { failedIn, runSetup, traced } from '../setup.js';
 
 /** Parses the caller's request and pins the capabilities this principal may see; nothing else runs for a bad request. */
 export const ingress = runSetup.createStateConfig({
-  entry: accept.entry,
-  exit: accept.exit,
-  on: {
-    'run.resume': accept.resume,
-    'request.accepted': {
+  entry: traced('ingress').entry,
+  exit: traced('ingress').exit,
+  invoke: {
+    id: 'acceptRequest',
+    src: 'acceptRequest',
+    input: ({ context }) => ({ runId: context.runId, request: context.request, settings: context.settings }),
+    onDone: {
       target: 'policy',
       actions: [
         {
@@ -33,9 +32,6 @@ export const ingress = runSetup.createStateConfig({
         assign({ request: null, accepted: ({ event }) => event.output }),
       ],
     },
-    'request.refused': {
-      target: 'failed',
-      actions: [assign({ request: null }), { type: 'fail', params: ({ event }) => ({ error: event.error }) }],
-    },
+    onError: { target: 'failed', actions: [assign({ request: null }), failedIn('ingress')] },
   },
 });

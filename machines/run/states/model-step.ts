@@ -1,43 +1,59 @@
 import { assign } from 'xstate';
 import type { ModelResponse } from '../../../src/models/contract.js';
-import { planToolCalls } from '../plan.js';
-import { requests } from '../requests.js';
-import { asking, runSetup, usageAfter } from '../setup.js';
+import type { ErrorKind } from '../../../src/errors.js';
+import { modelRequestFor, planToolCalls } from '../plan.js';
+import { failedIn, runSetup, traced, usageAfter } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Done = { context: RunContext; event: { output: ModelResponse } };
 const response = ({ event }: Done) => ({ response: event.output });
 const stepMark = {
-    type: 'mark',
-    params: ({ context, event }: Done) => ({
-      mark: {
-        kind: 'model.step' as const,
-        model: context.settings.model,
-        usage: event.output.usage,
-        finishReason: event.output.finishReason,
-        toolCalls: event.output.toolCalls.length,
-        text: event.output.text,
-      },
-    }),
+  type: 'mark',
+  params: ({ context, event }: Done) => ({
+    mark: {
+      kind: 'model.step' as const,
+      model: context.settings.model,
+      usage: event.output.usage,
+      finishReason: event.output.finishReason,
+      toolCalls: event.output.toolCalls.length,
+      text: event.output.text,
+    },
+  }),
 } as const;
 /** What every failing answer does: the step is marked and counted. */
 const counted = [stepMark, { type: 'countModelCall', params: response }] as const;
-const failWith = (kind: 'budget-exceeded' | 'model-behavior', message: (done: Done) => string) =>
+const failWith = (kind: ErrorKind, message: (done: Done) => string) =>
   ({ type: 'fail', params: (done: Done) => ({ error: { kind, layer: 'model' as const, message: message(done), retryable: false } }) }) as const;
-
-const step = asking('modelStep', requests.modelStep);
 
 /** One model step; the chart, not the model, decides whether another tool round fits the budgets. */
 export const modelStep = runSetup.createStateConfig({
-  entry: step.entry,
-  exit: step.exit,
-  on: {
-    'run.resume': step.resume,
-    'model.answered': [
+  entry: traced('modelStep').entry,
+  exit: traced('modelStep').exit,
+  invoke: {
+    id: 'callModel',
+    src: 'callModel',
+    input: ({ context }) => Object.assign({ runId: context.runId }, modelRequestFor(context)),
+    onDone: [
       {
         guard: { type: 'isOverTokenBudget', params: response },
         target: 'failed',
         actions: [...counted, failWith('budget-exceeded', ({ context }) => `model: the run spent its budget of ${context.settings.maxTotalTokens} tokens`)],
+      },
+      {
+        guard: { type: 'isIncompleteAnswer', params: response },
+        target: 'failed',
+        actions: [
+          ...counted,
+          {
+            type: 'fail',
+            params: ({ event }) => ({
+              error:
+                event.output.finishReason === 'length'
+                  ? { kind: 'truncated' as const, layer: 'model' as const, message: 'model: the answer was cut at the model’s output limit (finishReason "length"); raise the model’s output limit or ask for less', retryable: false }
+                  : { kind: 'content-filtered' as const, layer: 'model' as const, message: 'model: the provider withheld the answer (finishReason "content_filter")', retryable: false },
+            }),
+          },
+        ],
       },
       {
         guard: { type: 'isEmptyAnswer', params: response },
@@ -79,6 +95,6 @@ export const modelStep = runSetup.createStateConfig({
       },
       { target: 'assembly', actions: [stepMark, assign(({ context, event }) => ({ usage: usageAfter(context, event.output), output: event.output.text }))] },
     ],
-    'model.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+    onError: { target: 'failed', actions: failedIn('model') },
   },
 });

@@ -1,15 +1,14 @@
-import { requests } from '../requests.js';
-import { asking, decisionRecord, markDecision, runSetup } from '../setup.js';
-
-const precheck = asking('policy', requests.policy);
+import { decisionRecord, failedIn, markDecision, policyScope, runSetup, traced } from '../setup.js';
 
 /** The precheck: blocking, fail closed; the run cannot reach memory or the model without it. */
 export const policy = runSetup.createStateConfig({
-  entry: precheck.entry,
-  exit: precheck.exit,
-  on: {
-    'run.resume': precheck.resume,
-    'policy.decided': [
+  entry: traced('policy').entry,
+  exit: traced('policy').exit,
+  invoke: {
+    id: 'checkPrecheck',
+    src: 'evaluatePolicy',
+    input: ({ context }) => ({ stage: 'precheck' as const, ...policyScope(context) }),
+    onDone: [
       {
         guard: { type: 'isPrecheckPassed', params: ({ event }) => ({ decision: event.output }) },
         target: 'retrieval',
@@ -20,6 +19,6 @@ export const policy = runSetup.createStateConfig({
         actions: [{ type: 'recordDecision', params: ({ context, event }) => ({ decision: decisionRecord(context, 'precheck', event.output) }) }, markDecision],
       },
     ],
-    'policy.failed': { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+    onError: { target: 'failed', actions: failedIn('policy') },
   },
 });

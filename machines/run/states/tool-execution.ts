@@ -1,8 +1,7 @@
 import { assign } from 'xstate';
 import type { PolicyDecision } from '../../../src/policy/contract.js';
 import { closeCall, toolMessageContent } from '../plan.js';
-import { requests } from '../requests.js';
-import { asking, decisionRecord, markDecision, runSetup, traced } from '../setup.js';
+import { decisionRecord, failedIn, markDecision, policyScope, runSetup, traced } from '../setup.js';
 import type { RunContext } from '../types.js';
 
 type Decided = { context: RunContext; event: { output: PolicyDecision } };
@@ -33,10 +32,10 @@ const callMark = (outcome: 'ok' | 'error' | 'denied' | 'rejected' | 'invalid', m
     }),
   }) as const;
 
-const authorize = asking('toolExecution.authorizing', requests.authorizing);
-const park = asking('toolExecution.awaitingApproval', requests.awaitingApproval);
-const review = asking('toolExecution.reviewing', requests.reviewing);
-const execute = asking('toolExecution.executing', requests.executing);
+const authorizing = traced('toolExecution.authorizing');
+const awaiting = traced('toolExecution.awaitingApproval');
+const reviewing = traced('toolExecution.reviewing');
+const executing = traced('toolExecution.executing');
 const marks = traced('toolExecution');
 
 /**
@@ -66,11 +65,19 @@ export const toolExecution = runSetup.createStateConfig({
       ],
     },
     authorizing: {
-      entry: authorize.entry,
-      exit: authorize.exit,
-      on: {
-        'run.resume': authorize.resume,
-        'policy.decided': [
+      entry: authorizing.entry,
+      exit: authorizing.exit,
+      invoke: {
+        id: 'authorizeTool',
+        src: 'evaluatePolicy',
+        input: ({ context }) => ({
+          stage: 'tool' as const,
+          ...policyScope(context),
+          capability: current(context).capability!,
+          version: current(context).version!,
+          callId: current(context).callId,
+        }),
+        onDone: [
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'executing',
@@ -91,29 +98,28 @@ export const toolExecution = runSetup.createStateConfig({
             ],
           },
         ],
-        'policy.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: { target: '#run.failed', actions: failedIn('policy') },
       },
     },
     awaitingApproval: {
-      // The approval deadline is absolute and kept outside the chart, so a restored run re-arms it.
-      entry: park.entry,
-      exit: park.exit,
-      on: {
-        'run.resume': park.resume,
-        'approval.expired': {
+      // The approval deadline is absolute and kept in the journal, so a restored run waits only for what is left.
+      entry: awaiting.entry,
+      exit: awaiting.exit,
+      invoke: {
+        id: 'awaitApproval',
+        src: 'awaitApproval',
+        input: ({ context }) => ({ runId: context.runId, callId: current(context).callId }),
+        onDone: {
           target: 'next',
           actions: [
             callMark('rejected', () => 'no approval before the deadline'),
             assign(({ context }) => closeCall(context, { status: 'rejected', reason: 'no approval arrived before the approval deadline' })),
           ],
         },
-        'approval.failed': {
-          target: 'next',
-          actions: [
-            callMark('rejected', () => 'the approval timer failed'),
-            assign(({ context, event }) => closeCall(context, { status: 'rejected', reason: `the approval could not be awaited: ${event.error.message}` })),
-          ],
-        },
+        // A wait that cannot be kept is the runtime's failure, never a rejection in an approver's name.
+        onError: { target: '#run.failed', actions: failedIn('runtime') },
+      },
+      on: {
         'tool.approve': {
           guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, argsHash: event.argsHash }) },
           target: 'reviewing',
@@ -137,11 +143,21 @@ export const toolExecution = runSetup.createStateConfig({
       },
     },
     reviewing: {
-      entry: review.entry,
-      exit: review.exit,
-      on: {
-        'run.resume': review.resume,
-        'policy.decided': [
+      entry: reviewing.entry,
+      exit: reviewing.exit,
+      invoke: {
+        id: 'reviewApproval',
+        src: 'evaluatePolicy',
+        input: ({ context }) => ({
+          stage: 'approval' as const,
+          runId: context.runId,
+          tenantId: context.accepted.tenantId,
+          principalId: context.review!.principalId,
+          capability: current(context).capability!,
+          version: current(context).version!,
+          callId: current(context).callId,
+        }),
+        onDone: [
           {
             guard: { type: 'isAllowed', params: decision },
             target: 'reviewed',
@@ -158,7 +174,7 @@ export const toolExecution = runSetup.createStateConfig({
             ],
           },
         ],
-        'policy.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: { target: '#run.failed', actions: failedIn('policy') },
       },
     },
     reviewed: {
@@ -175,7 +191,7 @@ export const toolExecution = runSetup.createStateConfig({
     },
     executing: {
       entry: [
-        execute.entry[0],
+        executing.entry,
         {
           type: 'mark',
           params: ({ context }) => ({
@@ -189,12 +205,23 @@ export const toolExecution = runSetup.createStateConfig({
             },
           }),
         },
-        execute.entry[1],
       ],
-      exit: execute.exit,
-      on: {
-        'run.resume': execute.resume,
-        'tool.executed': {
+      exit: executing.exit,
+      invoke: {
+        id: 'executeTool',
+        src: 'executeTool',
+        input: ({ context }) => ({
+          capability: current(context).capability!,
+          version: current(context).version!,
+          arguments: current(context).arguments,
+          argsHash: current(context).argsHash,
+          idempotencyKey: `${context.runId}:${current(context).callId}`,
+          runId: context.runId,
+          callId: current(context).callId,
+          tenantId: context.accepted.tenantId,
+          principalId: context.accepted.principalId,
+        }),
+        onDone: {
           target: 'next',
           actions: [
             {
@@ -217,7 +244,7 @@ export const toolExecution = runSetup.createStateConfig({
             })),
           ],
         },
-        'tool.failed': { target: '#run.failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: { target: '#run.failed', actions: failedIn('execution') },
       },
     },
   },
