@@ -1,7 +1,10 @@
 // What XState itself costs, apart from runchart: `npm run bench:floor`.
 // The figures bound what any chart with this many steps and actors can reach on this machine.
 import { assign, createActor, fromCallback, fromPromise, sendTo, setup, toPromise, type AnyActorLogic } from 'xstate';
-import { layersActor, type LayerServices } from '../actors/layers.actor.js';
+import { fromLayerCall } from '../actors/layer-call.js';
+import { telemetryActor } from '../actors/telemetry.actor.js';
+import { noopTelemetry } from '../src/telemetry/contract.js';
+import type { AcceptedRequest, ApprovalWaitInput, BackgroundInput, ExecuteResult, ModelResponse, ModelStepInput, PolicyDecision, PolicyRequest, RecallQuery, RecallResult, RunInput, ToolExecutionInput } from '../machines/run/types.js';
 import { runMachine } from '../machines/run/machine.js';
 import { parseConfig, settingsFrom } from '../src/config.js';
 import { forceGc, progress } from './measure.js';
@@ -40,26 +43,29 @@ function invokeChart() {
 }
 
 /**
- * The run chart itself on the one-hop run, with every service answering at once and telemetry
- * silent: what XState spends on runchart's states, transitions and actions before any layer works.
+ * The run chart itself on the one-hop run, with every layer call answering at once and telemetry
+ * recording nothing: what XState spends on runchart's states, invokes and actions before any layer works.
  */
 function bareRunChart() {
   const allow = { verdict: 'allow' as const, ruleId: 'allow', reason: 'allowed' };
   const capabilities = [{ name: 'math.add', version: '1.0.0', toolName: 'math_add', description: 'Add two numbers', effects: 'read' as const, parameters: {} }];
   const usage = { inputTokens: 1, outputTokens: 1 };
-  const services: LayerServices = {
-    acceptRequest: async () => ({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'user-7', input: 'what is 2+3?', capabilities }),
-    evaluatePolicy: async () => allow,
-    recallMemory: async () => ({ items: [], history: [] }),
-    callModel: async (input) =>
-      input.messages.at(-1)?.role === 'user'
-        ? { text: null, toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }], usage, finishReason: 'tool_calls' }
-        : { text: '2 + 3 = 5', toolCalls: [], usage, finishReason: 'stop' },
-    executeTool: async () => ({ status: 'ok', output: 5 }),
-    enqueueBackground: async () => {},
-    awaitApproval: async () => {},
-  };
-  const machine = runMachine.provide({ actors: { callLayers: layersActor(services), recordTelemetry: fromCallback(() => () => {}) as never }, actions: { mark: () => {} } });
+  const machine = runMachine.provide({
+    actors: {
+      acceptRequest: fromLayerCall<AcceptedRequest, RunInput>(async () => ({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', tenantId: 'acme', principalId: 'user-7', input: 'what is 2+3?', capabilities })),
+      evaluatePolicy: fromLayerCall<PolicyDecision, PolicyRequest>(async () => allow),
+      recallMemory: fromLayerCall<RecallResult, RecallQuery>(async () => ({ items: [], history: [] })),
+      callModel: fromLayerCall<ModelResponse, ModelStepInput>(async ({ input }) =>
+        input.messages.at(-1)?.role === 'user'
+          ? { text: null, toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }], usage, finishReason: 'tool_calls' }
+          : { text: '2 + 3 = 5', toolCalls: [], usage, finishReason: 'stop' },
+      ),
+      executeTool: fromLayerCall<ExecuteResult, ToolExecutionInput>(async () => ({ status: 'ok', output: 5 })),
+      enqueueBackground: fromLayerCall<void, BackgroundInput>(async () => {}),
+      awaitApproval: fromLayerCall<void, ApprovalWaitInput>(async () => {}),
+      recordTelemetry: telemetryActor(noopTelemetry, { now: Date.now }),
+    },
+  });
   const settings = settingsFrom(parseConfig({}));
   let index = 0;
   return async () => {

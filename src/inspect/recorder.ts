@@ -50,18 +50,30 @@ function replacer(_key: string, value: unknown): unknown {
 }
 const plain = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value, replacer)) as T));
 
-/** The run id of a root actor: from its input when it starts, from its snapshot when it is restored. */
-function runIdOf(actorRef: unknown): string | undefined {
-  const options = (actorRef as { options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } } }).options;
-  const runId = options?.input?.runId ?? options?.snapshot?.context?.runId;
+type Inspected = { sessionId: string; _parent?: Inspected; options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } }; getSnapshot?: () => { context?: { runId?: unknown } } };
+
+/** The run id of a run actor: from its input when it starts, from its snapshot when it is restored. */
+function runIdOf(actorRef: Inspected): string | undefined {
+  const runId = actorRef.options?.input?.runId ?? actorRef.options?.snapshot?.context?.runId;
   return typeof runId === 'string' ? runId : undefined;
+}
+
+/**
+ * The run an actor belongs to: the run itself (a child of the runtime's actor, or a root of its own
+ * when spawned alone), or the run above a layer call. The runtime's actor belongs to none.
+ */
+function runActorOf(actorRef: Inspected): Inspected | undefined {
+  let run: Inspected | undefined;
+  for (let actor: Inspected | undefined = actorRef; actor; actor = actor._parent) if (runIdOf(actor) !== undefined) run = actor;
+  return run;
 }
 
 /**
  * Records each run's inspection events as JSONL in the Stately inspection protocol
  * (`@xstate.actor`, `@xstate.event`, `@xstate.snapshot`, converted by `@statelyai/inspect`),
- * one file per run at `<dir>/inspect/<runId>.jsonl`; the run's child actors go to the same file.
- * A run restored in another process appends to its file.
+ * one file per run at `<dir>/inspect/<runId>.jsonl`: the run and the actor of each layer call it
+ * makes (the runtime's actor, which spawns every run, is in none). A run restored in another
+ * process appends to its file.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
  * const runtime = createRuntime({ inspect: recorder.inspect });
@@ -72,8 +84,8 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const redact = options.redact ?? createRedactor([]);
   const onError = options.onError ?? (() => {});
   const folder = join(options.dir, 'inspect');
-  /** Root actor session id → run id; a root's children share its session id as `rootId`. */
-  const runOfRoot = new Map<string, string>();
+  /** Run actor session id → run id, while the run is live. */
+  const runOfSession = new Map<string, string>();
   /**
    * The inspector converts each event on a timer, one timer per event, in the order given.
    * This queue holds what only the moment of emission knows (the time, the run), in the same order.
@@ -130,15 +142,13 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   return {
     inspect(event) {
       if (!recorded.has(event.type)) return;
-      if (event.type === '@xstate.actor' && !(event.actorRef as { _parent?: unknown })._parent) {
-        const runId = runIdOf(event.actorRef);
-        if (runId !== undefined) runOfRoot.set(event.rootId, runId);
-      }
-      const runId = runOfRoot.get(event.rootId);
-      if (runId === undefined) return; // an actor system that is not a run
-      if (event.type === '@xstate.snapshot' && event.actorRef.sessionId === event.rootId && event.snapshot.status !== 'active') {
-        // The run's last events (its children stopping) follow in the same synchronous step; then forget the root.
-        queueMicrotask(() => runOfRoot.delete(event.rootId));
+      const run = runActorOf(event.actorRef as unknown as Inspected);
+      if (!run) return; // the runtime's own actor, or an actor system that is not a run
+      let runId = runOfSession.get(run.sessionId);
+      if (runId === undefined) runOfSession.set(run.sessionId, (runId = runIdOf(run)!));
+      if (event.type === '@xstate.snapshot' && event.actorRef === (run as unknown) && event.snapshot.status !== 'active') {
+        // The run's last events (its children stopping) follow in the same synchronous step; then forget it.
+        queueMicrotask(() => runOfSession.delete(run.sessionId));
       }
       emitted.push({ timestamp: now(), runId });
       // Errors in snapshots and events keep their message: the inspector's own serializer would drop it.

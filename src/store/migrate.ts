@@ -40,7 +40,7 @@ function fromV1(snapshot: Json): Json {
  */
 function fromV2(snapshot: Json): Json {
   const { children: _children, ...others } = snapshot;
-  if (snapshot.status !== 'active') return { ...others, children: {} };
+  if (snapshot.status !== 'active') return { children: {}, ...others };
   const context = snapshot.context as unknown as RunContext;
   const resolved = runMachine.resolveState({ value: snapshot.value as never, context });
   const children: Json = {};
@@ -63,7 +63,7 @@ function fromV2(snapshot: Json): Json {
       children[definition.id] = { snapshot: persisted, src: definition.src, syncSnapshot: false };
     }
   }
-  return { ...others, children: JSON.parse(JSON.stringify(children)) as Json };
+  return { children: JSON.parse(JSON.stringify(children)) as Json, ...others };
 }
 
 const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1, 2: fromV2 };

@@ -1,22 +1,37 @@
-import { getAdjacencyMap } from 'xstate/graph';
-import { getInitialSnapshot, type AnyEventObject, type SnapshotFrom } from 'xstate';
+import { createActor, getInitialSnapshot, type AnyEventObject, type AnyStateMachine, type InspectionEvent, type SnapshotFrom } from 'xstate';
+import { getAdjacencyMap, getStateNodes } from 'xstate/graph';
 import { runMachine } from '../../machines/run/machine.js';
-import type { AcceptedRequest, RunInput, RunSettings } from '../../machines/run/types.js';
-import { RunchartError, type RunchartErrorData } from '../errors.js';
+import type { AcceptedRequest, RunContext, RunInput, RunSettings } from '../../machines/run/types.js';
+import { RunchartError } from '../errors.js';
+import { hashArguments } from '../execution/contract.js';
 import type { ModelResponse } from '../models/contract.js';
-import type { PolicyDecision } from '../policy/contract.js';
+import type { DecisionRecord, PolicyDecision, PolicyVerdict } from '../policy/contract.js';
 import { parseConfig, settingsFrom } from '../config.js';
 
 type RunSnapshot = SnapshotFrom<typeof runMachine>;
+type AnyTransition = ReturnType<typeof transitionsOf>[number];
 
-/** Which configuration the graph is walked under; the tool loop is unrolled to `maxToolHops`. */
+/** Which chart is walked, and under which configuration; the tool loop is unrolled to `maxToolHops`. */
 export interface PathOptions {
   maxToolHops?: number;
+  /** Tool calls the model may ask for in one step (1 unless told: every branch then shows with one call). */
+  maxToolCallsPerStep?: number;
   backgroundUpdates?: boolean;
   precheckRequired?: boolean;
+  /** The chart to walk: the run machine unless given (a chart of your own that extends it proves itself). */
+  machine?: AnyStateMachine;
+  /** More sample events for states of your own chart; each is offered in the states that handle its type. */
+  samples?: AnyEventObject[];
 }
 
-/** One step of a path: the state it left, the event taken, the state it reached. */
+/** A layer call a step starts: the id and `src` of the invoke, and the input the chart gave it. */
+export interface PathEffect {
+  id: string;
+  src: string;
+  input: unknown;
+}
+
+/** One step of a path: the state it left, the event taken, the state it reached, and what the chart did on the way. */
 export interface PathStep {
   from: string;
   event: string;
@@ -24,14 +39,29 @@ export interface PathStep {
   /** Hop and call position of the state left, which tell two visits of one state apart. */
   hops: number;
   cursor: number;
-  verdict?: PolicyDecision['verdict'];
+  /** The verdict of the decision the chart recorded in this step, if it recorded one. */
+  verdict?: PolicyVerdict;
+  /** The layer call whose answer this step took (from the snapshot it left). */
+  answered?: PathEffect;
+  /** The layer calls this step started: the invokes of the states it entered. */
+  started: PathEffect[];
+  /** The decisions the chart recorded in this step. */
+  decisions: DecisionRecord[];
+  /** For `tool.approve` / `tool.reject`: whom the event names, and whether it named the parked call's arguments. */
+  review?: { kind: 'approve' | 'reject'; callId: string; argsHash?: string };
+  /** True when the step reached `completed`: the run's output is released. */
+  released: boolean;
+  /** Whether the telemetry actor was running in the snapshot the step reached. */
+  telemetry: boolean;
+  /** The chart's transitions this step took (microsteps included), as `transitionKey` names them. */
+  transitions: string[];
 }
 
 /** A path through the run chart from `ingress` to a final state. */
 export interface RunPath {
   states: string[];
   final: string;
-  /** Short labels of the events taken, one per step (`policy.decided:allow`, `tool.approve`, …). */
+  /** Short labels of the events taken, one per step (`checkPrecheck:allow`, `tool.approve`, …). */
   events: string[];
   steps: PathStep[];
 }
@@ -40,88 +70,118 @@ export interface RunPath {
 export function pathSettings(options: PathOptions = {}): RunSettings {
   return Object.assign(settingsFrom(parseConfig({})), {
     maxToolHops: options.maxToolHops ?? 3,
-    maxToolCallsPerStep: 1,
+    maxToolCallsPerStep: options.maxToolCallsPerStep ?? 1,
     maxTotalTokens: 1_000,
     backgroundUpdates: options.backgroundUpdates ?? true,
     precheckRequired: options.precheckRequired ?? true,
   });
 }
 
+/** The capabilities the sample request pins: one of each effect kind. */
+export const sampleCapabilities: AcceptedRequest['capabilities'] = (['read', 'write', 'external'] as const).map((effects) => ({
+  name: `sample.${effects}`,
+  version: '1.0.0',
+  toolName: `sample_${effects}`,
+  description: `a sample capability that ${effects === 'read' ? 'reads' : effects === 'write' ? 'writes' : 'calls out'}`,
+  effects,
+  parameters: { type: 'object' },
+}));
+
 const sampleAccepted: AcceptedRequest = {
   traceId: '0af7651916cd43dd8448eb211c80319c',
   tenantId: 'tenant',
   principalId: 'principal',
   input: 'sample input',
-  capabilities: [
-    { name: 'sample.tool', version: '1.0.0', toolName: 'sample_tool', description: 'a sample capability', effects: 'read', parameters: { type: 'object' } },
-  ],
+  capabilities: sampleCapabilities,
 };
 
 const usage = { inputTokens: 10, outputTokens: 5 };
-/** Every kind of answer the chart tells apart: final text, a valid call, an unknown tool, nothing, too many calls, a budget buster. */
+const callTo = (name: string, id = 'm1', args = '{"n":1}') => ({ id, name, arguments: args });
+
+/**
+ * Every kind of answer the chart tells apart. The variety walk (one hop, two calls a step) also
+ * offers the `variety` ones: a call to each kind of capability, two calls, three.
+ */
 export const sampleModelResponses: Record<string, ModelResponse> = {
   final: { text: 'sample answer', toolCalls: [], usage, finishReason: 'stop' },
-  tool: { text: null, toolCalls: [{ id: 'm1', name: 'sample_tool', arguments: '{}' }], usage, finishReason: 'tool_calls' },
-  unknownTool: { text: null, toolCalls: [{ id: 'm1', name: 'no_such_tool', arguments: '{}' }], usage, finishReason: 'tool_calls' },
+  tool: { text: null, toolCalls: [callTo('sample_read')], usage, finishReason: 'tool_calls' },
+  'tool:write': { text: null, toolCalls: [callTo('sample_write')], usage, finishReason: 'tool_calls' },
+  'tool:external': { text: null, toolCalls: [callTo('sample_external', 'm1', '{"to":"x"}')], usage, finishReason: 'tool_calls' },
+  twoTools: { text: null, toolCalls: [callTo('sample_read', 'm1'), callTo('sample_write', 'm2')], usage, finishReason: 'tool_calls' },
+  threeTools: { text: null, toolCalls: [callTo('sample_read', 'm1'), callTo('sample_write', 'm2'), callTo('sample_external', 'm3')], usage, finishReason: 'tool_calls' },
+  unknownTool: { text: null, toolCalls: [callTo('no_such_tool')], usage, finishReason: 'tool_calls' },
+  malformedArguments: { text: null, toolCalls: [callTo('sample_read', 'm1', '{"n":')], usage, finishReason: 'tool_calls' },
   empty: { text: null, toolCalls: [], usage, finishReason: 'stop' },
-  tooManyTools: {
-    text: null,
-    toolCalls: [
-      { id: 'm1', name: 'sample_tool', arguments: '{}' },
-      { id: 'm2', name: 'sample_tool', arguments: '{}' },
-    ],
-    usage,
-    finishReason: 'tool_calls',
-  },
+  truncated: { text: 'sample ans', toolCalls: [], usage, finishReason: 'length' },
+  filtered: { text: null, toolCalls: [], usage, finishReason: 'content_filter' },
   overBudget: { text: 'sample answer', toolCalls: [], usage: { inputTokens: 1_000_000, outputTokens: 1 }, finishReason: 'stop' },
 };
 
-const decisions: PolicyDecision[] = [
+/** Every verdict, the default deny among them. */
+export const sampleDecisions: PolicyDecision[] = [
   { verdict: 'allow', ruleId: 'sample-allow', reason: 'sample' },
   { verdict: 'deny', ruleId: 'sample-deny', reason: 'sample' },
   { verdict: 'require_approval', ruleId: 'sample-approval', reason: 'sample' },
   { verdict: 'deny', ruleId: 'default-deny', reason: 'no rule matched' },
 ];
 
-const failure = (type: string, layer: RunchartErrorData['layer']) => ({
-  type,
-  error: { kind: 'internal', layer, message: `${layer}: sample failure`, retryable: false } satisfies RunchartErrorData,
-});
+/** The answers only the variety walk offers. */
+const varietyResponses = new Set(['tool:write', 'tool:external', 'threeTools']);
 
-/**
- * A sample of every event the chart handles, for the given state: an answer for each outcome of
- * each layer request, a failure for each, the external events. A test proves the list is
- * complete; the traversal keeps only the events each state handles.
- */
-export function sampleEventsFor(snapshot: RunSnapshot): AnyEventObject[] {
-  // Offer each state only its own events: the walk then tries nothing a state would ignore.
-  const handled = new Set<string>(snapshot._nodes.flatMap((node) => node.ownEvents));
-  return allSampleEvents(snapshot).filter((event) => handled.has(event.type));
+/** Sample outputs of each kind of layer call, by `src`; a `src` of your own gets one done event with no output. */
+const sampleOutputs: Record<string, (snapshot: RunSnapshot, variety: boolean) => unknown[]> = {
+  acceptRequest: () => [sampleAccepted],
+  evaluatePolicy: () => sampleDecisions,
+  recallMemory: () => [{ items: [{ id: 'm', text: 'sample memory', score: 1 }], history: [] }],
+  callModel: (_snapshot, variety) => Object.entries(sampleModelResponses).filter(([name]) => variety || !varietyResponses.has(name)).map(([, response]) => response),
+  executeTool: () => [
+    { status: 'ok', output: 1 },
+    { status: 'error', error: { kind: 'tool-failed', message: 'sample tool failure', retryable: false } },
+  ],
+  awaitApproval: () => [undefined],
+  enqueueBackground: () => [undefined],
+};
+
+/** The reviews offered to a parked call: bound to it (with and without its argsHash), and the ones a chart must ignore. */
+function sampleReviews(snapshot: RunSnapshot): AnyEventObject[] {
+  const call = snapshot.context.calls?.[snapshot.context.cursor];
+  const callId = call?.callId ?? 'c0.0';
+  const argsHash = call?.argsHash ?? hashArguments('{}');
+  return [
+    { type: 'tool.approve', callId, principalId: 'approver', argsHash },
+    { type: 'tool.approve', callId, principalId: 'approver' },
+    { type: 'tool.approve', callId, principalId: 'approver', argsHash: hashArguments('{"other":"arguments"}') },
+    { type: 'tool.approve', callId: `${callId}.other`, principalId: 'approver' },
+    { type: 'tool.reject', callId, principalId: 'approver', reason: 'sample' },
+    { type: 'tool.reject', callId: `${callId}.other`, principalId: 'approver', reason: 'sample' },
+  ];
 }
 
-function allSampleEvents(snapshot: RunSnapshot): AnyEventObject[] {
-  const callId = snapshot.context.calls[snapshot.context.cursor]?.callId ?? 'c0.0';
-  return [
-    { type: 'request.accepted', output: sampleAccepted },
-    failure('request.refused', 'ingress'),
-    ...decisions.map((decision) => ({ type: 'policy.decided', output: decision })),
-    failure('policy.failed', 'policy'),
-    { type: 'memory.recalled', output: { items: [], history: [] } },
-    failure('memory.failed', 'memory'),
-    ...Object.values(sampleModelResponses).map((response) => ({ type: 'model.answered', output: response })),
-    failure('model.failed', 'model'),
-    { type: 'tool.executed', output: { status: 'ok', output: 1 } },
-    { type: 'tool.executed', output: { status: 'error', error: { kind: 'tool-failed', message: 'sample tool failure', retryable: false } } },
-    failure('tool.failed', 'execution'),
-    { type: 'background.queued' },
-    failure('background.failed', 'background'),
-    { type: 'approval.expired' },
-    failure('approval.failed', 'runtime'),
-    { type: 'tool.approve', callId, principalId: 'approver' },
-    { type: 'tool.reject', callId, principalId: 'approver', reason: 'sample' },
-    { type: 'run.cancel' },
-    { type: 'run.resume' },
-  ];
+/**
+ * The sample events for one snapshot, only those its states handle: a done event for each sample
+ * output of each running layer call (by the call's `src`), an error event for each, the reviews
+ * of a parked call in every variant, `run.cancel`, and the caller's own samples.
+ */
+export function sampleEventsFor(snapshot: RunSnapshot, extra: readonly AnyEventObject[] = [], variety = false): AnyEventObject[] {
+  const handled = new Set<string>(snapshot._nodes.flatMap((node) => node.ownEvents));
+  const events: AnyEventObject[] = [];
+  for (const type of handled) {
+    const done = /^xstate\.done\.actor\.(.+)$/.exec(type)?.[1];
+    const failed = /^xstate\.error\.actor\.(.+)$/.exec(type)?.[1];
+    if (done !== undefined) {
+      const child = snapshot.children[done] as { src?: unknown } | undefined;
+      const outputs = sampleOutputs[String(child?.src)]?.(snapshot, variety) ?? [undefined];
+      for (const output of outputs) events.push({ type, output });
+    } else if (failed !== undefined) {
+      events.push({ type, error: new RunchartError('internal', 'runtime', `runtime: sample failure of ${failed}`) });
+    } else if (type === 'tool.approve' || type === 'tool.reject') {
+      events.push(...sampleReviews(snapshot).filter((event) => event.type === type));
+    } else if (type === 'run.cancel') {
+      events.push({ type: 'run.cancel' });
+    }
+    for (const event of extra) if (event.type === type) events.push(event);
+  }
+  return events;
 }
 
 /** A state value as one dotted name: `toolExecution.awaitingApproval`. */
@@ -131,46 +191,141 @@ export function stateKey(value: unknown): string {
   return `${parent}.${stateKey(child)}`;
 }
 
-/** What tells two snapshots apart for the walk (exported for tests that walk the chart another way): the state, the hop, the call, and whether a review approves. */
-export function serialize(snapshot: RunSnapshot): string {
-  const { hops, cursor, review } = snapshot.context;
+/**
+ * What tells two snapshots apart for the walk: the state, the hop, the call and its capability, and
+ * whether a review approves. Everything else a path carries (messages, usage, the recorded
+ * decisions) follows from these and the events taken.
+ */
+export function serialize(snapshot: RunSnapshot, variety = false): string {
+  const { hops, cursor, review, calls } = snapshot.context;
   const state = stateKey(snapshot.value);
-  // Only `reviewing` acts on the review's kind (approve or reject); elsewhere a leftover review
-  // (a refused one, back in awaitingApproval) changes nothing that follows, so it is not a new state.
-  return `${snapshot.status}|${state}|${hops}|${cursor}|${state === 'toolExecution.reviewing' ? review?.kind : '-'}`;
+  const tool = state.startsWith('toolExecution.') ? (calls?.[cursor]?.capability ?? '-') : '-';
+  // `reviewing` acts on the review's kind (approve or reject). In the variety walk, a call parked
+  // again after a refused reviewer is a state of its own, so the refusal's way back is taken once.
+  const reviewed = state === 'toolExecution.reviewing' ? review?.kind : variety && state === 'toolExecution.awaitingApproval' && review?.refusal ? 'refused' : '-';
+  return `${snapshot.status}|${state}|${hops}|${cursor}|${tool}|${reviewed}`;
 }
 
-function eventLabel(event: AnyEventObject): { label: string; verdict?: PolicyDecision['verdict'] } {
+/** Every transition of a chart, each with the key paths name it by and a label for reports. */
+export function transitionsOf(machine: AnyStateMachine) {
+  const nodes = [machine.root, ...getStateNodes(machine.root)];
+  return nodes.flatMap((node) =>
+    [...[...node.transitions.values()].flat(), ...(node.always ?? [])].map((transition) => ({
+      key: transitionKey(transition as never),
+      transition,
+      label: transitionLabel(transition as never),
+    })),
+  );
+}
+
+type TransitionLike = { source: { id: string; path: string[] }; eventType: string; target?: ReadonlyArray<{ path: string[] }> | undefined; guard?: unknown };
+
+/** `source event #n`: the n-th candidate of the source state for that event (eventless transitions under `always`). */
+export function transitionKey(transition: TransitionLike & { source: { transitions: Map<string, TransitionLike[]>; always?: TransitionLike[] } }): string {
+  const candidates = transition.eventType ? (transition.source.transitions.get(transition.eventType) ?? []) : (transition.source.always ?? []);
+  return `${transition.source.id} ${transition.eventType || 'always'} #${candidates.indexOf(transition)}`;
+}
+
+function transitionLabel(transition: TransitionLike): string {
+  const guard = transition.guard as { type?: string } | string | undefined;
+  const guardName = typeof guard === 'string' ? guard : guard?.type;
+  const targets = transition.target?.map((target) => target.path.join('.') || '(root)').join(', ') ?? '(stays)';
+  return `${transition.source.path.join('.') || '(root)'} —${transition.eventType || 'always'}${guardName ? ` [${guardName}]` : ''}→ ${targets}`;
+}
+
+function eventLabel(event: AnyEventObject, verdict: PolicyVerdict | undefined): string {
   const output = (event as { output?: unknown }).output;
-  if (event.type === 'policy.decided') {
-    const decision = output as PolicyDecision;
-    return { label: `policy.decided:${decision.verdict}${decision.ruleId === 'default-deny' ? '(default)' : ''}`, verdict: decision.verdict };
+  const done = /^xstate\.done\.actor\.(.+)$/.exec(event.type)?.[1];
+  if (done !== undefined) {
+    const decision = output as PolicyDecision | undefined;
+    if (decision && typeof decision === 'object' && 'verdict' in decision) return `${done}:${decision.verdict}${decision.ruleId === 'default-deny' ? '(default)' : ''}`;
+    const response = Object.entries(sampleModelResponses).find(([, sample]) => sample === output)?.[0];
+    if (response) return `${done}:${response}`;
+    if (output && typeof output === 'object' && 'status' in output) return `${done}:${String((output as { status: unknown }).status)}`;
+    return `${done}:done`;
   }
-  if (event.type === 'model.answered') {
-    const name = Object.entries(sampleModelResponses).find(([, response]) => response === output)?.[0] ?? 'response';
-    return { label: `model.answered:${name}` };
-  }
-  if (event.type === 'tool.executed') return { label: `tool.executed:${(output as { status: string }).status}` };
-  return { label: event.type };
+  const failed = /^xstate\.error\.actor\.(.+)$/.exec(event.type)?.[1];
+  if (failed !== undefined) return `${failed}:error`;
+  if (event.type === 'tool.approve' || event.type === 'tool.reject') return `${event.type}${reviewTaint(event) ?? ''}`;
+  return verdict ? `${event.type}:${verdict}` : event.type;
+}
+
+/** Reviews a chart must ignore (another call's, or other arguments'): marked so the walk never merges them with the bound ones. */
+function reviewTaint(event: AnyEventObject): string | undefined {
+  const review = event as unknown as { callId: string; argsHash?: string };
+  if (review.callId.endsWith('.other')) return '(another call)';
+  if (review.argsHash === hashArguments('{"other":"arguments"}')) return '(other arguments)';
+  return undefined;
 }
 
 /** Past this many paths the walk stops: too many to check in reasonable time (or a loop it cannot bound). */
 const MAX_PATHS = 200_000;
 
+/** Runs one event through the chart purely and reports the transitions it took (microsteps included). */
+function transitionRecorder(machine: AnyStateMachine) {
+  const self = createActor(machine);
+  let taken: string[] = [];
+  self.system.inspect({
+    next: (event: InspectionEvent) => {
+      if (event.type === '@xstate.microstep') for (const transition of event._transitions) taken.push(transitionKey(transition as never));
+    },
+  });
+  const scope = { self, defer: () => {}, id: '', logger: () => {}, sessionId: '', stopChild: () => {}, system: self.system, emit: () => {}, actionExecutor: () => {} };
+  return (snapshot: RunSnapshot, event: AnyEventObject) => {
+    taken = [];
+    const next = machine.transition(snapshot as never, event, scope as never) as RunSnapshot;
+    return { next, transitions: taken };
+  };
+}
+
+function effectsOf(snapshot: RunSnapshot): Map<string, PathEffect & { ref: unknown }> {
+  const effects = new Map<string, PathEffect & { ref: unknown }>();
+  for (const [id, child] of Object.entries(snapshot.children as Record<string, { src?: unknown; options?: { input?: unknown }; getSnapshot?: () => { input?: unknown } } | undefined>)) {
+    if (!child) continue;
+    effects.set(id, { id, src: String(child.src), input: child.options?.input ?? child.getSnapshot?.().input, ref: child });
+  }
+  return effects;
+}
+
 /**
- * Walks the run chart with `xstate/graph` and returns every simple path from `ingress` to a final
- * state, the tool loop unrolled to `maxToolHops`. Paths that reach a state with no way on are
- * returned with `final: 'stuck'` (a coverage violation).
+ * Walks the run chart with `xstate/graph` and returns every simple path from its initial state to
+ * a final state, the tool loop unrolled to `maxToolHops`. Each step carries what the chart did:
+ * the layer call it answered, the calls it started (read from the invokes of the states it
+ * entered), the decisions it recorded, and the transitions it took. Paths that reach a state with
+ * no way on are returned with `final: 'stuck'` (a coverage violation).
  * @example
  * const paths = enumerateRunPaths({ maxToolHops: 2 }); // [{ states: ['ingress', 'policy', …], final: 'completed' }, …]
  */
 export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
+  const hops = options.maxToolHops ?? 3;
+  const loops = walkPaths(options, false);
+  if (hops === 0) return loops;
+  // Variety (each kind of capability, two calls a step, a refused reviewer's way back) is walked
+  // at one hop, where it costs little; the loop is walked to the full budget with one kind.
+  return [...loops, ...walkPaths(Object.assign({}, options, { maxToolHops: 1, maxToolCallsPerStep: Math.max(2, options.maxToolCallsPerStep ?? 1) }), true)];
+}
+
+function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
+  const machine = (options.machine ?? runMachine) as typeof runMachine;
   const input: RunInput = { runId: 'run', request: null, settings: pathSettings(options) };
-  const adjacency = getAdjacencyMap(runMachine, {
+  const extra = options.samples ?? [];
+  const record = transitionRecorder(machine);
+  /** Transitions per edge, keyed by the state left and the event: the adjacency map keeps the snapshots. */
+  const taken = new Map<string, string[]>();
+  const keyOfEvent = (event: AnyEventObject) => JSON.stringify(event, (_key, value: unknown) => (value instanceof Error ? value.message : value));
+  const logic = Object.assign(Object.create(machine) as typeof machine, {
+    transition: (snapshot: RunSnapshot, event: AnyEventObject) => {
+      const { next, transitions } = record(snapshot, event);
+      taken.set(`${serialize(snapshot, variety)}\u0000${keyOfEvent(event)}`, transitions);
+      return next;
+    },
+  });
+  const adjacency = getAdjacencyMap(logic, {
     input,
-    fromState: getInitialSnapshot(runMachine, input),
-    events: sampleEventsFor as never,
-    serializeState: (snapshot) => serialize(snapshot as RunSnapshot),
+    fromState: getInitialSnapshot(machine, input),
+    events: ((snapshot: RunSnapshot) => sampleEventsFor(snapshot, extra, variety)) as never,
+    serializeState: (snapshot) => serialize(snapshot as RunSnapshot, variety),
+    serializeEvent: keyOfEvent as never,
     // A finished run takes no events; without this the walk would offer `run.cancel` to final states.
     stopWhen: (snapshot) => snapshot.status === 'done',
   });
@@ -184,30 +339,52 @@ export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
     const vertex = adjacency[key as keyof typeof adjacency]!;
     const snapshot = vertex.state as RunSnapshot;
     if (snapshot.status === 'done') return void paths.push(toPath(start, steps, stateKey(snapshot.value)));
-    const transitions = Object.values(vertex.transitions);
     let moved = false;
-    // Two events that reach the same state with the same verdict (a tool's ok and error result,
-    // two kinds of deny) make the same path for every invariant: walk one of them.
-    const taken = new Set<string>();
+    // Two events that reach the same state through the same transitions (a tool's ok and error
+    // result, two kinds of deny) make the same path for every invariant: walk one of them.
+    const walked = new Set<string>();
     onPath.add(key);
-    for (const { event, state } of transitions) {
+    const before = effectsOf(snapshot);
+    for (const { event, state } of Object.values(vertex.transitions)) {
       const next = state as RunSnapshot;
-      const nextKey = serialize(next);
+      const nextKey = serialize(next, variety);
       if (nextKey === key) continue;
       moved = true;
       if (onPath.has(nextKey)) continue;
-      const { label, verdict } = eventLabel(event);
-      const move = `${nextKey}|${verdict ?? ''}`;
-      if (taken.has(move)) continue;
-      taken.add(move);
-      steps.push({ from: stateKey(snapshot.value), event: label, to: stateKey(next.value), hops: snapshot.context.hops, cursor: snapshot.context.cursor, ...(verdict ? { verdict } : {}) });
+      const transitions = taken.get(`${key}\u0000${keyOfEvent(event)}`) ?? [];
+      const decisions = (next.context.decisions ?? []).slice((snapshot.context.decisions ?? []).length);
+      const verdict = decisions.at(-1)?.verdict;
+      const taint = event.type === 'tool.approve' || event.type === 'tool.reject' ? (reviewTaint(event) ?? '') : '';
+      const move = `${nextKey}|${verdict ?? ''}|${taint}|${transitions.join(',')}`;
+      if (walked.has(move)) continue;
+      walked.add(move);
+      const after = effectsOf(next);
+      const started = [...after.values()].filter((effect) => before.get(effect.id)?.ref !== effect.ref).map(({ id, src, input: effectInput }) => ({ id, src, input: effectInput }));
+      const answeredId = /^xstate\.(?:done|error)\.actor\.(.+)$/.exec(event.type)?.[1];
+      const answered = answeredId !== undefined ? before.get(answeredId) : undefined;
+      const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
+      steps.push({
+        from: stateKey(snapshot.value),
+        event: eventLabel(event, verdict),
+        to: stateKey(next.value),
+        hops: snapshot.context.hops,
+        cursor: snapshot.context.cursor,
+        ...(verdict ? { verdict } : {}),
+        ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input } } : {}),
+        started,
+        decisions,
+        ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
+        released: next.status === 'done' && stateKey(next.value) === 'completed',
+        telemetry: next.status === 'done' || after.has('telemetry'),
+        transitions,
+      });
       walk(nextKey);
       steps.pop();
       if (paths.length > MAX_PATHS) {
         throw new RunchartError(
           'invalid-input',
           'runtime',
-          `paths: more than ${MAX_PATHS.toLocaleString('en')} paths at max_tool_hops ${input.settings.maxToolHops}; each tool round multiplies them by about six, so check at a smaller --max-tool-hops (3 to 5), which proves every shorter loop too`,
+          `paths: more than ${MAX_PATHS.toLocaleString('en')} paths at max_tool_hops ${input.settings.maxToolHops}; each tool round multiplies them, so check at a smaller --max-tool-hops (3 to 5), which proves every shorter loop too`,
         );
       }
     }
@@ -223,7 +400,14 @@ function toPath(start: string, steps: PathStep[], final: string): RunPath {
   return { states: [first, ...steps.map((step) => step.to)], final, events: steps.map((step) => step.event), steps: [...steps] };
 }
 
-/** Every event type the samples can produce, for the completeness test. */
-export function sampledEventTypes(): Set<string> {
-  return new Set(allSampleEvents({ context: { calls: [], cursor: 0 } } as unknown as RunSnapshot).map((event) => event.type));
+/** The context a path's snapshots share the shape of (for callers that walk the chart themselves). */
+export type { RunContext };
+
+/** The transitions the given paths take, by key. */
+export function transitionsTaken(paths: readonly RunPath[]): Set<string> {
+  const keys = new Set<string>();
+  for (const path of paths) for (const step of path.steps) for (const key of step.transitions) keys.add(key);
+  return keys;
 }
+
+export type { AnyTransition };

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { createActor, setup, waitFor } from 'xstate';
 import { z } from 'zod';
 import {
-  backgroundService,
+  approvalActor,
+  backgroundActor,
   createCatalog,
   createGateway,
   createInMemoryMemory,
@@ -12,12 +13,12 @@ import {
   createRuntime,
   createRulesPolicy,
   defineCapability,
-  executionService,
-  ingressService,
-  layersActor,
-  modelService,
-  policyService,
-  recallService,
+  createMemoryJournal,
+  executionActor,
+  ingressActor,
+  memoryActor,
+  modelActor,
+  policyActor,
   runMachine,
   settingsFrom,
   parseConfig,
@@ -57,7 +58,7 @@ describe('the embedded defaults', () => {
     expect(existsSync(join(dir, 'lock'))).toBe(false);
     // A finished run is one line of the append-only file; its steps before are lines of runs.jsonl that no longer count.
     const finished = readFileSync(join(dir, 'runs-finished.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 2, status: 'completed', tenantId: 'acme' })]);
+    expect(finished).toEqual([expect.objectContaining({ runId: result.runId, schemaVersion: 3, status: 'completed', tenantId: 'acme' })]);
     const steps = readFileSync(join(dir, 'runs.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
     expect(steps.length).toBeGreaterThan(0);
     expect(steps.every((run) => run.runId === result.runId && run.status === 'running')).toBe(true);
@@ -72,7 +73,7 @@ describe('the embedded defaults', () => {
 });
 
 describe('the run machine in your own XState system', () => {
-  it('runs as a child actor of a parent machine, with the layers provided through the service factories', async () => {
+  it('runs as a child actor of a parent machine, with each layer call provided through the actor factories', async () => {
     const config = parseConfig({ policy: { rules } });
     const catalog = createCatalog([add]);
     const policy = createRulesPolicy(config.policy.rules);
@@ -80,15 +81,13 @@ describe('the run machine in your own XState system', () => {
     const queue = createMemoryQueue({ handlers: { 'memory.write': async () => {} } });
     const provided = runMachine.provide({
       actors: {
-        callLayers: layersActor({
-          acceptRequest: ingressService({ maxInputChars: 1000, requireTraceId: false, catalog, policy, newTraceId: () => '4bf92f3577b34da6a3ce929d0e0e4736' }),
-          evaluatePolicy: policyService(policy),
-          recallMemory: recallService(memory),
-          callModel: modelService(scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 20, b: 22 } }] }, { text: '42' }])),
-          executeTool: executionService(createGateway({ catalog }), { now: Date.now, deadlineMs: 5_000 }),
-          enqueueBackground: backgroundService(queue, []),
-          awaitApproval: () => new Promise<void>(() => {}),
-        }),
+        acceptRequest: ingressActor({ maxInputChars: 1000, requireTraceId: false, catalog, policy, newTraceId: () => '4bf92f3577b34da6a3ce929d0e0e4736' }),
+        evaluatePolicy: policyActor(policy),
+        recallMemory: memoryActor(memory),
+        callModel: modelActor(scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 20, b: 22 } }] }, { text: '42' }])),
+        executeTool: executionActor(createGateway({ catalog }), { now: Date.now, deadlineMs: 5_000 }),
+        enqueueBackground: backgroundActor(queue, []),
+        awaitApproval: approvalActor(createMemoryJournal(), { now: Date.now, timeoutMs: 60_000 }),
       },
     });
     const parent = setup({
@@ -123,6 +122,6 @@ describe('the run machine in your own XState system', () => {
     const finished = await waitFor(actor, (snapshot) => snapshot.status === 'done');
     expect(finished.value).toBe('failed');
     expect(finished.context.error).toMatchObject({ kind: 'not-provided', layer: 'runtime' });
-    expect(finished.context.error?.message).toMatch(/request\.accept.*callLayers.*acceptRequest/);
+    expect(finished.context.error?.message).toMatch(/nothing answers "acceptRequest".*provide\(\{ actors: \{ acceptRequest/);
   });
 });

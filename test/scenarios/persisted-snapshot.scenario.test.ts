@@ -31,7 +31,8 @@ function comparison() {
   const mismatches: string[] = [];
   let compared = 0;
   const inspect = (event: InspectionEvent) => {
-    if (event.type !== '@xstate.snapshot' || event.rootId !== event.actorRef.sessionId) return;
+    // A run is a machine actor whose parent is the runtime's supervisor.
+    if (event.type !== '@xstate.snapshot' || (event.snapshot as { machine?: { id?: string } }).machine?.id !== 'run') return;
     const ours = persistedSnapshotOf(event.snapshot as AnyMachineSnapshot);
     const theirs = (event.actorRef as AnyActorRef).getPersistedSnapshot();
     compared++;

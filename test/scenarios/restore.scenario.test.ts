@@ -129,12 +129,12 @@ describe('restore', () => {
     expect(await runtime.recover()).toEqual([]);
     expect(warnings).toHaveLength(1);
     const error = warnings[0]!.error;
-    expect(SCHEMA_VERSION).toBe(2);
+    expect(SCHEMA_VERSION).toBe(3);
     expect(isRunchartError(error)).toBe(true);
     const message = (error as Error).message;
     expect(message).toContain('from-the-future');
     expect(message).toMatch(/\b99\b/);
-    expect(message).toMatch(/schemaVersion 1 to 2\b/);
+    expect(message).toMatch(/schemaVersion 1 to 3\b/);
     model.verify();
   });
 

@@ -35,31 +35,43 @@ export function walkSamples(options: PathOptions, picks: ((event: AnyEventObject
  * independent walk of the same samples): an oracle for `enumerateRunPaths`.
  */
 export function simplePathStates(options: PathOptions = {}): { sequences: Set<string>; endings: Set<string> } {
-  const input = pathInput(options);
-  const paths = getSimplePaths(runMachine, {
-    input,
-    fromState: getInitialSnapshot(runMachine, input),
-    events: sampleEventsFor as never,
-    serializeState: (snapshot) => serialize(snapshot as RunSnapshot),
-    stopWhen: (snapshot) => snapshot.status === 'done',
-    toState: (snapshot) => snapshot.status === 'done',
-  });
   const sequences = new Set<string>();
   const endings = new Set<string>();
-  for (const path of paths) {
-    sequences.add(path.steps.map((step) => stateKey((step.state as RunSnapshot).value)).join(' > '));
-    endings.add(JSON.stringify((path.state as RunSnapshot).value));
-  }
+  const walk = (walked: PathOptions, variety: boolean) => {
+    const input = pathInput(walked);
+    const paths = getSimplePaths(runMachine, {
+      input,
+      fromState: getInitialSnapshot(runMachine, input),
+      events: ((snapshot: RunSnapshot) => sampleEventsFor(snapshot, [], variety)) as never,
+      serializeState: (snapshot) => serialize(snapshot as RunSnapshot, variety),
+      stopWhen: (snapshot) => snapshot.status === 'done',
+      toState: (snapshot) => snapshot.status === 'done',
+    });
+    for (const path of paths) {
+      sequences.add(path.steps.map((step) => stateKey((step.state as RunSnapshot).value)).join(' > '));
+      endings.add(JSON.stringify((path.state as RunSnapshot).value));
+    }
+  };
+  walk(options, false);
+  // enumerateRunPaths walks variety at one hop, two calls a step.
+  if ((options.maxToolHops ?? 3) > 0) walk(Object.assign({}, options, { maxToolHops: 1, maxToolCallsPerStep: 2 }), true);
   return { sequences, endings };
 }
 
-/** States that ask policy before they move on; a step out of one carries the verdict. */
-const decidingStates = new Set(['policy', 'toolExecution.authorizing', 'toolExecution.reviewing', 'assembly', 'background.authorizing']);
+/** The layer calls (and the telemetry actor) a snapshot holds, by id. */
+function childrenOf(snapshot: RunSnapshot) {
+  const children = new Map<string, { id: string; src: string; input: unknown; ref: unknown }>();
+  for (const [id, child] of Object.entries(snapshot.children as Record<string, { src?: unknown; options?: { input?: unknown } } | undefined>)) {
+    // The input the call was started with (a live actor's snapshot drops it once the call settles).
+    if (child) children.set(id, { id, src: String(child.src), input: child.options?.input, ref: child });
+  }
+  return children;
+}
 
 /**
- * The path a real run took, rebuilt from the snapshots its actor emitted: verdicts come from the
- * decisions each step recorded, review events from the review it started. `checkPath` reads it
- * like an enumerated path.
+ * The path a real run took, rebuilt from the snapshots its actor emitted: the calls each step
+ * started and answered come from the actor's children, the verdicts from the decisions each step
+ * recorded, review events from the review it started. `checkPath` reads it like an enumerated path.
  */
 export function observedPath(snapshots: readonly RunSnapshot[]): RunPath {
   const steps: PathStep[] = [];
@@ -68,17 +80,32 @@ export function observedPath(snapshots: readonly RunSnapshot[]): RunPath {
     const after = snapshots[index]!;
     const from = stateKey(before.value);
     const to = stateKey(after.value);
-    const decided = after.context.decisions.slice(before.context.decisions.length);
-    const verdict = decidingStates.has(from) ? decided.at(-1)?.verdict : undefined;
-    const event =
-      to === 'cancelled'
-        ? 'run.cancel'
-        : from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing'
-          ? `tool.${after.context.review?.kind ?? 'unknown'}`
-          : verdict
-            ? `policy.decided:${verdict}`
-            : 'observed';
-    steps.push({ from, event, to, hops: before.context.hops, cursor: before.context.cursor, ...(verdict ? { verdict } : {}) });
+    const decisions = after.context.decisions.slice(before.context.decisions.length);
+    const verdict = decisions.at(-1)?.verdict;
+    const was = childrenOf(before);
+    const now = childrenOf(after);
+    const started = [...now.values()].filter((child) => was.get(child.id)?.ref !== child.ref).map(({ id, src, input }) => ({ id, src, input }));
+    // The call this step answered: the one the state left was waiting for (none for a caller's event).
+    const answered = to === 'cancelled' || (from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing')
+      ? undefined
+      : [...was.values()].find((child) => child.id !== 'telemetry' && now.get(child.id)?.ref !== child.ref);
+    const reviewing = from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing' ? after.context.review : null;
+    const event = to === 'cancelled' ? 'run.cancel' : reviewing ? `tool.${reviewing.kind}` : answered ? `${answered.id}:${verdict ?? 'done'}` : 'observed';
+    steps.push({
+      from,
+      event,
+      to,
+      hops: before.context.hops,
+      cursor: before.context.cursor,
+      ...(verdict ? { verdict } : {}),
+      ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input } } : {}),
+      started,
+      decisions,
+      ...(reviewing ? { review: { kind: reviewing.kind, callId: reviewing.callId } } : {}),
+      released: after.status === 'done' && to === 'completed',
+      telemetry: after.status === 'done' || now.has('telemetry'),
+      transitions: [],
+    });
   }
   const states = snapshots.map((snapshot) => stateKey(snapshot.value));
   const last = snapshots.at(-1)!;

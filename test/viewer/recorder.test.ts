@@ -7,7 +7,12 @@ import { tempDir } from '../support/temp.js';
 import { allowMath, allowRuns, approvedRun, recordedRuntime, recordingPath } from './recorded-run.js';
 
 type Line = RecordedEvent & Record<string, any>;
-const rootOf = (events: Line[]) => events.find((event) => event.type === '@xstate.actor' && event.parentId === undefined)!;
+/** The run actors of a recording: their parent, the runtime's actor, is in no recording. */
+const runsOf = (events: Line[]) => {
+  const sessions = new Set(events.map((event) => event.sessionId));
+  return events.filter((event) => event.type === '@xstate.actor' && !sessions.has(event.parentId));
+};
+const rootOf = (events: Line[]) => runsOf(events)[0]!;
 const rootSnapshots = (events: Line[], root: string) => events.filter((event) => event.type === '@xstate.snapshot' && event.sessionId === root);
 
 describe('createRunRecorder', () => {
@@ -29,25 +34,44 @@ describe('createRunRecorder', () => {
     expect(new Set(events.map((event) => event.type))).toEqual(new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot']));
     expect(events.every((event) => event.runId === result.runId && typeof event._version === 'string')).toBe(true);
 
-    // The root actor comes first; every other actor is its child, and every event names it as root.
+    // The run comes first, a child of the runtime's actor (which is in no recording); every other
+    // actor is a layer call of the run, one per call, or its telemetry.
     const root = rootOf(events);
     expect(events[0]).toBe(root);
-    expect(root).toMatchObject({ name: 'run', sessionId: root.sessionId });
+    expect(root).toMatchObject({ name: result.runId, sessionId: root.sessionId });
+    expect(typeof root.parentId).toBe('string');
     expect(JSON.parse(root.definition as string)).toMatchObject({ id: 'run', initial: 'ingress' });
-    expect(events.every((event) => event.rootId === root.sessionId)).toBe(true);
+    expect(new Set(events.map((event) => event.rootId)).size).toBe(1);
     const children = events.filter((event) => event.type === '@xstate.actor' && event !== root);
     expect(children.every((event) => event.parentId === root.sessionId)).toBe(true);
-    expect(new Set(children.map((event) => event.name))).toEqual(
-      new Set(['telemetry', 'callLayers']),
-    );
+    expect(children.map((event) => event.name)).toEqual([
+      'telemetry',
+      'acceptRequest',
+      'checkPrecheck',
+      'recallMemory',
+      'callModel',
+      'authorizeTool',
+      'executeTool',
+      'callModel',
+      'checkOutput',
+      'authorizeWrite',
+      'enqueueBackground',
+    ]);
 
-    // The events sent to the run, and its snapshots state by state, end to end.
+    // The answers the run took, each from the layer call its state invoked.
     const sent = events.filter((event) => event.type === '@xstate.event' && event.sessionId === root.sessionId).map((event) => event.event.type);
-    expect(sent).toEqual(expect.arrayContaining(['request.accepted', 'policy.decided', 'memory.recalled', 'model.answered', 'tool.executed', 'background.queued']));
-    // The requests go the other way, from the run to its callLayers actor.
-    const layers = children.find((event) => event.name === 'callLayers')!;
-    const requests = events.filter((event) => event.type === '@xstate.event' && event.sessionId === layers.sessionId).map((event) => event.event.type);
-    expect(requests.filter((type) => type !== 'xstate.init')).toEqual(['request.accept', 'policy.evaluate', 'memory.recall', 'model.step', 'policy.evaluate', 'tool.execute', 'model.step', 'policy.evaluate', 'policy.evaluate', 'background.enqueue']);
+    expect(sent.filter((type) => type.startsWith('xstate.done.actor.'))).toEqual([
+      'xstate.done.actor.acceptRequest',
+      'xstate.done.actor.checkPrecheck',
+      'xstate.done.actor.recallMemory',
+      'xstate.done.actor.callModel',
+      'xstate.done.actor.authorizeTool',
+      'xstate.done.actor.executeTool',
+      'xstate.done.actor.callModel',
+      'xstate.done.actor.checkOutput',
+      'xstate.done.actor.authorizeWrite',
+      'xstate.done.actor.enqueueBackground',
+    ]);
     const states = rootSnapshots(events, root.sessionId).map((event) => JSON.stringify(event.snapshot.value));
     expect([...new Set(states)]).toEqual(
       ['"ingress"', '"policy"', '"retrieval"', '"modelStep"', '{"toolExecution":"authorizing"}', '{"toolExecution":"executing"}', '"assembly"', '{"background":"authorizing"}', '{"background":"queueing"}', '"completed"'],
@@ -73,7 +97,7 @@ describe('createRunRecorder', () => {
 
     expect(result.status).toBe('failed');
     const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
-    const failure = events.find((event) => event.type === '@xstate.event' && event.event.type === 'model.failed')!;
+    const failure = events.find((event) => event.type === '@xstate.event' && event.event.type === 'xstate.error.actor.callModel')!;
     expect(failure.event.error).toMatchObject({ message: expect.stringContaining('the model is down') });
     const root = rootOf(events);
     const snapshot = rootSnapshots(events, root.sessionId).find((event) => Object.keys(event.snapshot.children ?? {}).length > 0)!;
@@ -103,7 +127,7 @@ describe('createRunRecorder', () => {
     for (const [index, result] of results.entries()) {
       const events = (await readRecording(recordingPath(dir, result.runId))) as Line[];
       const root = rootOf(events);
-      expect(events.every((event) => event.runId === result.runId && event.rootId === root.sessionId)).toBe(true);
+      expect(events.every((event) => event.runId === result.runId)).toBe(true);
       const last = rootSnapshots(events, root.sessionId).at(-1)!;
       expect(last.snapshot.context).toMatchObject({ runId: result.runId, accepted: { principalId: `user-${index + 1}` }, output: `echo: ${index === 0 ? 'first' : 'second'}` });
       sessions.push(new Set(events.map((event) => event.sessionId)));
@@ -118,7 +142,7 @@ describe('createRunRecorder', () => {
     expect(done.status).toBe('completed');
 
     const events = (await readRecording(path)) as Line[];
-    const roots = events.filter((event) => event.type === '@xstate.actor' && event.parentId === undefined);
+    const roots = runsOf(events);
     expect(roots).toHaveLength(2);
     const approve = events.find((event) => event.type === '@xstate.event' && event.event.type === 'tool.approve')!;
     expect(approve.event).toMatchObject({ callId: parked.toolCalls[0]!.callId, principalId: 'manager' });

@@ -56,11 +56,17 @@
     var seenCalls = 0;
     var first = events.length ? events[0].timestamp : 0;
     var end = events.length ? events[events.length - 1].timestamp : 0;
+    var known = {};
     events.forEach(function (event) {
-      if (event.type === '@xstate.actor' && !event.parentId) {
-        // A run restored in another process starts a new root actor; its events follow in the same file.
-        root = event.sessionId;
-        sessions++;
+      if (event.type === '@xstate.actor') {
+        // The run is the actor whose parent (the runtime's actor) is not in its recording; a run
+        // restored in another process starts a new one, whose events follow in the same file.
+        var isRun = !event.parentId || !known[event.parentId];
+        known[event.sessionId] = true;
+        if (isRun) {
+          root = event.sessionId;
+          sessions++;
+        }
         return;
       }
       if (root === null || event.sessionId !== root) return;
