@@ -210,6 +210,18 @@ describe('an untrusted model', () => {
     model.verify();
   });
 
+  it.each([
+    ['length', 'truncated', /cut at the model’s output limit/],
+    ['content_filter', 'content-filtered', /withheld the answer/],
+  ] as const)('fails an answer that ended with finishReason %s as %s, never releasing it as complete', async (finishReason, kind, message) => {
+    const { result, model } = await runScript([{ response: { text: 'The answer is fo', toolCalls: [], usage: { inputTokens: 3, outputTokens: 4 }, finishReason } }]);
+    expect(result).toMatchObject({ status: 'failed', output: null, error: { kind, layer: 'model' } });
+    expect(result.error?.message).toMatch(message);
+    expect(result.usage).toMatchObject({ modelCalls: 1, outputTokens: 4 });
+    expect(result.decisions.some((decision) => decision.stage === 'output')).toBe(false);
+    model.verify();
+  });
+
   it('fails the run with layer model when the model throws', async () => {
     const { result, model } = await runScript([{ error: new Error('upstream 500') }]);
     expect(result.status).toBe('failed');

@@ -127,6 +127,21 @@ describe('approval', () => {
     model.verify();
   });
 
+  it.each(['refused first', 'allowed first'])('serves a refused and an allowed approver who approve at the same moment (%s): the refusal never keeps the approver out', async (order) => {
+    for (let trial = 0; trial < 10; trial++) {
+      const { refund, runtime, parked } = await parkedRun();
+      const refusedReview = () => refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'clerk' }));
+      const allowedReview = () => runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' });
+      const [first, second] = order === 'refused first' ? [refusedReview(), allowedReview()] : [allowedReview(), refusedReview()];
+      const [refusal, done] = (order === 'refused first' ? await Promise.all([first, second]) : (await Promise.all([first, second])).reverse()) as [Error | RunResult, Error | RunResult];
+      if (order === 'refused first') expect((refusal as Error).message).toMatch(/clerk may not review call "c0.0"/);
+      else expect((refusal as Error).message).toMatch(/no call "c0.0" awaiting approval \(the run is completed\)/);
+      expect(done as RunResult).toMatchObject({ status: 'completed', output: 'the refund is done' });
+      expect(refund.calls).toHaveLength(1);
+      await runtime.close();
+    }
+  });
+
   it('refuses an approver an approval rule denies, naming that rule', async () => {
     const refund = spiedRefund();
     const model = scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: refundArguments }] }]);
