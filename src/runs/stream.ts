@@ -8,7 +8,12 @@ export type RunStreamEvent =
   | { type: 'delta'; text: string }
   | { type: 'settled'; result: RunResult };
 
-/** The listeners of live runs: every mark, streamed model text, each settled result. */
+/**
+ * The listeners of live runs: every mark, streamed model text, each settled result. Model text is
+ * the model's answer and no observer has it before the policy's `output` allow: deltas are held
+ * and handed out when the run records that allow (dropped if it never does), and a `model.step`
+ * mark reaches listeners without its text.
+ */
 export interface RunStreams {
   subscribe(runId: string, listener: (event: RunStreamEvent) => void): () => void;
   /** True while someone listens to the run. */
@@ -30,6 +35,22 @@ export interface RunStreams {
  */
 export function createRunStreams(warn: (message: string, error?: unknown) => void): RunStreams {
   const listeners = new Map<string, Set<(event: RunStreamEvent) => void>>();
+  /** Model text of runs whose output is not allowed yet, in the order it came. */
+  const held = new Map<string, string[]>();
+  /** Runs whose output policy has allowed: their text goes out as it comes. */
+  const released = new Set<string>();
+  const hold = (runId: string, text: string) => {
+    if (released.has(runId)) return emit(runId, { type: 'delta', text });
+    const texts = held.get(runId);
+    if (texts) texts.push(text);
+    else held.set(runId, [text]);
+  };
+  const release = (runId: string) => {
+    released.add(runId);
+    const texts = held.get(runId) ?? [];
+    held.delete(runId);
+    for (const text of texts) emit(runId, { type: 'delta', text });
+  };
   const emit = (runId: string, event: RunStreamEvent) => {
     for (const listener of listeners.get(runId) ?? []) {
       try {
@@ -51,8 +72,12 @@ export function createRunStreams(warn: (message: string, error?: unknown) => voi
     },
     has: (runId) => listeners.has(runId),
     emit,
-    end: (runId) => void listeners.delete(runId),
-    deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => emit(runId, { type: 'delta', text: delta.text }) : undefined),
+    end: (runId) => {
+      listeners.delete(runId);
+      held.delete(runId);
+      released.delete(runId);
+    },
+    deltasFor: (runId) => (listeners.get(runId)?.size ? (delta) => hold(runId, delta.text) : undefined),
     feeding(layer, redact, onError) {
       return {
         startRun(identity, at) {
@@ -66,7 +91,11 @@ export function createRunStreams(warn: (message: string, error?: unknown) => voi
             record(raw, markedAt) {
               // Sensitive argument fields and secret patterns never leave the run, content or not.
               const mark = redact(raw);
-              if (listeners.has(identity.runId)) emit(identity.runId, { type: 'mark', mark });
+              if (listeners.has(identity.runId)) {
+                emit(identity.runId, { type: 'mark', mark: mark.kind === 'model.step' && mark.text !== null ? Object.assign({}, mark, { text: null }) : mark });
+                // The allow, then the text it releases.
+                if (mark.kind === 'decision' && mark.decision.stage === 'output' && mark.decision.verdict === 'allow') release(identity.runId);
+              }
               inner?.record(mark, markedAt);
             },
             end: (status, endedAt) => inner?.end(status, endedAt),

@@ -20,11 +20,11 @@ afterEach(async () => {
 });
 
 /** A runtime behind a real HTTP server on 127.0.0.1, port 0. */
-async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; http?: RunchartConfigInput['http']; runStore?: RunStore } = {}) {
+async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; http?: RunchartConfigInput['http']; runStore?: RunStore; rules?: PolicyRule[] } = {}) {
   const refund = spiedRefund();
   const model = options.model ?? scriptedModel(options.steps ?? []);
   const runtime = createRuntime({
-    config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, http: { api_keys: apiKeys, ...options.http }, policy: { rules: [allowRuns, refundsNeedApproval, managersApprove] } },
+    config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, http: { api_keys: apiKeys, ...options.http }, policy: { rules: options.rules ?? [allowRuns, refundsNeedApproval, managersApprove] } },
     model,
     capabilities: [refund.capability],
     ...(options.runStore ? { runStore: options.runStore } : {}),
@@ -292,6 +292,28 @@ describe('http ingress', () => {
     const marks = events.filter((event) => event.event === 'mark').map((event) => event.data as { kind: string; state?: string });
     expect(marks.filter((mark) => mark.kind === 'state.enter').map((mark) => mark.state)).toEqual(expect.arrayContaining(['ingress', 'policy', 'modelStep']));
     expect(marks.some((mark) => mark.kind === 'decision')).toBe(true);
+  });
+
+  it('streams nothing of an answer the output policy denies: no delta, no text in a mark', async () => {
+    const model: ModelAdapter = {
+      name: 'streaming',
+      async step(_request, { onDelta }) {
+        onDelta?.({ text: 'the launch codes ' });
+        onDelta?.({ text: 'are 0000' });
+        return { text: 'the launch codes are 0000', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
+      },
+    };
+    const rules: PolicyRule[] = [
+      { id: 'runs', stage: ['precheck', 'memory.write'], effect: 'allow' },
+      { id: 'no-output', stage: 'output', effect: 'deny' },
+    ];
+    const { call } = await serve({ model, rules });
+    const response = await call('/v1/runs', { key: keys.clerk.key, headers: { accept: 'text/event-stream' }, json: { input: 'tell me' } });
+    const text = await response.text();
+    const events = parseEvents(text);
+    expect(events.at(-1)).toMatchObject({ event: 'settled', data: { status: 'denied', output: null } });
+    expect(events.some((event) => event.event === 'delta')).toBe(false);
+    expect(text).not.toContain('launch codes');
   });
 
   it('answers unknown routes with a JSON 404 listing the routes', async () => {

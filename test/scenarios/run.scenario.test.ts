@@ -331,6 +331,32 @@ describe('config', () => {
 });
 
 describe('subscribing to a run', () => {
+  it('hears no model text of a run whose output policy denies it: no delta, no text in a mark', async () => {
+    const { createRuntime } = await import('../../src/index.js');
+    const model = {
+      name: 'streaming',
+      async step(_request: unknown, options: { onDelta?: (delta: { text: string }) => void }) {
+        options.onDelta?.({ text: 'the secret ' });
+        options.onDelta?.({ text: 'answer' });
+        return { text: 'the secret answer', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
+      },
+    };
+    const rules = [
+      { id: 'runs', stage: ['precheck', 'memory.write'] as ('precheck' | 'memory.write')[], effect: 'allow' as const },
+      { id: 'no-output', stage: 'output' as const, effect: 'deny' as const },
+    ];
+    const runtime = createRuntime({ model, config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, policy: { rules } } });
+    const handle = runtime.start({ input: 'hi', tenantId: 'acme', principalId: 'u' });
+    const heard: unknown[] = [];
+    handle.subscribe((event) => heard.push(event));
+    const result = await handle.result;
+    await runtime.drain();
+    expect(result).toMatchObject({ status: 'denied', output: null });
+    expect(heard.some((event) => (event as { type: string }).type === 'delta')).toBe(false);
+    expect(JSON.stringify(heard)).not.toContain('secret');
+    expect(heard).toContainEqual({ type: 'mark', mark: expect.objectContaining({ kind: 'model.step', text: null }) });
+  });
+
   it('hears every mark, streamed model text and the settled result, in order', async () => {
     const { createRuntime } = await import('../../src/index.js');
     const model = {
@@ -347,9 +373,10 @@ describe('subscribing to a run', () => {
     handle.subscribe((event) => events.push(event.type === 'mark' ? `${event.mark.kind}${'state' in event.mark ? `:${event.mark.state}` : ''}` : event.type === 'delta' ? `delta:${event.text}` : `settled:${event.result.status}`));
     await handle.result;
     await runtime.drain();
-    expect(events.indexOf('delta:Hel')).toBeGreaterThan(events.indexOf('state.enter:modelStep'));
+    // The model's text is held until the output check allows it, then handed out in order.
+    expect(events.indexOf('delta:Hel')).toBeGreaterThan(events.indexOf('state.enter:assembly'));
     expect(events.indexOf('delta:lo')).toBe(events.indexOf('delta:Hel') + 1);
-    expect(events).toContain('decision');
+    expect(events[events.indexOf('delta:Hel') - 1]).toBe('decision');
     expect(events.at(-1)).toBe('settled:completed');
     expect(events.filter((event) => event.startsWith('state.enter')).at(-1)).toBe('state.enter:completed');
   });
