@@ -112,8 +112,8 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   /** Run results and reviews started here and not yet settled: shutdown waits for them. */
   const inFlight = new Set<Promise<unknown>>();
   let closing = false;
-  /** Aborted once shutdown has stopped the runtime: whoever still waits on a run answers 503. */
-  const stopping = new AbortController();
+  /** Rung once shutdown has stopped the runtime: whoever still waits on a run answers 503. */
+  const stopping = createStopBell();
 
   function track<T>(promise: Promise<T>): Promise<T> {
     const settled: Promise<unknown> = promise.then(
@@ -128,10 +128,9 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   function unlessStopped<T>(promise: Promise<T>, runId: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const onStop = () => reject(refusal(503, 'unavailable', stoppedMessage(runId)));
-      if (stopping.signal.aborted) return onStop();
-      stopping.signal.addEventListener('abort', onStop, { once: true });
+      const forget = stopping.whenRung(onStop);
       // A run the closing runtime stopped is a shutdown too, whichever of the two is heard first.
-      promise.then(resolve, (error: unknown) => (closedRuntime(error) ? onStop() : reject(error))).finally(() => stopping.signal.removeEventListener('abort', onStop));
+      promise.then(resolve, (error: unknown) => (closedRuntime(error) ? onStop() : reject(error))).finally(forget);
     });
   }
 
@@ -156,10 +155,10 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
 
   app.post('/v1/runs', async (c) => {
     const request = runRequestFrom(await readJson(c, http.max_body_bytes), c.get('caller'), c.req.header('traceparent'), runtime.config);
-    if (stopping.signal.aborted) refuse(503, 'unavailable', 'the server shut down before the run could start; retry after the restart');
+    if (stopping.rung) refuse(503, 'unavailable', 'the server shut down before the run could start; retry after the restart');
     const handle = runtime.start(request);
     track(handle.result);
-    if (c.req.header('accept')?.includes('text/event-stream')) return eventStream(handle, stopping.signal);
+    if (c.req.header('accept')?.includes('text/event-stream')) return eventStream(handle, stopping);
     const result = await unlessStopped(handle.result, handle.runId);
     // The runtime parses again and may still refuse the request (ingress checks beyond the schema).
     if (result.status === 'failed' && result.error?.kind === 'invalid-input' && result.error.layer === 'ingress') refuse(400, 'invalid-input', result.error.message);
@@ -187,7 +186,7 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
     const parked = current.status === 'awaiting_approval' ? current.toolCalls.at(-1) : undefined;
     if (!parked) refuse(409, 'conflict', `run "${runId}" is ${current.status}; no call is awaiting approval`);
     if (parked.callId !== callId) refuse(409, 'conflict', `run "${runId}" has no call "${callId}" awaiting approval; the parked call is "${parked.callId}"`);
-    if (stopping.signal.aborted) refuse(503, 'unavailable', stoppedMessage(runId));
+    if (stopping.rung) refuse(503, 'unavailable', stoppedMessage(runId));
     const review =
       decision === 'approve'
         ? runtime.approve(runId, callId, { principalId, tenantId, ...(argsHash ? { argsHash } : {}) })
@@ -263,7 +262,7 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
     } catch (error) {
       failure = error;
     }
-    stopping.abort();
+    stopping.ring();
     await settleWithin(() => responses, FLUSH_MS);
     server.closeAllConnections();
     await serverClosed;
@@ -388,7 +387,35 @@ function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string |
 }
 
 /** The run as server-sent events: one per stream event, ending after the first `settled`. */
-function eventStream(handle: RunHandle, stopped: AbortSignal): Response {
+/**
+ * Tells every waiting request that shutdown has stopped the runtime. A plain set of callbacks, not
+ * an AbortSignal: a thousand requests in flight would be a thousand listeners on one signal.
+ */
+function createStopBell() {
+  const waiting = new Set<() => void>();
+  let rung = false;
+  return {
+    get rung() {
+      return rung;
+    },
+    /** Calls `onStop` when the bell rings (at once if it has); returns a way to stop waiting. */
+    whenRung(onStop: () => void): () => void {
+      if (rung) {
+        onStop();
+        return () => {};
+      }
+      waiting.add(onStop);
+      return () => void waiting.delete(onStop);
+    },
+    ring() {
+      rung = true;
+      for (const onStop of [...waiting]) onStop();
+      waiting.clear();
+    },
+  };
+}
+
+function eventStream(handle: RunHandle, stopped: ReturnType<typeof createStopBell>): Response {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let finished = false;
@@ -399,13 +426,14 @@ function eventStream(handle: RunHandle, stopped: AbortSignal): Response {
     if (finished) return false;
     finished = true;
     unsubscribe();
-    stopped.removeEventListener('abort', onStop);
+    forgetStop();
     return true;
   };
   const finish = () => void (end() && controller.close());
   const settle = (result: RunResult) => (send('settled', result), finish());
   const onStop = () => (send('error', errorBody('unavailable', stoppedMessage(handle.runId))), finish());
   let unsubscribe = () => {};
+  let forgetStop = () => {};
 
   const stream = new ReadableStream<Uint8Array>({
     start(streamController) {
@@ -421,8 +449,7 @@ function eventStream(handle: RunHandle, stopped: AbortSignal): Response {
         send('error', errorBody('internal', isRunchartError(error) ? error.message : 'the run failed; the server log has the details'));
         finish();
       });
-      if (stopped.aborted) onStop();
-      else stopped.addEventListener('abort', onStop, { once: true });
+      forgetStop = stopped.whenRung(onStop);
     },
     // The client went away; the run goes on and can be fetched with GET /v1/runs/:id.
     cancel: () => void end(),

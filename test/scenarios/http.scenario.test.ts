@@ -316,6 +316,39 @@ describe('http ingress', () => {
     expect(text).not.toContain('launch codes');
   });
 
+  it('serves many waiting requests without a listener each on one shared signal (no MaxListenersExceededWarning)', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const waiting = 30;
+      const release = deferred();
+      let calls = 0;
+      const allCalled = deferred();
+      const model: ModelAdapter = {
+        name: 'gated',
+        async step() {
+          if (++calls === waiting) allCalled.resolve();
+          await release.promise;
+          return { text: 'done', toolCalls: [], usage: { inputTokens: 1, outputTokens: 1 }, finishReason: 'stop' };
+        },
+      };
+      const { call } = await serve({ model });
+      const responses = Array.from({ length: waiting }, (_, index) =>
+        call('/v1/runs', { key: keys.clerk.key, ...(index % 2 ? { headers: { accept: 'text/event-stream' } } : {}), json: { input: `question ${index}` } }),
+      );
+      // Every request is in, waiting on its run, before any run is answered.
+      await allCalled.promise;
+      release.resolve();
+      const statuses = await Promise.all(responses.map(async (response) => (await (await response).text(), (await response).status)));
+      expect(statuses.every((status) => status === 200)).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning').map((warning) => warning.message)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('answers unknown routes with a JSON 404 listing the routes', async () => {
     const { call } = await serve();
     const response = await call('/v2/things', { key: keys.clerk.key });
