@@ -33,6 +33,8 @@ const Runtime = z.strictObject({
   default_model: z.string().min(1).default('gpt-5.4'),
   system_prompt: z.string().default('You are a helpful assistant. Use the tools you are given when they help.'),
   tool_deadline_ms: z.number().int().positive().default(60_000),
+  /** How long one model step may take; absolute (kept with the run), so a restored run waits only for what is left. */
+  model_deadline_ms: z.number().int().positive().max(2_147_483_647).default(300_000),
   /** How long a parked call waits for approval before it is rejected; absolute, so it survives a restart. */
   approval_timeout_ms: z.number().int().positive().max(2_147_483_647).default(86_400_000),
 });
@@ -80,6 +82,8 @@ const Limits = z.strictObject({
   max_input_chars: z.number().int().positive().default(32_000),
   max_tool_argument_chars: z.number().int().positive().default(16_000),
   max_tool_result_chars: z.number().int().positive().default(32_000),
+  /** The longest answer text a model step may return; past it the run fails with budget-exceeded (nothing of the text is kept). */
+  max_model_text_chars: z.number().int().positive().default(100_000),
 });
 
 const Memory = z.strictObject({
@@ -87,6 +91,8 @@ const Memory = z.strictObject({
   history_turns: z.number().int().min(0).max(100).default(10),
   /** store kind lowdb: how many tenants' memory stays loaded and indexed; the idle one used longest ago is dropped (and read again when needed). */
   keep_loaded_tenants: z.number().int().min(1).default(DEFAULT_KEEP_LOADED_TENANTS),
+  /** The longest memory item a turn writes back (its input and answer together); longer ones are cut, marked as cut. */
+  max_item_chars: z.number().int().min(100).default(8_000),
 });
 
 const Store = z.strictObject({

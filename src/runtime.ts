@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { InspectionEvent, Observer } from 'xstate';
+import { assign, type InspectionEvent, type Observer } from 'xstate';
 import { approvalActor } from '../actors/approval.actor.js';
 import { backgroundActor } from '../actors/background.actor.js';
 import { executionActor } from '../actors/execution.actor.js';
@@ -171,11 +171,20 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       }),
       evaluatePolicy: policyActor(policy, { track }),
       recallMemory: memoryActor(layers.memory, { track }),
-      callModel: modelActor(model, { track, deltasFor: streams.deltasFor }),
+      callModel: modelActor(model, {
+        track,
+        now,
+        limits: { maxTextChars: config.limits.max_model_text_chars, maxArgumentChars: config.limits.max_tool_argument_chars },
+        deltasFor: streams.deltasFor,
+      }),
       awaitApproval: approvalActor(layers.journal, { track, now, timeoutMs: config.runtime.approval_timeout_ms }),
       executeTool: executionActor(gateway, { track, now, deadlineMs: config.runtime.tool_deadline_ms }),
-      enqueueBackground: backgroundActor(layers.queue, Object.keys(hooks), { track }),
+      enqueueBackground: backgroundActor(layers.queue, Object.keys(hooks), { track, maxItemChars: config.memory.max_item_chars }),
       recordTelemetry: telemetryActor(telemetry, { now, onFailure: (error) => warn('telemetry failed; the run goes on', error) }),
+    },
+    actions: {
+      // The chart has no clock: each model step's absolute deadline comes from the runtime's.
+      startModelStep: assign({ modelDeadline: () => now() + config.runtime.model_deadline_ms }),
     },
   });
 

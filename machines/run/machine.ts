@@ -28,6 +28,7 @@ export const runMachine = runSetup.createMachine({
     recalled: { items: [], history: [] },
     messages: [],
     hops: 0,
+    modelDeadline: null,
     calls: [],
     cursor: 0,
     pendingDecision: null,

@@ -16,6 +16,8 @@ export function planToolCalls(toolCalls: ToolCall[], capabilities: PinnedCapabil
     const pinned = capabilities.find((capability) => capability.toolName === call.name);
     // Every call of a repeated id is refused: the results could not be told apart.
     const duplicate = uses.get(call.id)! > 1;
+    // Arguments cut to the limit before they reached the chart: the length the model sent.
+    const length = call.argumentsChars ?? call.arguments.length;
     return {
       callId: `c${hop}.${index}`,
       modelCallId: call.id,
@@ -26,15 +28,16 @@ export function planToolCalls(toolCalls: ToolCall[], capabilities: PinnedCapabil
       version: pinned?.version ?? null,
       problem: duplicate
         ? `tool call id "${call.id}" is used twice in one step`
-        : pinned
-          ? argumentProblem(call.arguments, maxArgumentChars)
-          : `unknown tool "${call.name}"; the tools you can call are: ${capabilities.map((capability) => capability.toolName).join(', ') || 'none'}`,
+        : length > maxArgumentChars
+          ? `the arguments are ${length} characters, over the limit of ${maxArgumentChars}`
+          : pinned
+            ? argumentProblem(call.arguments)
+            : `unknown tool "${call.name}"; the tools you can call are: ${capabilities.map((capability) => capability.toolName).join(', ') || 'none'}`,
     };
   });
 }
 
-function argumentProblem(raw: string, maxChars: number): string | null {
-  if (raw.length > maxChars) return `the arguments are ${raw.length} characters, over the limit of ${maxChars}`;
+function argumentProblem(raw: string): string | null {
   let value: unknown;
   try {
     value = JSON.parse(raw);

@@ -82,6 +82,11 @@ export const runSetup = setup({
       decisions: [...context.decisions, params.decision],
       pendingDecision: params.decision,
     })),
+    /**
+     * Sets the model step's absolute deadline as the step starts. The chart has no clock: the
+     * runtime provides this action with its own (`runtime.model_deadline_ms`); unprovided, a step has none.
+     */
+    startModelStep: assign({ modelDeadline: null }),
     /** Counts a model step whose answer ends the run (a successful step counts inside its own update). */
     countModelCall: assign({ usage: ({ context }, params: { response: ModelResponse }) => usageAfter(context, params.response) }),
     fail: enqueueActions(({ enqueue }, params: { error: RunContext['error'] }) => {

@@ -111,6 +111,8 @@ export interface RunContext {
   /** Assistant tool-call messages and tool results of this run, in order. */
   messages: ChatMessage[];
   hops: number;
+  /** When the current model step must have answered (epoch ms), set as the step starts; kept, so a restored run keeps it. */
+  modelDeadline: number | null;
   calls: PlannedCall[];
   cursor: number;
   /** The current call's tool-stage decision while it is being authorized, approved or executed. */
@@ -132,8 +134,11 @@ export type RunEvent =
   | { type: 'tool.approve'; callId: string; principalId: string; argsHash?: string }
   | { type: 'tool.reject'; callId: string; principalId: string; reason?: string };
 
-/** The model step as the chart asks for it: the request plus the run, so streamed text reaches the run's listeners. */
-export type ModelStepInput = ModelRequest & { runId: string };
+/**
+ * The model step as the chart asks for it: the request, the run (so streamed text reaches the
+ * run's listeners) and the step's absolute deadline (epoch ms; null when none was set).
+ */
+export type ModelStepInput = ModelRequest & { runId: string; deadline: number | null };
 
 /**
  * The tool call the chart hands the gateway, with the hash the call was planned (and approved)

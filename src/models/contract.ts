@@ -1,7 +1,13 @@
 import { z } from 'zod';
 
 /** A tool call as the model made it; `arguments` is the model's raw JSON text. */
-export const ToolCall = z.object({ id: z.string().min(1), name: z.string(), arguments: z.string() });
+export const ToolCall = z.object({
+  id: z.string().min(1),
+  name: z.string(),
+  arguments: z.string(),
+  /** Set when the arguments were cut to fit `limits.max_tool_argument_chars`: how long the model's were. The call is refused. */
+  argumentsChars: z.number().int().optional(),
+});
 export type ToolCall = z.infer<typeof ToolCall>;
 
 export const ChatMessage = z.discriminatedUnion('role', [

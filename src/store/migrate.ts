@@ -41,7 +41,8 @@ function fromV1(snapshot: Json): Json {
 function fromV2(snapshot: Json): Json {
   const { children: _children, ...others } = snapshot;
   if (snapshot.status !== 'active') return { children: {}, ...others };
-  const context = snapshot.context as unknown as RunContext;
+  // v3 keeps the model step's deadline in context; a v2 step had none.
+  const context = { modelDeadline: null, ...(snapshot.context as Json) } as unknown as RunContext;
   const resolved = runMachine.resolveState({ value: snapshot.value as never, context });
   const children: Json = {};
   const accepted = context.accepted;
@@ -63,7 +64,7 @@ function fromV2(snapshot: Json): Json {
       children[definition.id] = { snapshot: persisted, src: definition.src, syncSnapshot: false };
     }
   }
-  return { children: JSON.parse(JSON.stringify(children)) as Json, ...others };
+  return { children: JSON.parse(JSON.stringify(children)) as Json, ...others, context: context as unknown as Json };
 }
 
 const migrations: Record<number, (snapshot: Json) => Json> = { 1: fromV1, 2: fromV2 };

@@ -151,7 +151,8 @@ describe('faults at the model edge end a run as documented', () => {
     expect(result).toMatchObject({ status: 'failed', output: null });
     expect(result.error).toMatchObject({ kind: 'upstream', layer: 'model', retryable: true });
     expect(result.toolCalls).toHaveLength(1);
-    expect(deltas).toEqual(['2', ' +', ' 3']);
+    // The partial answer streamed before the cut never reaches a listener: no output allow ever released it.
+    expect(deltas).toEqual([]);
   });
 
   it('cancels the run and aborts the HTTP request while the server hangs', async () => {

@@ -27,12 +27,12 @@ const failWith = (kind: ErrorKind, message: (done: Done) => string) =>
 
 /** One model step; the chart, not the model, decides whether another tool round fits the budgets. */
 export const modelStep = runSetup.createStateConfig({
-  entry: traced('modelStep').entry,
+  entry: [traced('modelStep').entry, { type: 'startModelStep' }],
   exit: traced('modelStep').exit,
   invoke: {
     id: 'callModel',
     src: 'callModel',
-    input: ({ context }) => Object.assign({ runId: context.runId }, modelRequestFor(context)),
+    input: ({ context }) => Object.assign({ runId: context.runId, deadline: context.modelDeadline }, modelRequestFor(context)),
     onDone: [
       {
         guard: { type: 'isOverTokenBudget', params: response },
