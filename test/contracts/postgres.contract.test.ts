@@ -498,6 +498,28 @@ describePostgres('PostgreSQL store', () => {
       await expect.poll(() => received).toEqual(['{"type":"run.cancel","runId":"r1"}', 'marker']);
       await marker();
     });
+
+    it('listens again after its connection is cut, on every channel it listened on', async () => {
+      const schema = await testSchema();
+      const warnings: string[] = [];
+      const receiver = await openDatabase({ url: postgresUrl!, schema, onWarning: (message) => warnings.push(message) });
+      opened.push(receiver);
+      const sender = await migratedDb(schema);
+      const received: string[] = [];
+      await receiver.listen(`${schema}_a`, (payload) => received.push(`a:${payload}`));
+      await receiver.listen(`${schema}_b`, (payload) => received.push(`b:${payload}`));
+      const cut = await sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [`runchart:listen:${schema}`]);
+      expect(cut).toHaveLength(1);
+      await expect.poll(() => warnings.some((message) => message.includes('the LISTEN connection') && message.includes('listening again'))).toBe(true);
+      // Messages sent while it was down are lost (listeners take them as wake-ups); once it is back, both channels arrive.
+      await expect
+        .poll(async () => {
+          await sender.notify(`${schema}_a`, 'one');
+          await sender.notify(`${schema}_b`, 'two');
+          return received.includes('a:one') && received.includes('b:two');
+        }, { timeout: 15_000, interval: 200 })
+        .toBe(true);
+    });
   });
 });
 

@@ -80,21 +80,35 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   let listener: Promise<pg.Client> | undefined;
   let closed = false;
   async function connectListener(): Promise<pg.Client> {
-    const client = new pg.Client(config);
+    const client = new pg.Client({ ...config, application_name: `${config.application_name}:listen:${options.schema}` });
     client.on('notification', (message) => {
       for (const onMessage of listeners.get(message.channel) ?? []) onMessage(message.payload ?? '');
     });
-    client.on('error', (error) => {
+    let lost = false;
+    const onLost = (error?: unknown) => {
+      if (lost || closed) return;
+      lost = true;
       warn(`store: the LISTEN connection to ${where} broke; listening again`, error);
       listener = undefined;
       client.end().catch(() => {});
       // Messages sent while it was down are lost: listeners treat a message as a wake-up, never as the only copy.
-      if (!closed && listeners.size > 0) setTimeout(() => void listening().catch((again: unknown) => warn(`store: listening on ${where} failed`, again)), 500).unref();
-    });
+      if (listeners.size > 0) relisten(500);
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
     await client.connect();
     for (const channel of listeners.keys()) await client.query(`LISTEN "${channel}"`);
     return client;
   }
+  /** Tries to listen again after `delayMs`, backing off while the server stays away. */
+  const relisten = (delayMs: number): void =>
+    void setTimeout(() => {
+      if (closed || listener) return;
+      listening().catch((again: unknown) => {
+        warn(`store: listening on ${where} failed; trying again`, again);
+        relisten(Math.min(delayMs * 2, 10_000));
+      });
+    }, delayMs).unref();
   const listening = () => (listener ??= connectListener().catch((error: unknown) => {
     listener = undefined;
     throw failed('to listen', error);

@@ -152,7 +152,10 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
     }
     const entry = { name, alarm: wakeUp, done: loop() };
     loops.add(entry);
-    void entry.done.finally(() => loops.delete(entry));
+    void entry.done.then(
+      () => loops.delete(entry),
+      (error: unknown) => (loops.delete(entry), warn(`background: the worker of ${name} stopped`, error)),
+    );
     return entry;
   }
 
