@@ -123,7 +123,11 @@ const Store = z
     if (!fromEnvironment) context.addIssue({ code: 'custom', path: ['url'], message: `kind postgres needs store.url or the DATABASE_URL environment variable: ${postgresUrlHint}` });
     else if (!postgresUrl.test(fromEnvironment)) context.addIssue({ code: 'custom', path: ['url'], message: `DATABASE_URL (used as store.url is not set) is not ${postgresUrlHint}` });
   })
-  .transform((store) => (store.kind === 'postgres' ? { ...store, kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA } : { ...store, kind: store.kind }));
+  .transform((store) =>
+    store.kind === 'postgres'
+      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA })
+      : Object.assign({}, store, { kind: store.kind }),
+  );
 
 const ApiKey = z.strictObject({
   /** sha256 of the key, hex; the key itself never appears in the config. Make one with `runchart key`. */

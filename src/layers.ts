@@ -3,7 +3,7 @@ import type { BackgroundHandler, BackgroundQueue } from './background/contract.j
 import { createMemoryQueue, type QueuePersistence } from './background/queue.js';
 import type { RunchartConfig } from './config.js';
 import { RunchartError } from './errors.js';
-import type { ExecutionJournal } from './execution/contract.js';
+import type { ExecutionJournal, JournalClaimRequest, JournalLease } from './execution/contract.js';
 import type { PostgresStore } from './store/postgres/open.js';
 import type { PostgresRunStore } from './store/postgres/runs.js';
 import { createMemoryJournal } from './execution/gateway.js';
@@ -228,11 +228,10 @@ function lazyPostgresRunStore(open: () => Promise<PostgresRunStore>): PostgresRu
 }
 
 function lazyClaimingJournal(open: () => Promise<Required<ExecutionJournal>>, scrub: <T>(value: T) => T): ExecutionJournal {
-  return {
-    ...lazyJournal(open, scrub),
-    claim: async (request) => (await open()).claim(request),
-    renew: async (lease) => (await open()).renew(lease),
-  };
+  return Object.assign(lazyJournal(open, scrub), {
+    claim: async (request: JournalClaimRequest) => (await open()).claim(request),
+    renew: async (lease: JournalLease) => (await open()).renew(lease),
+  });
 }
 
 function lazyPersistence(open: () => Promise<QueuePersistence>, scrub: <T>(value: T) => T): QueuePersistence {

@@ -98,7 +98,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     const lease: JournalLease = { key: request.idempotencyKey, tenantId: request.tenantId, owner, leaseMs };
     let claim: JournalClaim;
     for (;;) {
-      claim = await journal.claim!({ ...lease, runId: request.runId, deadline: request.deadline });
+      claim = await journal.claim!({ runId: request.runId, deadline: request.deadline, ...lease });
       if (claim.status !== 'held') break;
       const left = request.deadline - now();
       if (left <= 0) return fail('timeout', `execution: "${capability.name}" is being run by ${claim.owner}, and the call's deadline passed before it finished`);

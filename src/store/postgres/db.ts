@@ -58,7 +58,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const failed = (doing: string, error: unknown) =>
     new RunchartError('upstream', 'store', `store: PostgreSQL at ${where} failed ${doing}: ${(error as Error).message || String(error)}`, { cause: error, retryable: true });
   const config = { connectionString: options.url, application_name: options.applicationName ?? 'runchart' };
-  const pool = new pg.Pool({ ...config, max: options.maxConnections ?? 10 });
+  const pool = new pg.Pool({ max: options.maxConnections ?? 10, ...config });
   // An idle connection that breaks (a server restart) is reported; the pool makes a new one.
   pool.on('error', (error) => warn(`store: a PostgreSQL connection to ${where} broke`, error));
   try {
@@ -80,7 +80,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   let listener: Promise<pg.Client> | undefined;
   let closed = false;
   async function connectListener(): Promise<pg.Client> {
-    const client = new pg.Client({ ...config, application_name: `${config.application_name}:listen:${options.schema}` });
+    const client = new pg.Client({ connectionString: config.connectionString, application_name: `${config.application_name}:listen:${options.schema}` });
     client.on('notification', (message) => {
       for (const onMessage of listeners.get(message.channel) ?? []) onMessage(message.payload ?? '');
     });

@@ -47,7 +47,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   });
   try {
     await migrate(db);
-    const queue = await openPostgresQueue(db, { ...options.queue, handlers: options.handlers, ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
+    const queue = await openPostgresQueue(db, { handlers: options.handlers, ...options.queue, ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
     return {
       db,
       runStore: createPostgresRunStore(db, options.owner ? { owner: options.owner } : {}),

@@ -107,6 +107,8 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
   });
   let closing = false;
   let closed: Promise<void> | undefined;
+  const loops = new Set<{ name: string; alarm: ReturnType<typeof alarm>; done: Promise<void> }>();
+  let stopListening: () => Promise<void>;
   boss.on('error', (error) => {
     if (!closing) warn('background: the PostgreSQL job queue reported an error', error);
   });
@@ -120,15 +122,17 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
       // short: at most one waiting job per run (a dispatch while one waits is a no-op), and one may wait while another runs.
       await boss.createQueue(RUNS, { name: RUNS, policy: 'short' });
     });
+    stopListening = await db.listen(channel, (name) => {
+      for (const loop of loops) if (loop.name === name) loop.alarm.wake();
+    });
   } catch (error) {
+    closing = true;
+    // pg-boss's maintenance timer would keep the process alive.
+    await boss.stop({ graceful: false, close: false, wait: true }).catch(() => {});
     throw new RunchartError('upstream', 'background', `background: the job queue in schema ${db.schema}_queue at ${db.where} could not be set up: ${(error as Error).message}`, { cause: error });
   }
 
   const stopping = new AbortController();
-  const loops = new Set<{ name: string; alarm: ReturnType<typeof alarm>; done: Promise<void> }>();
-  const stopListening = await db.listen(channel, (name) => {
-    for (const loop of loops) if (loop.name === name) loop.alarm.wake();
-  });
 
   /** Fetches and runs jobs of `name`, up to `concurrency` at once, until `signal` aborts. */
   function workLoop<Data>(name: string, concurrency: number, signal: AbortSignal, run: (job: PgBoss.JobWithMetadata<Data>) => Promise<void>) {
