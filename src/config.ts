@@ -6,6 +6,10 @@ import { PolicyStage, PolicyVerdict } from './policy/contract.js';
 import type { RunSettings } from '../machines/run/types.js';
 import { DEFAULT_KEEP_LOADED_TENANTS } from './memory/lowdb.js';
 import { DEFAULT_KEPT_FINISHED_RUNS } from './store/in-memory.js';
+import { SCHEMA_NAME } from './store/postgres/schema-name.js';
+
+/** The schema name a postgres store uses unless `store.schema` says otherwise. */
+export const DEFAULT_POSTGRES_SCHEMA = 'runchart';
 
 /** A policy rule; every decision names the rule that produced it. */
 export const PolicyRule = z.strictObject({
@@ -95,13 +99,41 @@ const Memory = z.strictObject({
   max_item_chars: z.number().int().min(100).default(8_000),
 });
 
-const Store = z.strictObject({
-  /** lowdb: files under `dir` (runs, journal and queue as JSON Lines, memory as lowdb documents), one writer per directory; memory: nothing survives the process. */
-  kind: z.enum(['lowdb', 'memory']).default('lowdb'),
-  dir: z.string().min(1).default('.runchart'),
-  /** kind memory: how many finished runs stay listable (the oldest go first); the lowdb store keeps every finished run on disk. */
-  keep_finished_runs: z.number().int().min(0).default(DEFAULT_KEPT_FINISHED_RUNS),
-});
+const postgresUrl = /^postgres(ql)?:\/\/[^\s]+$/;
+const postgresUrlHint = 'a postgres:// URL such as postgres://user@127.0.0.1:5432/runchart';
+
+const Store = z
+  .strictObject({
+    /**
+     * lowdb: files under `dir` (runs, journal and queue as JSON Lines, memory as lowdb documents), one writer per directory;
+     * memory: nothing survives the process; postgres: runs, journal, background queue and memory in PostgreSQL at `url`, shared by many processes.
+     */
+    kind: z.enum(['lowdb', 'memory', 'postgres']).default('lowdb'),
+    dir: z.string().min(1).default('.runchart'),
+    /** kind memory: how many finished runs stay listable (the oldest go first); the lowdb store keeps every finished run on disk. */
+    keep_finished_runs: z.number().int().min(0).default(DEFAULT_KEPT_FINISHED_RUNS),
+    /** kind postgres: the server; DATABASE_URL when omitted. */
+    url: z.string().regex(postgresUrl, postgresUrlHint).optional(),
+    /** kind postgres: the schema the tables live in (the job queue's is this name with `_queue` after it). */
+    schema: z.string().regex(SCHEMA_NAME, 'a plain schema name: lower-case letters, digits and _, at most 40, not starting with a digit').optional(),
+  })
+  .superRefine((store, context) => {
+    if (store.kind !== 'postgres') {
+      for (const key of ['url', 'schema'] as const) {
+        if (store[key] !== undefined) context.addIssue({ code: 'custom', path: [key], message: `only read with kind postgres; set store.kind: postgres or remove store.${key}` });
+      }
+      return;
+    }
+    if (store.url !== undefined) return;
+    const fromEnvironment = process.env.DATABASE_URL;
+    if (!fromEnvironment) context.addIssue({ code: 'custom', path: ['url'], message: `kind postgres needs store.url or the DATABASE_URL environment variable: ${postgresUrlHint}` });
+    else if (!postgresUrl.test(fromEnvironment)) context.addIssue({ code: 'custom', path: ['url'], message: `DATABASE_URL (used as store.url is not set) is not ${postgresUrlHint}` });
+  })
+  .transform((store) =>
+    store.kind === 'postgres'
+      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA })
+      : Object.assign({}, store, { kind: store.kind }),
+  );
 
 const ApiKey = z.strictObject({
   /** sha256 of the key, hex; the key itself never appears in the config. Make one with `runchart key`. */

@@ -2,7 +2,10 @@ import { resolve } from 'node:path';
 import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
 import { createMemoryQueue, type QueuePersistence } from './background/queue.js';
 import type { RunchartConfig } from './config.js';
-import type { ExecutionJournal } from './execution/contract.js';
+import { RunchartError } from './errors.js';
+import type { ExecutionJournal, JournalClaimRequest, JournalLease } from './execution/contract.js';
+import type { PostgresStore } from './store/postgres/open.js';
+import type { PostgresRunStore } from './store/postgres/runs.js';
 import { createMemoryJournal } from './execution/gateway.js';
 import type { MemoryLayer } from './memory/contract.js';
 import { createInMemoryMemory } from './memory/in-memory.js';
@@ -26,7 +29,10 @@ export interface StatefulLayers {
   isReady(): boolean;
   /** Resolves once the store's writes and compactions asked for so far are done. */
   settled(): Promise<void>;
-  close(): void;
+  /** Closes what was opened; a PostgreSQL store's pool closes asynchronously (the promise never rejects). */
+  close(): void | Promise<void>;
+  /** With store kind postgres: the opened store, for what a worker or dispatcher needs beyond the layers (leases, run jobs, LISTEN/NOTIFY). */
+  postgres?: () => Promise<PostgresStore>;
 }
 
 export interface StatefulOptions {
@@ -54,6 +60,7 @@ function once<T>(open: () => Promise<T>): () => Promise<T> {
  * use, so `createRuntime` stays synchronous and touches no disk until a run starts), else memory.
  */
 export function composeStatefulLayers(config: RunchartConfig, options: StatefulOptions): StatefulLayers {
+  if (config.store.kind === 'postgres') return composePostgresLayers(config, config.store, options);
   const durable = config.store.kind === 'lowdb';
   let opened: StoreDirectory | undefined;
   const directory = once(
@@ -73,24 +80,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
   const queue =
     options.background ??
     createMemoryQueue({
-      handlers: {
-        'memory.write': async (task, { signal }) => {
-          const payload = task.payload as { sessionId: string | null; input: string; output: string };
-          await memory.remember(
-            {
-              tenantId: task.tenantId,
-              principalId: task.principalId,
-              ...(payload.sessionId ? { sessionId: payload.sessionId } : {}),
-              runId: task.runId,
-              input: payload.input,
-              output: payload.output,
-              createdAt: new Date(options.now()).toISOString(),
-            },
-            { idempotencyKey: task.id, signal },
-          );
-        },
-        ...Object.fromEntries(Object.entries(options.hooks ?? {}).map(([name, hook]) => [`hook:${name}`, hook])),
-      },
+      handlers: backgroundHandlers(memory, options),
       onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error),
       ...(persistence ? { persistence } : {}),
     });
@@ -108,6 +98,92 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     volatileRunStore: !options.runStore && !durable,
     settled: async () => void (await opened?.settled()),
     close: () => opened?.close(),
+  };
+}
+
+/** What the background queue runs: the memory write-back, and the user's hooks as `hook:<name>`. */
+function backgroundHandlers(memory: MemoryLayer, options: StatefulOptions): Record<string, BackgroundHandler> {
+  return {
+    'memory.write': async (task, { signal }) => {
+      const payload = task.payload as { sessionId: string | null; input: string; output: string };
+      await memory.remember(
+        {
+          tenantId: task.tenantId,
+          principalId: task.principalId,
+          ...(payload.sessionId ? { sessionId: payload.sessionId } : {}),
+          runId: task.runId,
+          input: payload.input,
+          output: payload.output,
+          createdAt: new Date(options.now()).toISOString(),
+        },
+        { idempotencyKey: task.id, signal },
+      );
+    },
+    ...Object.fromEntries(Object.entries(options.hooks ?? {}).map(([name, hook]) => [`hook:${name}`, hook])),
+  };
+}
+
+/**
+ * The stateful layers on PostgreSQL: opened on first use (connect, migrate, start the queue's
+ * worker), so `createRuntime` stays synchronous; the pg driver is loaded only then.
+ */
+function composePostgresLayers(config: RunchartConfig, store: { url: string; schema: string }, options: StatefulOptions): StatefulLayers {
+  let opened: PostgresStore | undefined;
+  let closed = false;
+  let opening: Promise<PostgresStore> | undefined;
+  // Unlike a directory, a server may be back in a moment: a failed open is tried again on next use.
+  const open = (): Promise<PostgresStore> => {
+    if (!opening) {
+      opening = connect();
+      opening.catch(() => (opening = undefined));
+    }
+    return opening;
+  };
+  const connect = async () => {
+    const { openPostgresStore } = await import('./store/postgres/open.js');
+    const shared = await openPostgresStore({
+      url: store.url,
+      schema: store.schema,
+      handlers: backgroundHandlers(memory, options),
+      historyTurns: config.memory.history_turns,
+      queue: { onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error) },
+      onWarning: options.warn,
+    });
+    if (closed) {
+      await shared.close();
+      throw new RunchartError('cancelled', 'store', 'store: the runtime closed while its PostgreSQL store was opening');
+    }
+    return (opened = shared);
+  };
+  const scrub = options.redact ?? (<T>(value: T) => value);
+  const memory: MemoryLayer = options.memory ?? lazyMemory(async () => (await open()).memory, scrub);
+  const runStore: RunStore = options.runStore ?? lazyPostgresRunStore(async () => (await open()).runStore);
+  const journal: ExecutionJournal = options.journal ?? lazyClaimingJournal(async () => (await open()).journal, scrub);
+  const queue: StatefulLayers['queue'] = options.background ?? {
+    enqueue: async (tasks, call) => (await open()).queue.enqueue(tasks.map(scrub), call),
+    // Nothing was queued by a process that never opened the store.
+    drain: async () => opened?.queue.drain(),
+    close: () => void opened?.queue.close().catch((error: unknown) => options.warn('background: closing the PostgreSQL queue failed', error)),
+    // The tasks wait in the database: opening starts this process's worker on them.
+    resume: async () => (await open(), 0),
+  };
+  const needsOpen = !(options.memory && options.runStore && options.journal && options.background);
+  return {
+    memory,
+    runStore,
+    journal,
+    queue,
+    ready: async () => {
+      if (needsOpen) await open();
+    },
+    isReady: () => !needsOpen || opened !== undefined,
+    volatileRunStore: false,
+    settled: async () => {},
+    close: async () => {
+      closed = true;
+      await opened?.close().catch((error: unknown) => options.warn('store: closing the PostgreSQL store failed', error));
+    },
+    postgres: open,
   };
 }
 
@@ -134,6 +210,28 @@ function lazyJournal(open: () => Promise<ExecutionJournal>, scrub: <T>(value: T)
     put: async (entry) => (await open()).put(scrub(entry)),
     release: async (runId) => (await open()).release?.(runId),
   };
+}
+
+function lazyPostgresRunStore(open: () => Promise<PostgresRunStore>): PostgresRunStore {
+  return {
+    save: async (run) => (await open()).save(run),
+    load: async (runId, scope) => (await open()).load(runId, scope),
+    listActive: async () => (await open()).listActive(),
+    list: async (filter) => (await open()).list(filter),
+    leases: {
+      acquire: async (request) => (await open()).leases.acquire(request),
+      renew: async (request) => (await open()).leases.renew(request),
+      release: async (request) => (await open()).leases.release(request),
+      takeOverExpired: async (request) => (await open()).leases.takeOverExpired(request),
+    },
+  };
+}
+
+function lazyClaimingJournal(open: () => Promise<Required<ExecutionJournal>>, scrub: <T>(value: T) => T): ExecutionJournal {
+  return Object.assign(lazyJournal(open, scrub), {
+    claim: async (request: JournalClaimRequest) => (await open()).claim(request),
+    renew: async (lease: JournalLease) => (await open()).renew(lease),
+  });
 }
 
 function lazyPersistence(open: () => Promise<QueuePersistence>, scrub: <T>(value: T) => T): QueuePersistence {

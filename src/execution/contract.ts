@@ -52,12 +52,50 @@ export const JournalEntry = z.object({
 });
 export type JournalEntry = z.infer<typeof JournalEntry>;
 
+/** A gateway asking to run the call of `key` itself, for `leaseMs` unless it renews. */
+export const JournalClaimRequest = z.object({
+  key: z.string().min(1),
+  tenantId: z.string().min(1),
+  runId: z.string(),
+  /** Epoch milliseconds; kept from the first claim, so a call taken over keeps its deadline. */
+  deadline: z.number(),
+  /** Who asks: one id per gateway, unique across processes and machines. */
+  owner: z.string().min(1),
+  leaseMs: z.number().int().positive(),
+});
+export type JournalClaimRequest = z.infer<typeof JournalClaimRequest>;
+
+/**
+ * What a claim answers: the caller owns the call now (first, or taking over a lease that ran
+ * out, with the attempts and deadline recorded so far), the call is finished (its recorded
+ * result), or another owner holds it until `until` (epoch ms; `retryInMs` is what is left of
+ * that lease by the database's clock).
+ */
+export const JournalClaim = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('claimed'), attempts: z.number().int(), deadline: z.number(), until: z.number() }),
+  z.object({ status: z.literal('completed'), result: ExecuteResult, attempts: z.number().int() }),
+  z.object({ status: z.literal('held'), owner: z.string(), until: z.number(), retryInMs: z.number() }),
+]);
+export type JournalClaim = z.infer<typeof JournalClaim>;
+
+/** The lease a claim gave: renewed by the owner while its call runs. */
+export const JournalLease = JournalClaimRequest.pick({ key: true, tenantId: true, owner: true, leaseMs: true });
+export type JournalLease = z.infer<typeof JournalLease>;
+
 /** Where the gateway records what it started and what it finished. */
 export interface ExecutionJournal {
   get(key: string): Promise<JournalEntry | undefined>;
   put(entry: JournalEntry): Promise<void>;
   /** Forgets the entries of a finished run: nothing will replay them. */
   release?(runId: string): Promise<void>;
+  /**
+   * Journals shared by several processes claim a key in one step, so at most one attempt of a
+   * call runs at a time anywhere and a finished call is answered from the journal. The gateway
+   * uses it when present; the owner records attempts and the result with `put` as usual.
+   */
+  claim?(request: JournalClaimRequest): Promise<JournalClaim>;
+  /** Extends the owner's lease while its call runs; false once the lease was lost to another owner. */
+  renew?(lease: JournalLease): Promise<boolean>;
 }
 
 // crypto.hash (Node ≥ 20.12) hashes without a Hash object: about half the time for short texts.

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
 import type { CatalogLayer, Capability } from '../catalog/contract.js';
-import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, ToolError } from './contract.js';
+import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalClaim, JournalLease, ToolError } from './contract.js';
 import { createJournalEntries, type JournalEntries } from './journal-entries.js';
 
 /** Options of the default gateway. */
@@ -14,6 +16,12 @@ export interface GatewayOptions {
   /** Tool calls running at once across all runs of this gateway. */
   concurrency?: number;
   now?: () => number;
+  /** With a journal that claims keys: who this gateway is to other processes (unique; a host, pid and random id unless given). */
+  owner?: string;
+  /** With a journal that claims keys: how long a claim holds unless renewed (renewed every third of it while the call runs). */
+  leaseMs?: number;
+  /** With a journal that claims keys: how often a call held by another owner is asked for again. */
+  claimPollMs?: number;
 }
 
 /** A journal kept in a Map: enough for one process; the lowdb journal survives restarts. */
@@ -45,6 +53,9 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
   const maxResultChars = options.maxResultChars ?? 32_000;
   const now = options.now ?? Date.now;
   const slots = createSemaphore(options.concurrency ?? 16);
+  const owner = options.owner ?? `${hostname()}:${process.pid}:${randomUUID()}`;
+  const leaseMs = options.leaseMs ?? 30_000;
+  const claimPollMs = options.claimPollMs ?? 250;
 
   // Two calls with one key at once (a restored run racing its old self) share one execution.
   const inFlight = new Map<string, Promise<ExecuteResult>>();
@@ -58,6 +69,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
   }
 
   async function executeOnce(request: ExecuteRequest, { signal }: { signal: AbortSignal }): Promise<ExecuteResult> {
+    if (journal.claim) return executeClaimed(request, signal);
     const journaled = await journal.get(request.idempotencyKey);
     if (journaled?.state === 'completed' && journaled.result) return journaled.result;
 
@@ -65,17 +77,53 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     if (!capability) return fail('invalid-input', `execution: no capability named "${request.capability}@${request.version}"`);
     const args = parseArguments(capability, request.arguments, maxArgumentChars);
     if ('status' in args) return args;
-
-    let attempts = journaled?.attempts ?? 0;
     // A replayed call keeps the deadline it was first given: deadlines are absolute.
-    const deadline = journaled?.deadline ?? request.deadline;
+    return attemptAll(capability, args.value, request, { attempts: journaled?.attempts ?? 0, deadline: journaled?.deadline ?? request.deadline }, signal);
+  }
+
+  /**
+   * With a journal shared by several processes: the key is claimed first, so while one owner's
+   * attempt runs nobody else starts one, a finished call is answered from the journal, and a
+   * claim whose owner died is taken over once its lease runs out.
+   */
+  async function executeClaimed(request: ExecuteRequest, signal: AbortSignal): Promise<ExecuteResult> {
+    // Checked before claiming (they run nothing), so a bad call leaves no claim behind to wait out.
+    const capability = options.catalog.get(request.capability, request.version);
+    const args = capability ? parseArguments(capability, request.arguments, maxArgumentChars) : undefined;
+    if (!capability || !args || 'status' in args) {
+      const journaled = await journal.get(request.idempotencyKey);
+      if (journaled?.state === 'completed' && journaled.result) return journaled.result;
+      return args && 'status' in args ? args : fail('invalid-input', `execution: no capability named "${request.capability}@${request.version}"`);
+    }
+    const lease: JournalLease = { key: request.idempotencyKey, tenantId: request.tenantId, owner, leaseMs };
+    let claim: JournalClaim;
+    for (;;) {
+      claim = await journal.claim!({ runId: request.runId, deadline: request.deadline, ...lease });
+      if (claim.status !== 'held') break;
+      const left = request.deadline - now();
+      if (left <= 0) return fail('timeout', `execution: "${capability.name}" is being run by ${claim.owner}, and the call's deadline passed before it finished`);
+      await sleep(Math.max(1, Math.min(claim.retryInMs, claimPollMs, left)), signal);
+    }
+    if (claim.status === 'completed') return claim.result;
+    // Renewed while the attempts run; a renewal that fails leaves the lease to run out, as a crash would.
+    const renewal = setInterval(() => void journal.renew?.(lease).catch(() => false), Math.max(1, Math.floor(leaseMs / 3)));
+    try {
+      return await attemptAll(capability, args.value, request, claim, signal);
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  async function attemptAll(capability: Capability, args: unknown, request: ExecuteRequest, journaled: { attempts: number; deadline: number }, signal: AbortSignal): Promise<ExecuteResult> {
+    let attempts = journaled.attempts;
+    const deadline = journaled.deadline;
     request = Object.assign({}, request, { deadline });
     let result: ExecuteResult = fail('internal', 'execution: the call was never attempted');
     for (let attempt = 0; attempt <= capability.retries; attempt++) {
       if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);
       attempts++;
       await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'started', attempts, deadline, updatedAt: now() });
-      result = await slots.run(() => attemptCall(capability, args.value, request, signal));
+      result = await slots.run(() => attemptCall(capability, args, request, signal));
       if (result.status === 'ok' || !result.error.retryable) break;
     }
     await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'completed', result, attempts, deadline, updatedAt: now() });
