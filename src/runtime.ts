@@ -229,7 +229,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       layers.queue.close?.();
       // A compaction still running would rewrite a file the next owner of the store may already be writing.
       await layers.settled();
-      layers.close();
+      await layers.close();
       for (const resource of options.resources ?? []) await resource.close();
     },
   };
