@@ -96,8 +96,8 @@ export interface RunUsage {
 
 /**
  * The run's context: plain JSON, persisted and restored as it is. Kept to few top-level keys
- * (what ingress and retrieval produce is kept whole): XState copies the context with
- * `Object.assign` on every assign, which V8 slows down tenfold past about twenty keys.
+ * (what ingress and retrieval produce is kept whole): XState copies the whole context on every
+ * assign (on the hot path; see bench/README.md).
  */
 export interface RunContext {
   runId: string;

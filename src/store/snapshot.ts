@@ -3,8 +3,9 @@ import type { AnyActorRef, AnyMachineSnapshot } from 'xstate';
 /**
  * What `actor.getPersistedSnapshot()` returns for a run, without its walk of the whole context.
  * XState looks through every object in a context for actor references on each call (a run's
- * context holds the pinned capabilities' schemas, the messages, the decisions), ~50 µs a save
- * here; a run's context is plain JSON by design and never holds one, so it is kept as it is.
+ * context holds the pinned capabilities' schemas, the messages, the decisions); a run's context
+ * is plain JSON by design and never holds one, so it is kept as it is (on the hot path; see
+ * bench/README.md).
  * The format is XState's, key for key: a test compares the two at every step of every kind of
  * run, so a key a new XState adds, or a change of order, fails there.
  */
