@@ -1,10 +1,14 @@
 import type { CatalogLayer } from './catalog/contract.js';
 import { toolNameFor } from './catalog/registry.js';
 
-/** Secrets recognised without configuration: API keys and bearer tokens of the common shapes. */
+/**
+ * Secrets recognised without configuration: API keys and bearer tokens of the common shapes.
+ * Every pattern, these and the configured ones, matches in any letter case (HTTP auth schemes
+ * are case-insensitive: `BEARER x` is as much a token as `Bearer x`).
+ */
 export const defaultSecretPatterns = [
   'sk-[A-Za-z0-9_-]{16,}',
-  '(?:Bearer|bearer)\\s+[A-Za-z0-9._~+/=-]{8,}',
+  'bearer\\s+[A-Za-z0-9._~+/=-]{8,}',
   'gh[pousr]_[A-Za-z0-9]{20,}',
   'AKIA[0-9A-Z]{16}',
   'xox[abpr]-[A-Za-z0-9-]{10,}',
@@ -12,9 +16,9 @@ export const defaultSecretPatterns = [
 
 export const REDACTED = '[redacted]';
 
-/** One expression for the default and the configured secret patterns. */
+/** One expression for the default and the configured secret patterns, in any letter case. */
 function secretExpression(patterns: readonly string[]): RegExp {
-  return new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'g');
+  return new RegExp([...defaultSecretPatterns, ...patterns].map((pattern) => `(?:${pattern})`).join('|'), 'gi');
 }
 
 /**
