@@ -24,6 +24,7 @@ import type { ModelAdapter } from './models/contract.js';
 import { demoModel } from './models/demo.js';
 import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
+import { unreachableCapabilities } from './policy/reachability.js';
 import { newTraceId } from './ingress/request.js';
 import { composeStatefulLayers } from './layers.js';
 import type { StoreDirectory } from './store/directory.js';
@@ -55,7 +56,7 @@ export interface RuntimeOptions {
   storeDirectory?: StoreDirectory;
   /**
    * Your own telemetry layer, or the tracer and logger for the default one (OpenTelemetry spans,
-   * pino events when `telemetry.emit_structured_events` is on). Default: the global OTel tracer and pino on stdout.
+   * pino events to the logger when `telemetry.emit_structured_events` is on). Default: the global OTel tracer and no events.
    */
   telemetry?: TelemetryLayer | { tracer?: TelemetryTracer; logger?: EventLogger };
   /** An XState inspection observer (the Stately inspector, or a recorder). */
@@ -147,6 +148,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     ((message: string, error?: unknown) => process.emitWarning(error instanceof Error ? `${message}: ${error.message}` : message, { code: 'RUNCHART' }));
   const catalog = createCatalog(options.capabilities ?? []);
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
+  // Only the built-in rules can be read ahead; a policy of the caller's own is theirs to know.
+  if (!options.policy) for (const { message } of unreachableCapabilities(config.policy.rules, catalog.list().map((capability) => capability.name))) warn(message);
   const hooks = options.hooks ?? {};
   const layers = composeStatefulLayers(config, {
     redact: createRedactor(config.telemetry.redact_patterns),
