@@ -160,6 +160,15 @@ async function openReader(options: CommonOptions) {
 }
 
 export async function run(io: CliIO, input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) {
+  const { config: found } = await resolveConfig(options);
+  const server = found.store.kind === 'lowdb' ? runningServer(found.store.dir) : undefined;
+  if (server) {
+    throw new RunchartError(
+      'invalid-input',
+      'store',
+      `store: ${found.store.dir} is held by runchart serve at ${server.url} (process ${server.pid}); send the run there (POST ${server.url}/v1/runs), or give this command another --store`,
+    );
+  }
   const { runtime, line, inspector } = await openRuntime(io, options);
   // The CLI is an ingress: it continues the caller's trace or starts one.
   const trace = options.traceparent ? { traceparent: options.traceparent } : { traceId: newTraceId() };

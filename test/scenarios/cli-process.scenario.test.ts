@@ -179,6 +179,9 @@ describe('while "runchart serve" holds the store', () => {
       const rejected = await runchart(['reject', second.runId, callOf(second), '--principal', 'admin', '--tenant', 'acme', '--reason', 'no bread', ...common]);
       expect(rejected.code, rejected.err).toBe(0);
       expect(rejected.out).toContain('The tool call did not work: rejected by the approver: no bread');
+      const busy = await runchart(['run', 'what is 1+1?', ...common]);
+      expect(busy.code).toBe(ExitCode.usage);
+      expect(busy.err).toContain(`is held by runchart serve at ${url}`);
       const again = await runchart(['approve', first.runId, callOf(first), '--principal', 'admin', '--tenant', 'acme', ...common]);
       expect(again.code).toBe(ExitCode.usage);
       expect(again.err).toContain('no call is awaiting approval');
