@@ -1,4 +1,5 @@
 // The runchart command as a user meets it, each case in a process of its own: exit codes, help, pipes, signals.
+// Each process starts from source through tsx (a second or two on a busy machine), hence the timeouts.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ const closedPort = () =>
     });
   });
 
-describe('runchart: usage, version and help', () => {
+describe('runchart: usage, version and help', { timeout: 120_000 }, () => {
   it('exits with the usage code on a bare "runchart" (help on stderr) and on an unknown command', async () => {
     const [bare, unknown, runs] = await Promise.all([runchart([]), runchart(['frobnicate']), runchart(['runs'])]);
     expect(bare.code).toBe(ExitCode.usage);
@@ -65,7 +66,7 @@ describe('runchart: usage, version and help', () => {
   });
 });
 
-describe('runchart in a pipe', () => {
+describe('runchart in a pipe', { timeout: 120_000 }, () => {
   it('ends quietly when the reader goes away (runchart paths | head -1)', async () => {
     const started = startRunchart(['paths', '--check', '--verbose']);
     // The reader is gone before the first line: every write meets a closed pipe (EPIPE).
@@ -83,7 +84,7 @@ describe('runchart in a pipe', () => {
   });
 });
 
-describe('runchart --inspect', () => {
+describe('runchart --inspect', { timeout: 120_000 }, () => {
   it('fails at once, naming the URL, when nothing listens there', async () => {
     const port = await closedPort();
     const dir = await tempDir();
@@ -125,7 +126,7 @@ describe('runchart --inspect', () => {
   });
 });
 
-describe('while "runchart serve" holds the store', () => {
+describe('while "runchart serve" holds the store', { timeout: 300_000 }, () => {
   it('runs list, runs show (--html), paths work beside it, and approve / reject reach it over its HTTP API', async () => {
     const { writeFile } = await import('node:fs/promises');
     const { existsSync, statSync } = await import('node:fs');
@@ -197,7 +198,7 @@ describe('while "runchart serve" holds the store', () => {
   });
 });
 
-describe('runchart viz', () => {
+describe('runchart viz', { timeout: 120_000 }, () => {
   it('writes only under --out, and touches a README only when asked, and only between its markers', async () => {
     const { writeFile, readdir } = await import('node:fs/promises');
     const { join } = await import('node:path');
