@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { describeIssues, RunchartError } from './errors.js';
+import { RunchartError } from './errors.js';
 import { PolicyStage, PolicyVerdict } from './policy/contract.js';
 import type { RunSettings } from '../machines/run/types.js';
 import { DEFAULT_KEEP_LOADED_TENANTS } from './memory/lowdb.js';
@@ -10,6 +10,9 @@ import { SCHEMA_NAME } from './store/postgres/schema-name.js';
 
 /** The schema name a postgres store uses unless `store.schema` says otherwise. */
 export const DEFAULT_POSTGRES_SCHEMA = 'runchart';
+
+/** How many run recordings the CLI and the server keep unless `telemetry.keep_recordings` says otherwise. */
+export const DEFAULT_KEPT_RECORDINGS = 200;
 
 /** A policy rule; every decision names the rule that produced it. */
 export const PolicyRule = z.strictObject({
@@ -62,6 +65,8 @@ const Telemetry = z.strictObject({
   capture_content: z.boolean().default(false),
   /** The CLI and the server record each run (Stately inspection protocol, JSONL) under store.dir/inspect for the viewer. */
   record_runs: z.boolean().default(true),
+  /** How many run recordings stay under store.dir/inspect; the oldest are removed beyond it. */
+  keep_recordings: z.number().int().min(1).default(DEFAULT_KEPT_RECORDINGS),
   /** Regular expressions of secrets to redact from telemetry and saved runs, besides the built-in API key and token shapes. */
   redact_patterns: z
     .array(
@@ -178,7 +183,106 @@ export type RunchartConfigInput = z.input<typeof RunchartConfig>;
 export function parseConfig(value: unknown, source = 'config'): RunchartConfig {
   const result = RunchartConfig.safeParse(value ?? {});
   if (result.success) return result.data;
-  throw new RunchartError('invalid-input', 'config', `config: ${source} is invalid: ${describeIssues(result.error)}`, { cause: result.error });
+  throw new RunchartError('invalid-input', 'config', `config: ${source} is invalid: ${describeConfigIssues(result.error, value)}`, { cause: result.error });
+}
+
+type Path = readonly PropertyKey[];
+
+/** The value at `path` of what was parsed, for messages that quote it. */
+function valueAt(root: unknown, path: Path): unknown {
+  let value = root;
+  for (const key of path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  return value;
+}
+
+/** The keys the config schema allows in the object at `path` (empty when there is none there). */
+function keysAt(path: Path): string[] {
+  let schema: z.core.$ZodType | undefined = RunchartConfig;
+  for (const key of path) {
+    schema = objectIn(schema);
+    if (!schema) return [];
+    const def = schema._zod.def as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+    schema = def.type === 'object' ? def.shape?.[String(key)] : def.type === 'array' ? def.element : undefined;
+  }
+  const found = objectIn(schema);
+  const def = found?._zod.def as { type: string; shape?: Record<string, unknown> } | undefined;
+  return def?.type === 'object' ? Object.keys(def.shape ?? {}) : [];
+}
+
+/** The schema under defaults and optionals (an object or an array), if any. */
+function objectIn(schema: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
+  let current = schema;
+  for (let depth = 0; current && depth < 8; depth++) {
+    const def = current._zod.def as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType };
+    if (def.type === 'object' || def.type === 'array') return current;
+    current = def.innerType ?? def.in;
+  }
+  return undefined;
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length]!;
+}
+
+/** The candidate nearest to `word`, when it is near enough to be a slip of the keyboard. */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  let best: { candidate: string; score: number } | undefined;
+  for (const candidate of candidates) {
+    const score = distance(word.toLowerCase(), candidate.toLowerCase());
+    if (!best || score < best.score) best = { candidate, score };
+  }
+  return best && best.score <= Math.max(2, Math.floor(word.length / 3)) ? best.candidate : undefined;
+}
+
+const quoted = (values: readonly unknown[]) => values.map((value) => JSON.stringify(value)).join(', ');
+
+/**
+ * Config issues as one message: each names its path; an unknown key gets the nearest known one
+ * ("did you mean") and the keys its section takes; a value outside a set lists the allowed
+ * values. A union (a rule's `stage`: one stage or a list) reports the branch the value's shape chose.
+ */
+function describeConfigIssues(error: z.ZodError, input: unknown): string {
+  const describe = (issues: readonly z.core.$ZodIssue[], prefix: Path): string[] =>
+    issues.flatMap((issue) => {
+      const path = [...prefix, ...issue.path];
+      const name = path.map(String).join('.');
+      const at = (text: string) => (name ? `${name}: ${text}` : text);
+      switch (issue.code) {
+        case 'unrecognized_keys': {
+          const known = keysAt(path);
+          return issue.keys.map((key) => {
+            const guess = nearest(key, known);
+            const full = [...path.map(String), key].join('.');
+            const allowed = known.length ? ` (${name || 'the config'} takes ${known.join(', ')})` : '';
+            return `${full}: unknown key${guess ? `; did you mean "${guess}"?` : '; remove it or check its spelling'}${allowed}`;
+          });
+        }
+        case 'invalid_value': {
+          if (issue.values.length < 2) return [at(issue.message)];
+          const given = valueAt(input, path);
+          const guess = typeof given === 'string' ? nearest(given, issue.values.map(String)) : undefined;
+          return [at(`${JSON.stringify(given) ?? 'nothing'} is not one of ${quoted(issue.values)}${guess ? `; did you mean "${guess}"?` : ''}`)];
+        }
+        case 'invalid_union': {
+          // The branch whose type the value has is the one the user meant (a stage name, or a list of them).
+          const branch =
+            issue.errors.find((issues) => issues.every((inner) => inner.path.length > 0)) ??
+            issue.errors.find((issues) => !issues.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0)) ??
+            issue.errors[0];
+          return branch?.length ? describe(branch, path) : [at(issue.message)];
+        }
+        default:
+          return [at(issue.message)];
+      }
+    });
+  return describe(error.issues, []).join('; ');
 }
 
 /**

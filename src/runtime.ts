@@ -23,6 +23,7 @@ import type { ModelAdapter } from './models/contract.js';
 import { demoModel } from './models/demo.js';
 import type { PolicyLayer } from './policy/contract.js';
 import { createRulesPolicy } from './policy/rules.js';
+import { unreachableCapabilities } from './policy/reachability.js';
 import { createRedactor, createRunRedactor } from './redaction.js';
 import { createRunRegistry, type ReviewOptions, type RunActor, type RunHandle } from './runs/registry.js';
 import { createRunStreams, type RunStreamEvent } from './runs/stream.js';
@@ -54,7 +55,7 @@ export interface RuntimeOptions {
   storeDirectory?: StoreDirectory;
   /**
    * Your own telemetry layer, or the tracer and logger for the default one (OpenTelemetry spans,
-   * pino events when `telemetry.emit_structured_events` is on). Default: the global OTel tracer and pino on stdout.
+   * pino events to the logger when `telemetry.emit_structured_events` is on). Default: the global OTel tracer and no events.
    */
   telemetry?: TelemetryLayer | { tracer?: TelemetryTracer; logger?: EventLogger };
   /** An XState inspection observer (the Stately inspector, or a recorder): it sees the runtime's actor, every run and every layer call. */
@@ -108,6 +109,8 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   // The layers.
   const catalog = createCatalog(options.capabilities ?? []);
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
+  // Only the built-in rules can be read ahead; a policy of the caller's own is theirs to know.
+  if (!options.policy) for (const { message } of unreachableCapabilities(config.policy.rules, catalog.list().map((capability) => capability.name))) warn(message);
   const hooks = options.hooks ?? {};
   const layers = composeStatefulLayers(config, {
     redact: createRedactor(config.telemetry.redact_patterns),

@@ -1,5 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { RunchartError } from '../src/errors.js';
 import { renderMermaid } from './mermaid.js';
 import { renderPaths } from './paths.js';
 import { renderSvg } from './svg.js';
@@ -21,10 +22,26 @@ export function renderAll(): Record<string, string> {
   };
 }
 
-/** Replaces the README's Mermaid block with the current diagram; returns whether it changed. */
+/** The lines that mark the diagram's block in a README: `runchart viz --readme` rewrites what is between them, nothing else. */
+export const README_MARKERS = { start: '<!-- runchart viz: diagram -->', end: '<!-- /runchart viz -->' } as const;
+
+/**
+ * Replaces the diagram between the README's markers with the current one; returns whether it
+ * changed. A README without both markers is refused: the rest of the file is its author's.
+ */
 export async function updateReadme(path: string): Promise<boolean> {
   const text = await readFile(path, 'utf8');
-  const next = text.replace(/```mermaid\n[\s\S]*?```/, `\`\`\`mermaid\n${renderMermaid()}\`\`\``);
+  const start = text.indexOf(`${README_MARKERS.start}\n`);
+  const end = text.indexOf(README_MARKERS.end, start);
+  if (start < 0 || end < 0) {
+    throw new RunchartError(
+      'invalid-input',
+      'runtime',
+      `viz: ${path} has no marked diagram block; put the lines "${README_MARKERS.start}" and "${README_MARKERS.end}" where the diagram goes, or leave out --readme`,
+    );
+  }
+  const from = start + README_MARKERS.start.length + 1;
+  const next = `${text.slice(0, from)}\`\`\`mermaid\n${renderMermaid()}\`\`\`\n${text.slice(end)}`;
   if (next !== text) await writeFile(path, next);
   return next !== text;
 }

@@ -50,6 +50,15 @@ ${head}
   <label>open a recording: <input type="file" id="file" accept=".jsonl,.ndjson,application/x-ndjson"></label>
   <span id="load-note"></span>
 </header>
+<section id="summary" hidden>
+  <dl>
+    <div class="wide"><dt>input</dt><dd id="summary-input"></dd></div>
+    <div><dt>tenant</dt><dd id="summary-tenant"></dd></div>
+    <div><dt>principal</dt><dd id="summary-principal"></dd></div>
+    <div><dt>status</dt><dd id="summary-status"></dd></div>
+    <div class="wide"><dt>output</dt><dd id="summary-output"></dd></div>
+  </dl>
+</section>
 <main>
 <figure id="diagram">
 ${renderSvg().trimEnd()}

@@ -35,6 +35,14 @@ export interface HttpIngressOptions {
   config?: RunchartConfig;
   /** Told about server-side failures and shutdowns that cut runs short; never given a key or a body. */
   onWarning?: (message: string, error?: unknown) => void;
+  /**
+   * A local operator credential: a request bearing it (`Authorization: Bearer <token>`) acts for
+   * the tenant and principal its `x-runchart-tenant` and `x-runchart-principal` headers name, as
+   * the command line does when it opens the store itself (an approver still passes policy stage
+   * `approval`). `runchart serve` makes one per start and writes it with the server's URL to
+   * `<store.dir>/server.json`, readable by the store's owner only, for `runchart approve` / `reject`.
+   */
+  operatorToken?: string;
 }
 
 /** A listening server; `close()` shuts it down gracefully and closes the runtime. */
@@ -109,6 +117,15 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   const http = (options.config ?? runtime.config).http;
   const warn = options.onWarning ?? (() => {});
   const identify = keyring(http.api_keys);
+  const operatorDigest = options.operatorToken ? createHash('sha256').update(options.operatorToken).digest() : undefined;
+  /** The caller an operator request names, or undefined when the key is not the operator token. */
+  function operatorCaller(key: string, c: Context): HttpCaller | undefined {
+    if (!operatorDigest || !timingSafeEqual(operatorDigest, createHash('sha256').update(key).digest())) return undefined;
+    const tenantId = c.req.header('x-runchart-tenant')?.trim();
+    const principalId = c.req.header('x-runchart-principal')?.trim();
+    if (!tenantId || !principalId) refuse(400, 'invalid-input', 'an operator request names whom it acts for: send the "x-runchart-tenant" and "x-runchart-principal" headers');
+    return { tenantId, principalId };
+  }
   /** Run results and reviews started here and not yet settled: shutdown waits for them. */
   const inFlight = new Set<Promise<unknown>>();
   let closing = false;
@@ -146,7 +163,8 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   app.get('/healthz', (c) => c.json({ ok: true }));
 
   app.use('/v1/*', async (c, next) => {
-    const caller = identify(presentedKey(c));
+    const key = presentedKey(c);
+    const caller = operatorCaller(key, c) ?? identify(key);
     if (!caller) refuse(401, 'unauthenticated', 'the API key is not recognized; check it, or ask the operator for a key (made with `runchart key`, listed by its sha256 under http.api_keys)');
     c.set('caller', caller);
     c.header('cache-control', 'no-store');

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect';
 import type { InspectionEvent } from 'xstate';
@@ -29,6 +29,11 @@ export interface RunRecorderOptions {
   redact?: <T>(value: T) => T;
   /** Told when a recording cannot be written; a recorder never fails a run. */
   onError?: (message: string, error: unknown) => void;
+  /**
+   * How many recordings `<dir>/inspect` keeps (the config's `telemetry.keep_recordings`): once a
+   * run's recording would pass it, the ones written longest ago are removed. Unset: all are kept.
+   */
+  keep?: number;
 }
 
 /** Records runs for the offline viewer and the Stately inspector. */
@@ -95,6 +100,8 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   let writing: Promise<void> = Promise.resolve();
   let scheduled = false;
   let madeFolder = false;
+  /** With `keep`: the recordings in the folder, the one written longest ago first (read from the folder once). */
+  let kept: Map<string, true> | undefined;
 
   const inspector = createInspector(
     {
@@ -137,6 +144,23 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
       const path = join(folder, `${runId}.jsonl`);
       await appendFile(path, `${lines.join('\n')}\n`).catch((error: unknown) => onError(`inspect: cannot write ${path}`, error));
     }
+    if (options.keep !== undefined) await prune(batches.map(([runId]) => `${runId}.jsonl`), options.keep);
+  }
+
+  /** Moves the recordings just written to the newest end, and removes the oldest beyond `keep`. */
+  async function prune(written: string[], keep: number) {
+    kept ??= await recordingsByAge(folder);
+    for (const name of written) {
+      kept.delete(name);
+      kept.set(name, true);
+    }
+    while (kept.size > keep) {
+      const oldest = kept.keys().next().value!;
+      kept.delete(oldest);
+      await unlink(join(folder, oldest)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') onError(`inspect: cannot remove the old recording ${join(folder, oldest)}`, error);
+      });
+    }
   }
 
   return {
@@ -175,6 +199,14 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
       if (buffers.size > 0) await (writing = writing.then(write));
     },
   };
+}
+
+/** The recordings in `folder`, the one modified longest ago first. */
+async function recordingsByAge(folder: string): Promise<Map<string, true>> {
+  const names = (await readdir(folder).catch(() => [] as string[])).filter((name) => name.endsWith('.jsonl'));
+  const dated = await Promise.all(names.map(async (name) => ({ name, at: await stat(join(folder, name)).then((entry) => entry.mtimeMs, () => 0) })));
+  dated.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : 1));
+  return new Map(dated.map(({ name }) => [name, true]));
 }
 
 /** Parses a recording's JSONL text; `source` names it in errors. */

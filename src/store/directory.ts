@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { mkdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
@@ -18,9 +18,11 @@ export interface JsonDocument<Data> {
   update(change: (data: Data) => void): Promise<void>;
 }
 
-/** A store directory held by this process alone. */
+/** A store directory held by this process alone, or opened read-only beside its writer. */
 export interface StoreDirectory {
   readonly path: string;
+  /** True when opened with `readOnly`: nothing is written, moved or locked; writes are refused. */
+  readonly readOnly?: boolean;
   /** Where the directory reports what it repaired (corrupt files moved aside, torn lines skipped). */
   readonly onWarning: (message: string) => void;
   /** Opens a lowdb document; `{ isNew: true }` skips reading a file the caller knows is not there yet. */
@@ -79,14 +81,26 @@ function takeLock(path: string): () => void {
   throw new RunchartError('internal', 'store', `store: could not take the lock ${path}`);
 }
 
+/** How a store directory is opened. */
+export interface StoreDirectoryOptions extends JsonLogOptions {
+  onWarning?: (message: string) => void;
+  /**
+   * Read the files as they are now, beside the process that holds the store (a running
+   * `runchart serve`): no lock is taken, nothing is created, repaired, compacted or moved, and
+   * every write is refused. A line the writer has not finished is left out.
+   */
+  readOnly?: boolean;
+}
+
 /**
- * Opens (creating) a store directory and takes its lock. Corrupt files are moved aside and
- * reported through `onWarning`, never silently replaced.
+ * Opens (creating) a store directory and takes its lock, or, with `readOnly`, reads it beside its
+ * writer. Corrupt files are moved aside and reported through `onWarning`, never silently replaced.
  * @example
  * const directory = await openStoreDirectory('.runchart');
  * const log = await directory.openLog<Entry>('runs.jsonl', (entry) => apply(entry));
  */
-export async function openStoreDirectory(path: string, options: { onWarning?: (message: string) => void } & JsonLogOptions = {}): Promise<StoreDirectory> {
+export async function openStoreDirectory(path: string, options: StoreDirectoryOptions = {}): Promise<StoreDirectory> {
+  if (options.readOnly) return openReadOnly(path, options.onWarning ?? (() => {}));
   await mkdir(path, { recursive: true });
   const release = takeLock(join(path, 'lock'));
   let closed = false;
@@ -203,6 +217,10 @@ export async function readFormerDocument<Data>(directory: StoreDirectory, name: 
   try {
     return JSON.parse(text) as Data;
   } catch (error) {
+    if (directory.readOnly) {
+      directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it is left as it is (read-only)`);
+      return undefined;
+    }
     const aside = `${path}.corrupt-${Date.now()}`;
     await rename(path, aside);
     directory.onWarning(`store: ${path} could not be read (${(error as Error).message}); it was moved to ${aside}`);
@@ -211,7 +229,114 @@ export async function readFormerDocument<Data>(directory: StoreDirectory, name: 
 }
 
 export async function removeFormerDocument(directory: StoreDirectory, name: string): Promise<void> {
+  if (directory.readOnly) return;
   await unlink(join(directory.path, name)).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
   });
+}
+
+const readOnlyRefusal = (path: string) =>
+  new RunchartError('invalid-input', 'store', `store: ${path} is open read-only (another process holds the store); nothing can be written through it`);
+
+/** The read-only directory: documents and logs as they are on disk now, no lock, no writes. */
+function openReadOnly(path: string, onWarning: (message: string) => void): StoreDirectory {
+  const logs: JsonLog<unknown>[] = [];
+  let closed = false;
+  return {
+    path,
+    readOnly: true,
+    onWarning,
+    async open<Data extends object>(name: string, defaults: () => Data) {
+      const file = join(path, name);
+      let data = defaults();
+      try {
+        data = JSON.parse(await readFile(file, 'utf8')) as Data;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onWarning(`store: ${file} could not be read (${(error as Error).message}); it is left as it is (read-only)`);
+      }
+      return {
+        get data() {
+          return data;
+        },
+        update: () => Promise.reject(readOnlyRefusal(file)),
+      };
+    },
+    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
+      const log = await openReadOnlyLog(join(path, name), read, onWarning);
+      logs.push(log as JsonLog<unknown>);
+      return log;
+    },
+    settled: async () => {},
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const log of logs.splice(0)) log.close();
+    },
+  };
+}
+
+/**
+ * A log read as it is now. Its file stays open, so the places read at open keep pointing at the
+ * same bytes even if the writer compacts meanwhile (a compaction renames a new file over the old).
+ */
+async function openReadOnlyLog<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void, onWarning: (message: string) => void): Promise<JsonLog<Entry>> {
+  let file: FileHandle | undefined;
+  try {
+    file = await openFile(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (file) await readCompleteLines(file, path, read, onWarning);
+  const handle = file;
+  return {
+    damaged: false,
+    appendedSinceCompaction: 0,
+    append: () => Promise.reject(readOnlyRefusal(path)),
+    compact: async () => {},
+    async readAt(place) {
+      if (!handle) throw new RunchartError('internal', 'store', `store: ${path} was not there when it was opened`);
+      const buffer = Buffer.alloc(place.length);
+      const { bytesRead } = await handle.read(buffer, 0, place.length, place.offset);
+      try {
+        return JSON.parse(buffer.toString('utf8', 0, bytesRead)) as Entry;
+      } catch (error) {
+        throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} is not JSON`, { cause: error });
+      }
+    },
+    settled: async () => {},
+    close: () => void handle?.close().catch(() => {}),
+  };
+}
+
+/** Feeds every complete line of the file to `read`, a chunk at a time; a last line without its newline is still being written, and left out. */
+async function readCompleteLines<Entry>(file: FileHandle, path: string, read: (entry: Entry, place: LinePlace) => void, onWarning: (message: string) => void): Promise<void> {
+  const { size } = await file.stat();
+  const bad: number[] = [];
+  let lineNumber = 0;
+  let carried = Buffer.alloc(0);
+  let carriedOffset = 0;
+  for (let position = 0; position < size; ) {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, size - position));
+    const { bytesRead } = await file.read(chunk, 0, chunk.length, position);
+    if (bytesRead === 0) break;
+    const data = carried.length ? Buffer.concat([carried, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+    const base = carried.length ? carriedOffset : position;
+    let from = 0;
+    for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
+      lineNumber++;
+      const text = data.toString('utf8', from, newline);
+      let entry: Entry | undefined;
+      try {
+        if (text.trim()) entry = JSON.parse(text) as Entry;
+      } catch {
+        bad.push(lineNumber);
+      }
+      if (entry !== undefined) read(entry, { offset: base + from, length: newline - from });
+      from = newline + 1;
+    }
+    carried = Buffer.from(data.subarray(from));
+    carriedOffset = base + from;
+    position += bytesRead;
+  }
+  if (bad.length) onWarning(`store: ${bad.map((line) => `line ${line}`).join(', ')} of ${path} ${bad.length === 1 ? 'is' : 'are'} not JSON and ${bad.length === 1 ? 'was' : 'were'} skipped (read-only: the file is left as it is)`);
 }

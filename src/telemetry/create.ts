@@ -7,8 +7,9 @@ export interface CreateTelemetryOptions {
   /** Spans go to this tracer; defaults to the global `trace.getTracer('runchart')`. */
   tracer?: TelemetryTracer;
   /**
-   * Structured events go to this logger; defaults to pino on stdout. No events at all when the
-   * config's `telemetry.emit_structured_events` is false, even with a logger.
+   * Structured events go to this logger, and only to it: without one there are none (an embedded
+   * runtime writes nothing to stdout or stderr of its own accord). None either when the config's
+   * `telemetry.emit_structured_events` is false, even with a logger.
    */
   logger?: EventLogger;
   /** The parsed config: its `telemetry` section (content capture, redaction) and `runtime.default_model`. */
@@ -18,7 +19,7 @@ export interface CreateTelemetryOptions {
 }
 
 /**
- * The telemetry a runtime uses by default: OpenTelemetry spans and, when configured, pino events
+ * The telemetry a runtime uses by default: OpenTelemetry spans and, given a logger, pino events
  * that name those spans. Content is kept only with `capture_content`; secrets are always redacted.
  * @example
  * const config = parseConfig({ telemetry: { capture_content: false } });
@@ -26,6 +27,7 @@ export interface CreateTelemetryOptions {
  */
 export function createTelemetry(options: CreateTelemetryOptions): TelemetryLayer {
   const { telemetry, runtime } = options.config;
+  const logger = telemetry.emit_structured_events ? options.logger : undefined;
   const shared = {
     captureContent: telemetry.capture_content,
     redactPatterns: telemetry.redact_patterns,
@@ -35,10 +37,10 @@ export function createTelemetry(options: CreateTelemetryOptions): TelemetryLayer
     Object.assign({}, shared, {
       requestModel: runtime.default_model,
       // Without events, nothing needs span ids, so an unrecorded run (no OTel SDK registered) costs nothing.
-      idleWhenNotRecording: !telemetry.emit_structured_events,
+      idleWhenNotRecording: !logger,
       ...(options.tracer ? { tracer: options.tracer } : {}),
     }),
   );
-  if (!telemetry.emit_structured_events) return tracing;
-  return pinoTelemetry(Object.assign({}, shared, { tracing, ...(options.logger ? { logger: options.logger } : {}) }));
+  if (!logger) return tracing;
+  return pinoTelemetry(Object.assign({}, shared, { tracing, logger }));
 }

@@ -2,8 +2,11 @@ import { pino, type Logger } from 'pino';
 import { createRedactor } from '../redaction.js';
 import type { RunIdentity, RunTelemetry, TelemetryLayer, TelemetryMark } from './contract.js';
 
-/** Where structured events go: a pino logger (or anything with pino's `info`, `warn` and `error`). */
-export type EventLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+/**
+ * Where structured events go: a pino logger, or anything with pino's `info`, `warn` and `error`
+ * (and `debug` for the per-state events, which a logger without it does not get).
+ */
+export type EventLogger = Pick<Logger, 'info' | 'warn' | 'error'> & Partial<Pick<Logger, 'debug' | 'isLevelEnabled'>>;
 
 /** Trace and span id an event names. */
 export interface EventSpan {
@@ -23,7 +26,7 @@ export interface CorrelatedLayer {
 }
 
 export interface PinoTelemetryOptions {
-  /** Defaults to a pino logger writing JSON lines to stdout. */
+  /** Defaults to a pino logger writing JSON lines to stderr (stdout belongs to the application). */
   logger?: EventLogger;
   /** Input, model text, tool arguments and results are logged only when true. */
   captureContent?: boolean;
@@ -35,29 +38,31 @@ export interface PinoTelemetryOptions {
   onError?: (error: unknown) => void;
 }
 
-/** The default event logger: JSON lines on stdout. */
-export function stdoutEventLogger(): EventLogger {
-  return pino({ name: 'runchart' });
+/** JSON lines on stdout, for a process whose stdout is its log. */
+export function stdoutEventLogger(level: Level = 'info'): EventLogger {
+  return pino({ name: 'runchart', level });
 }
 
-/** JSON lines on stderr: for command lines whose stdout is the answer. */
-export function stderrEventLogger(): EventLogger {
-  return pino({ name: 'runchart' }, pino.destination(2));
+/** JSON lines on stderr: the default, and what command lines use, whose stdout is the answer. */
+export function stderrEventLogger(level: Level = 'info'): EventLogger {
+  return pino({ name: 'runchart', level }, pino.destination(2));
 }
 
-type Level = 'info' | 'warn' | 'error';
+type Level = 'debug' | 'info' | 'warn' | 'error';
 type Fields = Record<string, unknown>;
 
 /**
  * Structured events on pino: one line per mark, each with `event`, `trace_id`, `span_id`,
  * `run_id`, `tenant_id` and `principal_id` (DESIGN §7). With `tracing`, the marks also make its
- * spans and every line names the span its mark landed on.
+ * spans and every line names the span its mark landed on. Levels: each state entered and left and
+ * each tool call started at `debug`; the run accepted, decisions, model steps, tool results and
+ * the run's end at `info`; warnings at `warn`, run errors at `error`.
  * @example
  * const telemetry = pinoTelemetry({ logger: pino(), tracing: otelTelemetry() });
  * createRuntime({ telemetry });
  */
 export function pinoTelemetry(options: PinoTelemetryOptions = {}): TelemetryLayer {
-  const logger = options.logger ?? stdoutEventLogger();
+  const logger = options.logger ?? stderrEventLogger();
   const redact = createRedactor(options.redactPatterns ?? []);
   const captureContent = options.captureContent ?? false;
   watchStream(logger, options.onError);
@@ -97,8 +102,11 @@ export function pinoTelemetry(options: PinoTelemetryOptions = {}): TelemetryLaye
       };
       const log = (level: Level, event: string, fields: Fields, span: EventSpan, at: number) =>
         guard(() => {
+          const write = logger[level];
+          // A line nobody reads is not built (most per-state lines, at pino's default level).
+          if (!write || logger.isLevelEnabled?.(level) === false) return;
           const line = redact({ event, trace_id: span.traceId, span_id: span.spanId, ...base, at, ...fields });
-          logger[level](line, event);
+          write.call(logger, line, event);
         });
 
       // `run.accepted` is logged with the first mark: the root span starts then (see the OpenTelemetry adapter).
@@ -160,7 +168,7 @@ function describe(mark: Exclude<TelemetryMark, { kind: 'run.accepted' }>, captur
   switch (mark.kind) {
     case 'state.enter':
     case 'state.exit':
-      return ['info', mark.kind, { state: mark.state }];
+      return ['debug', mark.kind, { state: mark.state }];
     case 'decision': {
       const { decision } = mark;
       return [
@@ -192,7 +200,7 @@ function describe(mark: Exclude<TelemetryMark, { kind: 'run.accepted' }>, captur
       ];
     case 'tool.start':
       return [
-        'info',
+        'debug',
         'tool.start',
         {
           call_id: mark.callId,

@@ -108,8 +108,8 @@ function sdk(extraProcessors: SpanProcessor[] = []) {
   };
 }
 
-/** A pino logger writing into an array of parsed lines. */
-function memoryLogger() {
+/** A pino logger at level debug (every event) writing into an array of parsed lines. */
+function memoryLogger(level = 'debug') {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -117,7 +117,7 @@ function memoryLogger() {
       callback();
     },
   });
-  return { logger: pino({}, stream), lines };
+  return { logger: pino({ level }, stream), lines };
 }
 
 const millis = (time: readonly [number, number]) => time[0] * 1000 + time[1] / 1e6;
@@ -507,6 +507,36 @@ describe('the pino adapter', () => {
     // Without tracing, lines carry the caller's trace and span.
     expect(lines[1]).toMatchObject({ trace_id: TRACE, span_id: PARENT, message: 'skipped' });
     expect(lines[2]).toMatchObject({ error_kind: 'timeout', layer: 'execution', message: 'too slow', retryable: true });
+  });
+
+  it('logs each state and tool start at debug, decisions, model steps, tool results and the run end at info', () => {
+    const all = memoryLogger('debug');
+    feed(pinoTelemetry({ logger: all.logger }), oneHopRun());
+    const levels = new Map(all.lines.map((line) => [line.event, line.level]));
+    expect(Object.fromEntries(levels)).toEqual({
+      'run.accepted': 30,
+      'state.enter': 20,
+      'state.exit': 20,
+      'policy.decision': 30,
+      'model.step': 30,
+      'tool.start': 20,
+      'tool.call': 30,
+      'run.end': 30,
+    });
+    // At pino's default level a run is a handful of lines: what was decided and how it ended.
+    const quiet = memoryLogger('info');
+    feed(pinoTelemetry({ logger: quiet.logger }), oneHopRun());
+    expect(quiet.lines.map((line) => line.event)).toEqual(['run.accepted', 'policy.decision', 'model.step', 'policy.decision', 'tool.call', 'model.step', 'policy.decision', 'policy.decision', 'run.end']);
+  });
+
+  it('gives a logger without debug only the lines it can take', () => {
+    const received: string[] = [];
+    const logger = { info: (_line: object, event: string) => void received.push(event), warn: () => {}, error: () => {} } as unknown as EventLogger;
+    const onError = vi.fn();
+    feed(pinoTelemetry({ logger, onError }), oneHopRun());
+    expect(onError).not.toHaveBeenCalled();
+    expect(received).not.toContain('state.enter');
+    expect(received.at(-1)).toBe('run.end');
   });
 
   it('keeps content out of the lines unless capture_content is on, and redacts secrets either way', () => {

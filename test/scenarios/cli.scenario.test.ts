@@ -71,6 +71,16 @@ describe('runchart run', () => {
     expect(err).toContain('runtime.max_tool_hop');
   });
 
+  it('keeps telemetry.keep_recordings recordings of its runs for the viewer, the oldest removed', async () => {
+    const store = await tempDir();
+    const path = join(store, 'runchart.yaml');
+    await writeFile(path, 'policy:\n  rules:\n    - { id: allow-runs, stage: [precheck, output, memory.write], effect: allow }\n    - { id: allow-math, stage: tool, effect: allow, capabilities: ["math.*"] }\ntelemetry:\n  keep_recordings: 1\n');
+    await cli('run', 'what is 1+1?', '--config', path, '--store', store, '--json');
+    const second = JSON.parse((await cli('run', 'what is 2+2?', '--config', path, '--store', store, '--json')).out) as { runId: string };
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(join(store, 'inspect'))).toEqual([`${second.runId}.jsonl`]);
+  });
+
   it('reports a missing argument as a usage error', async () => {
     const { err, code } = await cli('run');
     expect(code).toBe(ExitCode.usage);
@@ -99,9 +109,11 @@ describe('approving from a second command', () => {
     expect(command).not.toBeNull();
     const [, , runId, callId] = command;
 
+    // A refused approver has an exit code of its own (not the usage code), and the call stays parked.
     const refused = await cli('approve', runId!, callId!, '--principal', 'intern', '--config', config, '--store', store);
-    expect(refused.code).toBe(ExitCode.usage);
+    expect(refused.code).toBe(ExitCode.refused);
     expect(refused.err).toContain('rule default-deny');
+    expect((await cli('runs', 'list', '--store', store, '--config', config)).out).toMatch(new RegExp(`${runId}\\s+awaiting_approval`));
 
     const approved = await cli('approve', runId!, callId!, '--principal', 'manager-1', '--config', config, '--store', store);
     expect(approved.code).toBe(ExitCode.ok);
@@ -124,12 +136,21 @@ describe('approving from a second command', () => {
 });
 
 describe('runchart paths', () => {
-  it('lists the paths and proves coverage with --check', async () => {
-    const { out, code } = await cli('paths', '--check', '--max-tool-hops', '1');
-    expect(code).toBe(0);
-    expect(out).toContain('ingress → policy → denied');
-    expect(out).toMatch(/\d+ paths \(\d+ distinct state sequences\) at max_tool_hops 1/);
-    expect(out).toContain('coverage: ok');
+  it('lists the paths, and with --check prints only the verdict (the paths too with --verbose)', async () => {
+    const listed = await cli('paths', '--max-tool-hops', '1');
+    expect(listed.code).toBe(0);
+    expect(listed.out).toContain('ingress → policy → denied');
+    const checked = await cli('paths', '--check', '--max-tool-hops', '1');
+    expect(checked.code).toBe(0);
+    expect(checked.out).not.toContain('ingress → policy → denied');
+    expect(checked.out.trim().split('\n')).toEqual([
+      expect.stringMatching(/^\d+ paths \(\d+ distinct state sequences\) at max_tool_hops 1$/),
+      expect.stringMatching(/^coverage: ok — every path holds every invariant \(\d+ paths checked\)$/),
+      '(--verbose lists every path)',
+    ]);
+    const verbose = await cli('paths', '--check', '--verbose', '--max-tool-hops', '1');
+    expect(verbose.out).toContain('ingress → policy → denied');
+    expect(verbose.out).toContain('coverage: ok');
   });
 
   it('prints JSON with --json and rejects a bad hop count', async () => {

@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 /** A runtime behind a real HTTP server on 127.0.0.1, port 0. */
-async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; http?: RunchartConfigInput['http']; runStore?: RunStore; rules?: PolicyRule[] } = {}) {
+async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; http?: RunchartConfigInput['http']; runStore?: RunStore; rules?: PolicyRule[]; operatorToken?: string } = {}) {
   const refund = spiedRefund();
   const model = options.model ?? scriptedModel(options.steps ?? []);
   const runtime = createRuntime({
@@ -30,7 +30,7 @@ async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; ht
     ...(options.runStore ? { runStore: options.runStore } : {}),
   });
   const warnings: string[] = [];
-  const ingress = createHttpIngress({ runtime, onWarning: (message) => void warnings.push(message) });
+  const ingress = createHttpIngress({ runtime, onWarning: (message) => void warnings.push(message), ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}) });
   const listener = await ingress.listen({ port: 0, host: '127.0.0.1' });
   listeners.push(listener);
   const call = (path: string, init: RequestInit & { key?: string | undefined; json?: unknown } = {}) => {
@@ -189,6 +189,37 @@ describe('http ingress', () => {
     const again = await call(approvals(callId), { key: keys.manager.key, json: { decision: 'approve' } });
     expect(again.status).toBe(409);
     expect(refund.calls).toHaveLength(1);
+  });
+
+  it('takes the operator token as the tenant and principal its headers name, still behind the approval policy', async () => {
+    const operatorToken = 'rco_local-operator-token';
+    const { call, refund } = await serve({ steps: [refundCall, { text: 'refunded' }], operatorToken });
+    const parked = (await (await call('/v1/runs', { key: keys.clerk.key, json: { input: 'refund order o-1' } })).json()) as RunResult;
+    const approvals = `/v1/runs/${parked.runId}/approvals/${parked.toolCalls.at(-1)!.callId}`;
+    const as = (tenant: string | undefined, principal: string | undefined) => ({
+      key: operatorToken,
+      headers: { ...(tenant ? { 'x-runchart-tenant': tenant } : {}), ...(principal ? { 'x-runchart-principal': principal } : {}) },
+      json: { decision: 'approve' },
+    });
+
+    const unnamed = await call(approvals, as('acme', undefined));
+    expect(unnamed.status).toBe(400);
+    expect((await errorOf(unnamed)).message).toContain('x-runchart-principal');
+    expect((await call(approvals, as('acme', 'clerk'))).status).toBe(403);
+    expect((await call(approvals, as('globex', 'manager'))).status).toBe(404);
+    expect((await call(approvals, { ...as('acme', 'manager'), key: 'rco_not-the-token' })).status).toBe(401);
+    expect(refund.calls).toHaveLength(0);
+
+    const approved = await call(approvals, as('acme', 'manager'));
+    expect(approved.status).toBe(200);
+    expect(((await approved.json()) as RunResult).toolCalls[0]!.approval).toMatchObject({ verdict: 'allow', principalId: 'manager' });
+    expect(refund.calls).toHaveLength(1);
+  });
+
+  it('has no operator token unless one is given', async () => {
+    const { call } = await serve();
+    const response = await call('/v1/runs/x', { key: 'rco_anything', headers: { 'x-runchart-tenant': 'acme', 'x-runchart-principal': 'manager' } });
+    expect(response.status).toBe(401);
   });
 
   it('records a rejection with its reason', async () => {

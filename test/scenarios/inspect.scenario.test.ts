@@ -40,11 +40,35 @@ describe('the Stately inspector', () => {
     }
   });
 
-  it('starts a local bridge page when no URL is given, and closes it', async () => {
+  it('starts a local bridge page when no URL is given, which says it needs the internet and what works offline, and closes it', async () => {
     const connection = await connectInspector(undefined);
     expect(connection.pageUrl).toMatch(/^http:\/\/localhost:\d+$/);
-    const page = await fetch(connection.pageUrl!);
-    expect(await page.text()).toContain('stately.ai/inspect');
-    connection.close();
+    const page = await (await fetch(connection.pageUrl!)).text();
+    expect(page).toContain('https://stately.ai/inspect');
+    expect(page).toContain('it needs the internet');
+    expect(page).toContain('runchart runs show &lt;runId&gt; --html run.html');
+    await connection.close();
+    await expect(fetch(connection.pageUrl!)).rejects.toThrow();
+  });
+
+  it('relays what a run sends to a page that connects later (the bridge keeps the events)', async () => {
+    const connection = await connectInspector(undefined);
+    try {
+      connection.send({ type: '@xstate.event', sessionId: 'x', event: { type: 'early' } });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const { WebSocket } = await import('ws');
+      const page = new WebSocket(connection.pageUrl!.replace('http://', 'ws://'));
+      const first = await new Promise<string>((resolve, reject) => (page.once('message', (data) => resolve(data.toString())), page.once('error', reject)));
+      expect(JSON.parse(first)).toMatchObject({ event: { type: 'early' } });
+      page.close();
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('fails at once, naming the URL, when it cannot connect to an inspector server', async () => {
+    const port = await freePort();
+    await expect(connectInspector(`ws://127.0.0.1:${port}`)).rejects.toThrow(`inspect: cannot connect to the inspector at ws://127.0.0.1:${port} (ECONNREFUSED)`);
+    await expect(connectInspector('not a url')).rejects.toThrow('inspect: "not a url" is not a WebSocket URL');
   });
 });

@@ -32,8 +32,8 @@ function sdk(options: { processors?: SpanProcessor[]; exporter?: InMemorySpanExp
   };
 }
 
-/** A pino logger over a Writable that keeps every line, parsed. */
-function memoryLogger() {
+/** A pino logger at level debug (every event) over a Writable that keeps every line, parsed. */
+function memoryLogger(level = 'debug') {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -41,7 +41,7 @@ function memoryLogger() {
       callback();
     },
   });
-  return { logger: pino({}, stream), lines };
+  return { logger: pino({ level }, stream), lines };
 }
 
 /** A whole runtime on the real telemetry adapter: spans to `traces`, events to `logger`. */

@@ -191,6 +191,37 @@ describe('parseConfig errors', () => {
     expect(error.message).toContain('execution.gateway_required');
   });
 
+  it('lists the allowed values of a bad enum: a bad stage says which stages exist, with the nearest one', () => {
+    const stage = configErrorOf(() => parseConfig({ policy: { rules: [{ id: 'r', stage: 'tools', effect: 'allow' }] } })).message;
+    expect(stage).toContain('policy.rules.0.stage: "tools" is not one of "precheck", "tool", "approval", "output", "memory.write"; did you mean "tool"?');
+    expect(stage).not.toContain('Invalid input');
+    // In a list of stages, the bad entry is named by its position.
+    expect(configErrorOf(() => parseConfig({ policy: { rules: [{ id: 'r', stage: ['tool', 'anywhere'], effect: 'allow' }] } })).message).toContain(
+      'policy.rules.0.stage.1: "anywhere" is not one of "precheck", "tool"',
+    );
+    expect(configErrorOf(() => parseConfig({ store: { kind: 'postgress' } })).message).toContain('store.kind: "postgress" is not one of "lowdb", "memory", "postgres"; did you mean "postgres"?');
+    expect(configErrorOf(() => parseConfig({ policy: { rules: [{ id: 'r', stage: 'tool', effect: 'alow' }] } })).message).toContain('did you mean "allow"?');
+  });
+
+  it('suggests the nearest key for a mistyped one and lists the keys its section takes', () => {
+    const nested = configErrorOf(() => parseConfig({ runtime: { max_tool_hop: 2 } })).message;
+    expect(nested).toContain('runtime.max_tool_hop: unknown key; did you mean "max_tool_hops"?');
+    expect(nested).toContain('runtime takes max_tool_hops, max_tool_calls_per_step');
+    expect(configErrorOf(() => parseConfig({ telemetri: {} })).message).toContain('telemetri: unknown key; did you mean "telemetry"?');
+    expect(configErrorOf(() => parseConfig({ policy: { rules: [{ id: 'r', stage: 'tool', effect: 'allow', capabilites: ['x'] }] } })).message).toContain(
+      'policy.rules.0.capabilites: unknown key; did you mean "capabilities"?',
+    );
+    // Nothing near: no guess, but still the keys to choose from.
+    const far = configErrorOf(() => parseConfig({ store: { zzzzzzzz: 1 } })).message;
+    expect(far).toContain('store.zzzzzzzz: unknown key; remove it or check its spelling (store takes kind, dir, keep_finished_runs, url, schema)');
+  });
+
+  it('keeps 200 run recordings unless telemetry.keep_recordings says otherwise', () => {
+    expect(parseConfig({}).telemetry.keep_recordings).toBe(200);
+    expect(parseConfig({ telemetry: { keep_recordings: 5 } }).telemetry.keep_recordings).toBe(5);
+    expect(configErrorOf(() => parseConfig({ telemetry: { keep_recordings: 0 } })).message).toContain('telemetry.keep_recordings');
+  });
+
   it('names the source in the message and keeps the zod error as the cause', () => {
     const error = configErrorOf(() => parseConfig({ runtime: { max_tool_hops: 'x' } }, 'my-file.yaml'));
     expect(error.message).toContain('my-file.yaml');

@@ -62,6 +62,12 @@ describe('the SVG diagram', () => {
     expect(svg).not.toMatch(/<script|href=|xlink:|url\((?!#arrowhead)/);
     expect(svg).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]* viewBox="0 0 [\d.]+ [\d.]+"/);
   });
+
+  it('scales to its container: a viewBox, width 100% and no fixed height', () => {
+    const open = /^<svg [^>]*>/.exec(svg)![0];
+    expect(open).toContain(' width="100%"');
+    expect(open).not.toMatch(/ height="/);
+  });
 });
 
 describe('the path list', () => {

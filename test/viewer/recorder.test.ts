@@ -152,6 +152,35 @@ describe('createRunRecorder', () => {
   });
 });
 
+describe('createRunRecorder({ keep })', () => {
+  it('keeps the newest recordings up to `keep`, removing those written longest ago (older files in the folder first)', async () => {
+    const { mkdir, utimes, writeFile } = await import('node:fs/promises');
+    const { createRuntime } = await import('../../src/index.js');
+    const { createRunRecorder } = await import('../../src/inspect/recorder.js');
+    const { scriptedModel } = await import('../../src/testing/index.js');
+    const dir = await tempDir();
+    await mkdir(join(dir, 'inspect'));
+    const old = join(dir, 'inspect', 'from-last-week.jsonl');
+    await writeFile(old, '\n');
+    await utimes(old, new Date(Date.now() - 7 * 86_400_000), new Date(Date.now() - 7 * 86_400_000));
+    await writeFile(join(dir, 'inspect', 'notes.txt'), 'not a recording');
+
+    const recorder = createRunRecorder({ dir, keep: 2 });
+    const runtime = createRuntime({
+      inspect: recorder.inspect,
+      config: { store: { kind: 'memory' }, policy: { rules: [allowRuns] } },
+      model: scriptedModel([{ text: 'one' }, { text: 'two' }, { text: 'three' }]),
+    });
+    const ids: string[] = [];
+    for (const input of ['a', 'b', 'c']) {
+      ids.push((await runtime.run({ input, tenantId: 'acme', principalId: 'u' })).runId);
+      await recorder.flush();
+    }
+    await runtime.close();
+    expect((await readdir(join(dir, 'inspect'))).sort()).toEqual([`${ids[1]}.jsonl`, `${ids[2]}.jsonl`, 'notes.txt'].sort());
+  });
+});
+
 describe('parseRecording', () => {
   it('names the line that is not an inspection event', () => {
     const good = JSON.stringify({ type: '@xstate.event', timestamp: 1, runId: 'r', sessionId: 'x:0', createdAt: '1', _version: '0.7.2', event: { type: 'a' } });

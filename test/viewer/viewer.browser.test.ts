@@ -9,14 +9,14 @@ import { writeViewerPage } from '../../visualizations/viewer.js';
 import { tempDir } from '../support/temp.js';
 import { approvedRun } from './recorded-run.js';
 
-const executablePath = '/usr/bin/chromium';
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const answer = '2+3 is 5 <b>not bold</b></script><script>window.injected = true</script>';
 
 let browser: Browser | undefined;
 /** Launches Chromium once; without it every test here fails (never skips) and says how to install it. */
 async function launched(): Promise<Browser> {
   if (!existsSync(executablePath)) {
-    throw new Error(`the viewer test needs Chromium at ${executablePath}: install it with "apt-get install -y chromium" (CI's .ci/run does)`);
+    throw new Error(`the viewer test needs Chromium at ${executablePath}: install it with "apt-get install -y chromium" (npm test does so when run as root)`);
   }
   browser ??= await chromium.launch({
     executablePath,
@@ -29,8 +29,8 @@ afterAll(async () => {
 });
 
 /** Opens `url` and collects page errors, console errors and every request that is not the page's own file. */
-async function open(url: string): Promise<{ page: Page; problems: string[] }> {
-  const page = await (await launched()).newPage({ viewport: { width: 1600, height: 1000 } });
+async function open(url: string, viewport = { width: 1600, height: 1000 }): Promise<{ page: Page; problems: string[] }> {
+  const page = await (await launched()).newPage({ viewport });
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => void (message.type() === 'error' && problems.push(`console: ${message.text()}`)));
@@ -90,6 +90,36 @@ describe('the run viewer in Chromium', () => {
     await mkdir(screenshots, { recursive: true });
     await page.screenshot({ path: join(screenshots, 'viewer.png'), fullPage: true });
     await page.close();
+  });
+
+  it('shows the run (input, tenant, principal, status, output) at the top, and the whole diagram within the window', async () => {
+    const dir = await tempDir();
+    const { path } = await approvedRun(dir, answer);
+    const out = join(dir, 'run.html');
+    await writeViewerPage({ recording: await readFile(path, 'utf8'), out });
+    for (const viewport of [{ width: 1600, height: 1000 }, { width: 1400, height: 900 }, { width: 900, height: 700 }]) {
+      const { page, problems } = await open(pathToFileURL(out).href, viewport);
+      await page.waitForSelector('body.loaded');
+      const text = (id: string) => page.locator(`#summary-${id}`).innerText();
+      expect(await text('input')).toBe('what is 2+3?');
+      expect(await text('tenant')).toBe('acme');
+      expect(await text('principal')).toBe('user-7');
+      expect(await text('status')).toBe('completed');
+      expect(await text('output')).toBe(answer);
+      const summary = (await page.locator('#summary').boundingBox())!;
+      const diagram = (await page.locator('#diagram svg').boundingBox())!;
+      const figure = (await page.locator('#diagram').boundingBox())!;
+      // The summary comes first and is on the first screen; the diagram below it is never wider than its box or taller than the window.
+      expect(summary.y + summary.height, `${viewport.width}px`).toBeLessThanOrEqual(viewport.height);
+      expect(summary.y).toBeLessThan(diagram.y);
+      expect(diagram.width).toBeLessThanOrEqual(figure.width);
+      expect(diagram.height).toBeLessThanOrEqual(viewport.height);
+      expect(diagram.width).toBeGreaterThan(viewport.width / 3);
+      // The facts panel names the same identity.
+      expect(await page.locator('dl.facts').innerText()).toMatch(/tenant\s+acme\s+principal\s+user-7/);
+      expect(problems).toEqual([]);
+      await page.close();
+    }
   });
 
   it('the committed page (visualizations/viewer/index.html) loads a recording the user picks', async () => {

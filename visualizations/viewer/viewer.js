@@ -317,6 +317,19 @@
     return element('section', { class: 'panel', id: id }, [element('h2', { text: title })].concat(body));
   }
 
+  /** The top of the page: the run's input, tenant, principal, status and output. */
+  function summarize(values) {
+    var summary = document.getElementById('summary');
+    if (!summary) return;
+    Object.keys(values).forEach(function (name) {
+      var node = document.getElementById('summary-' + name);
+      if (node) node.textContent = values[name];
+    });
+    var status = document.getElementById('summary-status');
+    if (status) status.className = 'pill status ' + values.status;
+    summary.hidden = false;
+  }
+
   function render(analysis, source) {
     var context = analysis.context;
     var container = document.getElementById('run');
@@ -335,11 +348,23 @@
     statusNode.textContent = status;
     statusNode.className = 'pill status ' + status;
 
+    // Identity and input come from what ingress accepted (older recordings kept them at the top of the context).
+    var accepted = context.accepted || {};
+    var tenant = accepted.tenantId || context.tenantId;
+    var principal = accepted.principalId || context.principalId;
+    summarize({
+      input: typeof accepted.input === 'string' ? accepted.input : '',
+      tenant: tenant || '',
+      principal: principal || '',
+      status: status,
+      output: context.output || (status === 'awaiting_approval' ? '(waiting for an approval)' : '(no output)'),
+    });
+
     var facts = [
-      ['tenant', context.tenantId],
-      ['principal', context.principalId],
-      ['session', context.sessionId],
-      ['trace', context.traceId],
+      ['tenant', tenant],
+      ['principal', principal],
+      ['session', accepted.sessionId || context.sessionId],
+      ['trace', accepted.traceId || context.traceId],
       ['started', analysis.first ? new Date(analysis.first).toISOString() : ''],
       ['recorded for', duration(analysis.end - analysis.first)],
       ['model calls', context.usage ? String(context.usage.modelCalls) : ''],

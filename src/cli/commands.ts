@@ -1,0 +1,370 @@
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { InspectionEvent } from 'xstate';
+import type { RunResult } from '../../machines/run/result.js';
+import { mathCapabilities } from '../catalog/math.js';
+import { notesCapability } from '../catalog/notes.js';
+import { createCatalog } from '../catalog/registry.js';
+import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
+import { isRunchartError, RunchartError } from '../errors.js';
+import { createHttpIngress, generateApiKey } from '../ingress/http.js';
+import { newTraceId } from '../ingress/request.js';
+import { createRunRecorder, readRecording } from '../inspect/recorder.js';
+import type { ModelAdapter } from '../models/contract.js';
+import { demoModel } from '../models/demo.js';
+import { createRunRedactor } from '../redaction.js';
+import { createRuntime } from '../runtime.js';
+import { openStoreDirectory } from '../store/directory.js';
+import { combineTelemetry } from '../telemetry/contract.js';
+import { createTelemetry } from '../telemetry/create.js';
+import { stderrEventLogger } from '../telemetry/pino.js';
+import { connectInspector, type InspectorConnection } from './inspect.js';
+import { ExitCode, type CliIO } from './main.js';
+import { progressTelemetry } from './progress.js';
+import { newOperatorToken, recordServer, reviewThroughServer, runningServer } from './server-file.js';
+import { starterConfig, starterYaml } from './starter.js';
+
+// The commands themselves, loaded by main.ts only when one runs (so `runchart --help` stays fast).
+
+const statusExit: Record<string, number> = {
+  completed: ExitCode.ok,
+  failed: ExitCode.failed,
+  denied: ExitCode.denied,
+  awaiting_approval: ExitCode.awaitingApproval,
+  cancelled: ExitCode.cancelled,
+};
+
+interface CommonOptions {
+  config?: string;
+  store?: string;
+  json?: boolean;
+  /** true: a local inspector bridge; a string: that inspector server's ws:// URL. */
+  inspect?: boolean | string;
+  wait?: boolean;
+}
+
+/** Finds the config: `--config`, else ./runchart.yaml, else the starter config; `--store` overrides store.dir. */
+async function resolveConfig(options: { config?: string; store?: string }): Promise<{ config: RunchartConfig; source: string }> {
+  const found = options.config
+    ? { config: await loadConfig(options.config), source: options.config }
+    : existsSync('runchart.yaml')
+      ? { config: await loadConfig('runchart.yaml'), source: 'runchart.yaml' }
+      : { config: parseConfig(starterConfig), source: 'built-in starter config' };
+  if (options.store) found.config = { ...found.config, store: { ...found.config.store, dir: options.store } };
+  return found;
+}
+
+/** With OPENAI_API_KEY or OPENAI_BASE_URL set, the real model (its SDK loaded only then); without, the offline demo model. */
+async function modelFor(env: NodeJS.ProcessEnv): Promise<{ model: ModelAdapter; demo: boolean }> {
+  if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) return { model: demoModel(), demo: true };
+  const { modelFromEnvironment } = await import('../models/openai.js');
+  return { model: modelFromEnvironment(env, demoModel), demo: false };
+}
+
+/** Prints a result (or its JSON) and sets the exit code from its status. */
+function report(result: RunResult, options: { json?: boolean }, line: (text: string) => void) {
+  if (options.json) line(JSON.stringify(result, null, 2));
+  else {
+    line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId}`);
+    const parked = result.status === 'awaiting_approval' ? result.toolCalls.at(-1) : undefined;
+    if (parked) {
+      line(`\nwaiting for approval: ${parked.capability} ${parked.args} [${parked.callId}]`);
+      line(`approve with:  runchart approve ${result.runId} ${parked.callId} --principal <approver> --tenant ${result.tenantId}`);
+      line(`reject with:   runchart reject ${result.runId} ${parked.callId} --principal <approver> --tenant ${result.tenantId} --reason "…"`);
+    }
+    if (result.output !== null) line(`\n${result.output}`);
+    if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
+  }
+  process.exitCode = statusExit[result.status] ?? ExitCode.failed;
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+/** A local bridge page stays open while someone can watch it: on a terminal, or when asked with --wait. */
+async function holdBridge(io: CliIO, inspector: InspectorConnection | undefined, options: CommonOptions, line: (text: string) => void) {
+  if (!inspector?.pageUrl) return;
+  if (io.isTTY || options.wait) {
+    // Listening before saying so: a signal sent on reading the line must find the handler.
+    const stopped = untilSignal();
+    line(`the inspector page keeps the run at ${inspector.pageUrl}; press Ctrl-C (or send SIGTERM) to stop`);
+    await stopped;
+  } else {
+    io.err(`runchart: the inspector bridge closes now (stdout is not a terminal); pass --wait to keep ${inspector.pageUrl} open\n`);
+  }
+}
+
+/** The runtime that `run`, `approve`, `reject` and `serve` use: the config found, the model, the math and notes capabilities, the store. */
+async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean }) {
+  const { config: resolved, source } = await resolveConfig(options);
+  const line = (text: string) => io.out(`${text}\n`);
+  const { model, demo } = await modelFor(process.env);
+  const config: RunchartConfig = {
+    ...resolved,
+    // The demo model answers whatever model is named; name it so that the output does not claim another.
+    runtime: { ...resolved.runtime, default_model: demo ? 'offline-demo' : (process.env.OPENAI_MODEL ?? resolved.runtime.default_model) },
+  };
+  const modelName = demo ? 'offline demo model (set OPENAI_API_KEY or OPENAI_BASE_URL for a real one)' : `${config.runtime.default_model} at ${process.env.OPENAI_BASE_URL ?? 'api.openai.com'}`;
+  if (!options.json) line(`runchart: config from ${source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: ${modelName}`);
+  const inspector = options.inspect ? await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined) : undefined;
+  if (inspector?.pageUrl) line(`watch runs in the Stately inspector: open ${inspector.pageUrl} (it needs the internet; offline: runchart runs show <runId> --html run.html)`);
+  const capabilities = [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))];
+  // Every run is recorded for the viewer, redacted like the saved snapshots; the oldest recordings go beyond telemetry.keep_recordings.
+  const recorder =
+    config.store.kind === 'lowdb' && config.telemetry.record_runs
+      ? createRunRecorder({
+          dir: config.store.dir,
+          keep: config.telemetry.keep_recordings,
+          redact: createRunRedactor(createCatalog(capabilities), config.telemetry.redact_patterns),
+          onError: (message) => io.err(`runchart: warning: ${message}\n`),
+        })
+      : undefined;
+  const observers = [inspector?.inspect, recorder?.inspect].filter((observer) => observer !== undefined);
+  const runtime = createRuntime({
+    config,
+    model,
+    ...(observers.length ? { inspect: (event: InspectionEvent) => observers.forEach((observe) => observe(event)) } : {}),
+    // Closed after the runtime, so the recording keeps the runs' last snapshots.
+    resources: [...(recorder ? [{ close: () => recorder.flush() }] : []), ...(inspector ? [inspector] : [])],
+    capabilities,
+    // Structured events (when the config turns them on) go to stderr, so stdout stays the answer (or the JSON).
+    telemetry: combineTelemetry(
+      ...(options.json || options.quiet ? [] : [progressTelemetry(line, { color: io.isTTY })]),
+      createTelemetry({ config, logger: stderrEventLogger() }),
+    ),
+    onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
+  });
+  return { runtime, line, config, inspector };
+}
+
+/**
+ * A runtime that only reads the store, as it is on disk now: no lock, so it works while another
+ * process (a running `runchart serve`) holds the store. Nothing is run through it.
+ */
+async function openReader(options: CommonOptions) {
+  const { config } = await resolveConfig(options);
+  const storeDirectory = config.store.kind === 'lowdb' ? await openStoreDirectory(resolve(config.store.dir), { readOnly: true }) : undefined;
+  const runtime = createRuntime({ config, ...(storeDirectory ? { storeDirectory } : {}) });
+  return { runtime, config };
+}
+
+export async function run(io: CliIO, input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) {
+  const { config: found } = await resolveConfig(options);
+  const server = found.store.kind === 'lowdb' ? runningServer(found.store.dir) : undefined;
+  if (server) {
+    throw new RunchartError(
+      'invalid-input',
+      'store',
+      `store: ${found.store.dir} is held by runchart serve at ${server.url} (process ${server.pid}); send the run there (POST ${server.url}/v1/runs), or give this command another --store`,
+    );
+  }
+  const { runtime, line, inspector } = await openRuntime(io, options);
+  // The CLI is an ingress: it continues the caller's trace or starts one.
+  const trace = options.traceparent ? { traceparent: options.traceparent } : { traceId: newTraceId() };
+  let result: RunResult;
+  try {
+    result = await runtime.run({
+      input,
+      tenantId: options.tenant,
+      principalId: options.principal,
+      ...(options.session ? { sessionId: options.session } : {}),
+      ...trace,
+    });
+    await holdBridge(io, inspector, options, line);
+  } finally {
+    await runtime.close();
+  }
+  report(result, options, line);
+}
+
+export async function init(io: CliIO, options: { force?: boolean }) {
+  if (existsSync('runchart.yaml') && !options.force) {
+    throw new RunchartError('invalid-input', 'config', 'config: runchart.yaml exists already; pass --force to overwrite it');
+  }
+  await writeFile('runchart.yaml', starterYaml);
+  io.out('wrote runchart.yaml — try: runchart run "what is 2+3?"  or  runchart run "note: buy milk" (needs an approval)\n');
+}
+
+export function key(io: CliIO, options: { tenant: string; principal: string }) {
+  const { key, sha256 } = generateApiKey();
+  io.out(`key (give it to the caller; it is not stored anywhere): ${key}\n\nadd to runchart.yaml under http.api_keys:\n    - { sha256: "${sha256}", tenant: ${options.tenant}, principal: ${options.principal} }\n`);
+}
+
+/** A refused approver gets its own exit code; the call stays parked. */
+function refused(io: CliIO, message: string) {
+  io.err(`runchart: ${message}\n`);
+  process.exitCode = ExitCode.refused;
+}
+
+export async function review(io: CliIO, verb: 'approve' | 'reject', runId: string, callId: string, options: CommonOptions & { principal: string; tenant: string; reason?: string }) {
+  const { config } = await resolveConfig(options);
+  const line = (text: string) => io.out(`${text}\n`);
+  // A running `runchart serve` holds the store and the run: the review goes to it, over its HTTP API.
+  const server = config.store.kind === 'lowdb' ? runningServer(config.store.dir) : undefined;
+  if (server) {
+    if (!options.json) line(`runchart: the store is held by runchart serve at ${server.url} (process ${server.pid}); sending the ${verb === 'approve' ? 'approval' : 'rejection'} there`);
+    const answer = await reviewThroughServer(server, { decision: verb, runId, callId, principalId: options.principal, tenantId: options.tenant, ...(options.reason ? { reason: options.reason } : {}) });
+    if (answer.ok) return report(answer.result as RunResult, options, line);
+    if (answer.kind === 'forbidden') return refused(io, answer.message);
+    io.err(`runchart: ${answer.message}\n`);
+    process.exitCode = answer.status === 0 || answer.status >= 500 ? ExitCode.failed : ExitCode.usage;
+    return;
+  }
+  const { runtime } = await openRuntime(io, options);
+  try {
+    const reviewer = { principalId: options.principal, tenantId: options.tenant };
+    const result = verb === 'approve' ? await runtime.approve(runId, callId, reviewer) : await runtime.reject(runId, callId, { ...reviewer, ...(options.reason ? { reason: options.reason } : {}) });
+    await runtime.drain();
+    report(result, options, line);
+  } catch (error) {
+    if (isRunchartError(error) && error.kind === 'invalid-input' && error.layer === 'policy') return refused(io, error.message);
+    throw error;
+  } finally {
+    await runtime.close();
+  }
+}
+
+export async function serve(io: CliIO, options: CommonOptions & { port?: number; host?: string }) {
+  const { runtime, line, config } = await openRuntime(io, { ...options, quiet: true });
+  const resumed = await runtime.recover();
+  if (resumed.length) line(`resumed ${resumed.length} unfinished run(s) from the store`);
+  const operatorToken = newOperatorToken();
+  const ingress = createHttpIngress({
+    runtime,
+    ...(config.store.kind === 'lowdb' ? { operatorToken } : {}),
+    onWarning: (message, error) => io.err(`runchart: ${message}${error ? `: ${(error as Error).message}` : ''}\n`),
+  });
+  const server = await ingress.listen({ ...(options.port !== undefined ? { port: options.port } : {}), ...(options.host ? { host: options.host } : {}) });
+  // `runchart approve` / `reject` find the server (and its operator token) beside the store it holds.
+  const record = config.store.kind === 'lowdb' ? recordServer(config.store.dir, server.url, operatorToken) : undefined;
+  // Listening before saying so: a signal sent on reading the line must find the handler.
+  const stopped = untilSignal();
+  line(`runchart serving on ${server.url} — stop with Ctrl-C (in-flight runs finish or stay resumable)`);
+  await stopped;
+  // A second signal does not wait for the graceful stop.
+  const force = (signal: NodeJS.Signals) => {
+    record?.remove();
+    io.err(`runchart: ${signal} again: stopping now; unfinished runs stay resumable in the store\n`);
+    process.exit(ExitCode.failed);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  try {
+    await server.close();
+  } catch (error) {
+    io.err(`runchart: ${String(error)}\n`);
+  } finally {
+    record?.remove();
+    process.off('SIGINT', force);
+    process.off('SIGTERM', force);
+  }
+}
+
+export async function listRuns(io: CliIO, options: CommonOptions & { tenant: string }) {
+  const { runtime } = await openReader(options);
+  const listed = await runtime.list({ tenantId: options.tenant });
+  await runtime.close();
+  if (options.json) io.out(`${JSON.stringify(listed, null, 2)}\n`);
+  else if (listed.length === 0) io.out(`no runs for tenant "${options.tenant}"\n`);
+  else for (const run of listed) io.out(`${run.runId}  ${run.status.padEnd(17)}  ${new Date(run.updatedAt).toISOString()}  ${run.principalId}\n`);
+}
+
+export async function replay(io: CliIO, runId: string, options: CommonOptions) {
+  const { config } = await resolveConfig(options);
+  const events = await readRecording(join(config.store.dir, 'inspect', `${runId}.jsonl`)).catch((error: unknown) => {
+    throw new RunchartError('invalid-input', 'runtime', `runtime: cannot read the recording of run "${runId}": ${(error as Error).message}`);
+  });
+  const inspector = await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined);
+  try {
+    if (inspector.pageUrl) io.out(`open ${inspector.pageUrl} to watch the replay (it needs the internet; offline: runchart runs show ${runId} --html run.html)\n`);
+    for (const event of events) inspector.send(event);
+    io.out(`sent ${events.length} events of run ${runId}\n`);
+    await holdBridge(io, inspector, options, (text) => io.out(`${text}\n`));
+  } finally {
+    await inspector.close();
+  }
+}
+
+export async function showRun(io: CliIO, runId: string, options: CommonOptions & { tenant: string; html?: string }) {
+  const { runtime, config } = await openReader(options);
+  const line = (text: string) => io.out(`${text}\n`);
+  const result = await runtime.get(runId, { tenantId: options.tenant });
+  await runtime.close();
+  if (!result) throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" for tenant "${options.tenant}"; list them with "runchart runs list --tenant ${options.tenant}"`);
+  if (options.html) {
+    const recording = await readFile(join(config.store.dir, 'inspect', `${runId}.jsonl`), 'utf8').catch(() => {
+      throw new RunchartError(
+        'invalid-input',
+        'runtime',
+        `runtime: run "${runId}" has no recording under ${join(config.store.dir, 'inspect')} (telemetry.record_runs was off, it ran elsewhere, or telemetry.keep_recordings removed it)`,
+      );
+    });
+    const { writeViewerPage } = await import('../../visualizations/viewer.js');
+    await writeViewerPage({ recording, out: options.html });
+    line(`wrote ${options.html}: open it in a browser`);
+    return;
+  }
+  if (!options.json) {
+    for (const decision of result.decisions) line(`  ${decision.stage}${decision.capability ? ` ${decision.capability}` : ''}: ${decision.verdict} (rule ${decision.ruleId}${decision.stage === 'approval' ? `, by ${decision.principalId}` : ''})`);
+    for (const call of result.toolCalls) line(`  tool ${call.capability ?? call.toolName} [${call.callId}] ${call.args}: ${call.outcome.status}`);
+  }
+  report(result, options, line);
+}
+
+export async function paths(io: CliIO, options: { check?: boolean; verbose?: boolean; maxToolHops?: number; config?: string; json?: boolean }) {
+  const { config } = await resolveConfig(options);
+  const [{ enumerateRunPaths }, { checkPolicyCoverage }] = await Promise.all([import('../verification/paths.js'), import('../verification/coverage.js')]);
+  const pathOptions = {
+    maxToolHops: options.maxToolHops ?? config.runtime.max_tool_hops,
+    precheckRequired: config.policy.precheck_required,
+    backgroundUpdates: config.runtime.enable_background_updates,
+  };
+  const found = enumerateRunPaths(pathOptions);
+  const unique = new Map<string, { states: string[]; final: string; count: number }>();
+  for (const path of found) {
+    const key = path.states.join(' → ');
+    const entry = unique.get(key);
+    if (entry) entry.count++;
+    else unique.set(key, { states: path.states, final: path.final, count: 1 });
+  }
+  const coverage = options.check ? checkPolicyCoverage(pathOptions) : undefined;
+  if (options.json) {
+    const report = coverage && { ok: coverage.ok, paths: coverage.paths, violations: coverage.violations.map((v) => ({ rule: v.rule, detail: v.detail, states: v.path.states })) };
+    io.out(`${JSON.stringify({ options: pathOptions, paths: [...unique.values()], report }, null, 2)}\n`);
+  } else {
+    // --check is a verdict: the paths themselves only with --verbose.
+    if (!coverage || options.verbose) {
+      let index = 0;
+      for (const [key, entry] of unique) io.out(`${String(++index).padStart(5)}  ${entry.final.padEnd(9)}  ${key}\n`);
+      io.out('\n');
+    }
+    io.out(`${found.length} paths (${unique.size} distinct state sequences) at max_tool_hops ${pathOptions.maxToolHops}\n`);
+    if (coverage) {
+      if (coverage.ok) io.out(`coverage: ok — every path holds every invariant (${coverage.paths} paths checked)\n`);
+      else {
+        io.out(`coverage: ${coverage.violations.length} violation(s)\n`);
+        for (const violation of coverage.violations.slice(0, 20)) io.out(`  ${violation.rule}: ${violation.detail}\n    ${violation.path.states.join(' → ')}\n`);
+        if (coverage.violations.length > 20) io.out(`  … and ${coverage.violations.length - 20} more (--json lists them all)\n`);
+      }
+      if (!options.verbose) io.out('(--verbose lists every path)\n');
+    }
+  }
+  if (coverage && !coverage.ok) process.exitCode = ExitCode.violations;
+}
+
+export async function viz(io: CliIO, options: { out: string; readme?: string }) {
+  const { updateReadme, writeAll } = await import('../../visualizations/generate.js');
+  for (const name of await writeAll(options.out)) io.out(`wrote ${join(options.out, name)}\n`);
+  if (options.readme) io.out((await updateReadme(options.readme)) ? `updated the diagram in ${options.readme}\n` : `the diagram in ${options.readme} is current\n`);
+}
