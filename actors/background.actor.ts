@@ -10,13 +10,13 @@ import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
  * runMachine.provide({ actors: { enqueueBackground: backgroundActor(queue, ['audit'], { maxItemChars: 8_000 }) } });
  */
 export function backgroundActor(queue: BackgroundQueue, hookNames: readonly string[], options: LayerCallOptions & { maxItemChars?: number } = {}) {
-  return fromLayerCall<void, BackgroundInput>(async ({ input, signal }) => {
+  return fromLayerCall<void, BackgroundInput>(async ({ input, options: call }) => {
     const tasks = options.maxItemChars === undefined ? input.tasks : input.tasks.map((task) => capped(task, options.maxItemChars!));
     const memoryTask = tasks[0];
     const hooks = memoryTask
       ? hookNames.map((name): BackgroundTask => Object.assign({}, memoryTask, { id: `${memoryTask.runId}:hook:${name}`, kind: `hook:${name}` }))
       : [];
-    await queue.enqueue(hooks.length ? [...tasks, ...hooks] : tasks, { signal });
+    await queue.enqueue(hooks.length ? [...tasks, ...hooks] : tasks, call);
   }, options);
 }
 

@@ -11,7 +11,7 @@ import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
  * runMachine.provide({ actors: { executeTool: executionActor(gateway, { now: Date.now, deadlineMs: 30_000 }) } });
  */
 export function executionActor(gateway: ExecutionGateway, options: LayerCallOptions & { now: () => number; deadlineMs: number }) {
-  return fromLayerCall<ExecuteResult, ToolExecutionInput>(async ({ input, signal }) => {
+  return fromLayerCall<ExecuteResult, ToolExecutionInput>(async ({ input, options: call }) => {
     const { argsHash, ...request } = input;
     if (hashArguments(request.arguments) !== argsHash) {
       return {
@@ -19,6 +19,6 @@ export function executionActor(gateway: ExecutionGateway, options: LayerCallOpti
         error: { kind: 'invalid-input', message: `execution: the arguments of call "${request.callId}" were redacted or changed since they were planned; ask for the call again`, retryable: false },
       };
     }
-    return checked(ExecuteResult, await gateway.execute(Object.assign({}, request, { deadline: options.now() + options.deadlineMs }), { signal }), 'execution');
+    return checked(ExecuteResult, await gateway.execute(Object.assign({}, request, { deadline: options.now() + options.deadlineMs }), call), 'execution');
   }, options);
 }

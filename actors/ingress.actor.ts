@@ -31,19 +31,19 @@ export interface IngressOptions extends LayerCallOptions {
  */
 export function ingressActor(options: IngressOptions) {
   const accept = accepting(options);
-  return fromLayerCall<AcceptedRequest, RunInput>(({ input, signal }) => accept(input, signal), options);
+  return fromLayerCall<AcceptedRequest, RunInput>(({ input, options: call }) => accept(input, call), options);
 }
 
-function accepting(options: IngressOptions): (input: RunInput, signal: AbortSignal) => Promise<AcceptedRequest> {
+function accepting(options: IngressOptions): (input: RunInput, call: { readonly signal: AbortSignal }) => Promise<AcceptedRequest> {
   // Runs that see the same capabilities share one pinned list (context is never mutated), so a
   // parked run does not hold its own copy of every description and schema.
   const interned = new Map<string, PinnedCapability[]>();
-  return async (input, signal) => {
+  return async (input, call) => {
     if (options.ready) await options.ready();
     const request = parseRunRequest(input.request, options);
     const trace = traceContextFor(request, options.newTraceId);
     const cacheKey = `${request.tenantId}\u0000${request.principalId}`;
-    const capabilities = options.pinCache?.get(cacheKey) ?? (await pin(request.tenantId, request.principalId, input.runId, signal));
+    const capabilities = options.pinCache?.get(cacheKey) ?? (await pin(request.tenantId, request.principalId, input.runId, call));
     if (options.pinCache && !options.pinCache.has(cacheKey)) {
       if (options.pinCache.size >= 10_000) options.pinCache.clear();
       options.pinCache.set(cacheKey, capabilities);
@@ -58,14 +58,14 @@ function accepting(options: IngressOptions): (input: RunInput, signal: AbortSign
     };
   };
 
-  async function pin(tenantId: string, principalId: string, runId: string, signal: AbortSignal): Promise<PinnedCapability[]> {
+  async function pin(tenantId: string, principalId: string, runId: string, call: { readonly signal: AbortSignal }): Promise<PinnedCapability[]> {
     const visible = [];
     for (const capability of options.catalog.list()) {
       let answer: unknown;
       try {
         answer = await options.policy.evaluate(
           { stage: 'tool', runId, tenantId, principalId, capability: capability.name, version: capability.version },
-          { signal },
+          call,
         );
       } catch (error) {
         // Pinning asks policy; its failure is policy's, and the run fails closed.

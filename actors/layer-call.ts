@@ -8,6 +8,8 @@ export interface LayerCallArguments<Input> {
   input: Input;
   /** Created on first read: a call that never listens costs no controller. */
   readonly signal: AbortSignal;
+  /** `{ signal }` for the layer's contract method, still made only when the layer reads it. */
+  readonly options: { readonly signal: AbortSignal };
   system: AnyActorSystem;
 }
 
@@ -60,10 +62,16 @@ export function fromLayerCall<Output, Input>(
       if (snapshot.status !== 'active') return;
       const holder: { controller: AbortController | undefined } = { controller: undefined };
       controllers.set(self, holder);
+      const signal = () => (holder.controller ??= new AbortController()).signal;
       const pending = call({
         input: snapshot.input as Input,
         get signal() {
-          return (holder.controller ??= new AbortController()).signal;
+          return signal();
+        },
+        options: {
+          get signal() {
+            return signal();
+          },
         },
         system,
       });

@@ -8,5 +8,5 @@ import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
  * runMachine.provide({ actors: { recallMemory: memoryActor(createInMemoryMemory()) } });
  */
 export function memoryActor(memory: MemoryLayer, options: LayerCallOptions = {}) {
-  return fromLayerCall<RecallResult, RecallQuery>(async ({ input, signal }) => checked(RecallResult, await memory.recall(input, { signal }), 'memory'), options);
+  return fromLayerCall<RecallResult, RecallQuery>(async ({ input, options: call }) => checked(RecallResult, await memory.recall(input, call), 'memory'), options);
 }

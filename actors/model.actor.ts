@@ -35,7 +35,7 @@ export function modelActor(
     if (remaining !== null && remaining <= 0) throw late();
     // Stream only when someone listens to this run: a plain call is cheaper for the model and for us.
     const onDelta = options.deltasFor?.(runId);
-    const step = model.step(request, onDelta ? { signal: args.signal, onDelta } : { signal: args.signal });
+    const step = model.step(request, onDelta ? { signal: args.signal, onDelta } : args.options);
     const answer = remaining === null ? await step : await beforeDeadline(step, remaining);
     return bounded(checked(ModelResponse, answer, 'model'), options.limits);
   }, options);

@@ -10,7 +10,7 @@ import { fromLayerCall, type LayerCallOptions } from './layer-call.js';
  */
 export function policyActor(policy: PolicyLayer, options: LayerCallOptions = {}) {
   return fromLayerCall<PolicyDecision, PolicyRequest>(
-    async ({ input, signal }) => checked(PolicyDecision, await policy.evaluate(input, { signal }), 'policy'),
+    async ({ input, options: call }) => checked(PolicyDecision, await policy.evaluate(input, call), 'policy'),
     options,
   );
 }

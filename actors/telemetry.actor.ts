@@ -80,7 +80,8 @@ export function telemetryActor(
       }
       if (!live.run) live.held.push({ mark, at });
       else guard(live, () => live.run!.record(mark, at));
-      if (mark.kind === 'state.enter') return { status: 'active', output: undefined, error: undefined, input: snapshot.input, identity: snapshot.identity, state: mark.state };
+      // The state is the one field that changes per mark: kept in place (only this actor reads its snapshot).
+      if (mark.kind === 'state.enter') snapshot.state = mark.state;
       return snapshot;
     },
     getPersistedSnapshot: (snapshot) => snapshot,

@@ -23,8 +23,6 @@ export interface StatefulLayers {
   queue: BackgroundQueue & { close?(): void; resume?(): Promise<number> };
   /** Resolves once the store directory is open and locked (at once for in-memory stores). */
   ready(): Promise<void>;
-  /** True when runs are kept by the built-in in-memory store, which nothing outlives. */
-  volatileRunStore: boolean;
   /** True when nothing needs opening, so a run can start synchronously. */
   isReady(): boolean;
   /** Resolves once the store's writes and compactions asked for so far are done. */
@@ -73,7 +71,7 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     (durable
       ? lazyMemory(once(async () => createLowdbMemory(await directory(), { historyTurns: config.memory.history_turns, keepLoadedTenants: config.memory.keep_loaded_tenants })), scrub)
       : createInMemoryMemory({ historyTurns: config.memory.history_turns }));
-  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore({ keepFinished: config.store.keep_finished_runs }));
+  const runStore: RunStore = options.runStore ?? (durable ? lazyRunStore(once(async () => createFileRunStore(await directory()))) : createInMemoryRunStore({ keepFinished: config.store.keep_finished_runs, keepSteps: false }));
   const journal: ExecutionJournal = options.journal ?? (durable ? lazyJournal(once(async () => createFileJournal(await directory())), scrub) : createMemoryJournal());
   const persistence = durable ? lazyPersistence(once(async () => createFileQueuePersistence(await directory())), scrub) : undefined;
 
@@ -95,7 +93,6 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
       if (needsDirectory) await directory();
     },
     isReady: () => !needsDirectory || opened !== undefined,
-    volatileRunStore: !options.runStore && !durable,
     settled: async () => void (await opened?.settled()),
     close: () => opened?.close(),
   };
@@ -177,7 +174,6 @@ function composePostgresLayers(config: RunchartConfig, store: { url: string; sch
       if (needsOpen) await open();
     },
     isReady: () => !needsOpen || opened !== undefined,
-    volatileRunStore: false,
     settled: async () => {},
     close: async () => {
       closed = true;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
+import { describeIssues, isRunchartError, RunchartError, vouch } from '../errors.js';
 import type { CatalogLayer, Capability } from '../catalog/contract.js';
 import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalClaim, JournalLease, ToolError } from './contract.js';
 import { createJournalEntries, type JournalEntries } from './journal-entries.js';
@@ -63,7 +63,10 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
   function execute(request: ExecuteRequest, options: { signal: AbortSignal }): Promise<ExecuteResult> {
     const running = inFlight.get(request.idempotencyKey);
     if (running) return running;
-    const execution = executeOnce(request, options).finally(() => inFlight.delete(request.idempotencyKey));
+    // The gateway builds results in their contract's shape: the actor takes them unparsed.
+    const execution = executeOnce(request, options)
+      .then((result) => vouch(result))
+      .finally(() => inFlight.delete(request.idempotencyKey));
     inFlight.set(request.idempotencyKey, execution);
     return execution;
   }

@@ -1,4 +1,5 @@
 import type { PolicyRule } from '../config.js';
+import { vouch } from '../errors.js';
 import type { PolicyDecision, PolicyLayer, PolicyRequest, PolicyVerdict } from './contract.js';
 
 const strength: Record<PolicyVerdict, number> = { allow: 0, require_approval: 1, deny: 2 };
@@ -34,6 +35,14 @@ export function createRulesPolicy(rules: readonly PolicyRule[]): PolicyLayer {
   const matchesAny = (patterns: RegExp[] | undefined, value: string | undefined) =>
     patterns === undefined || (value !== undefined && patterns.some((pattern) => pattern.test(value)));
 
+  // One decision per rule, made once: a decision is never changed by whoever receives it.
+  const decisions = new Map<CompiledRule, PolicyDecision>(
+    compiled.map((candidate) => [
+      candidate,
+      vouch(Object.freeze({ verdict: candidate.rule.effect, ruleId: candidate.rule.id, reason: candidate.rule.reason ?? `rule ${candidate.rule.id} (${candidate.rule.effect})` })),
+    ]),
+  );
+
   function decide(request: PolicyRequest): PolicyDecision {
     let best: CompiledRule | undefined;
     for (const candidate of compiled) {
@@ -45,9 +54,9 @@ export function createRulesPolicy(rules: readonly PolicyRule[]): PolicyLayer {
     }
     if (!best) {
       const subject = request.capability ? ` for "${request.capability}"` : '';
-      return { verdict: 'deny', ruleId: 'default-deny', reason: `no rule allows stage ${request.stage}${subject}` };
+      return vouch({ verdict: 'deny', ruleId: 'default-deny', reason: `no rule allows stage ${request.stage}${subject}` });
     }
-    return { verdict: best.rule.effect, ruleId: best.rule.id, reason: best.rule.reason ?? `rule ${best.rule.id} (${best.rule.effect})` };
+    return decisions.get(best)!;
   }
 
   return { evaluate: async (request) => decide(request) };

@@ -158,7 +158,8 @@ export function createRunRegistry(options: RunRegistryOptions) {
         const arrived = status !== lastStatus || status === 'awaiting_approval';
         lastStatus = status;
         entry.dirty = true;
-        scheduleSave(entry);
+        // A store that nothing outlives gets only the points a caller can observe (parked, finished).
+        if (runStore.keepsSteps !== false || status !== 'running') scheduleSave(entry);
         if (status !== 'running' && arrived) {
           // Settled first: the result waits for this step's save, not for the journal cleanup that retiring adds.
           settle(toRunResult(snapshot.value, snapshot.context));

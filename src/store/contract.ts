@@ -40,6 +40,12 @@ export function summaryOf(run: Pick<PersistedRun, keyof RunSummary>): RunSummary
  * await store.save(run); const again = await store.load(run.runId);
  */
 export interface RunStore {
+  /**
+   * False for a store that nothing outlives (the built-in in-memory one): a step between two
+   * resting points could never be restored from it, so the runtime saves a run there only when
+   * it parks for approval or ends. Any other store gets every step, for recovery.
+   */
+  readonly keepsSteps?: boolean;
   save(run: PersistedRun): Promise<void>;
   load(runId: string): Promise<PersistedRun | undefined>;
   /** Runs that are not final: what `runtime.recover()` resumes. */

@@ -12,7 +12,17 @@ export const DEFAULT_KEPT_FINISHED_RUNS = 1_000;
  * @example
  * const runStore = createInMemoryRunStore({ keepFinished: 500 });
  */
-export function createInMemoryRunStore(options: { keepFinished?: number } = {}): RunStore {
+export function createInMemoryRunStore(
+  options: {
+    keepFinished?: number;
+    /**
+     * False: keep a run only where a caller can see it (parked, finished), not every step. For a
+     * store nothing else shares (the runtime's own with `store.kind: memory`): no step between
+     * two resting points could be restored from it. True (the default) when runtimes share it.
+     */
+    keepSteps?: boolean;
+  } = {},
+): RunStore {
   const keepFinished = options.keepFinished ?? DEFAULT_KEPT_FINISHED_RUNS;
   if (!Number.isInteger(keepFinished) || keepFinished < 0) {
     throw new RunchartError('invalid-input', 'store', `store: keepFinished must be a whole number of runs, 0 or more (got ${keepFinished})`);
@@ -23,6 +33,7 @@ export function createInMemoryRunStore(options: { keepFinished?: number } = {}):
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   const all = () => [...active.values(), ...finished.values()];
   return {
+    keepsSteps: options.keepSteps ?? true,
     // Saved as given (the runtime hands over a fresh snapshot each time); copies go out on load.
     async save(run) {
       // A finished run stays finished: a late save of an earlier step is dropped.
