@@ -50,7 +50,7 @@ interface Mutation {
 }
 
 /** Realistic mistakes, each applied alone to a copy of the chart. */
-export const mutations: Mutation[] = [
+const mutations: Mutation[] = [
   {
     name: 'the tool stage inverts isAllowed (a deny executes)',
     rule: 'tool-allow-before-execute',
