@@ -20,7 +20,8 @@ import { enumerateRunPaths, pathSettings, type PathEffect, type PathOptions, typ
  * - `output-allow-before-release`: a run completes only after an output allow for its last answer;
  * - `memory-write-allow-before-queue`: background tasks are queued only after an output allow and
  *   then a memory.write allow for the answer;
- * - `hop-budget`: at most `max_tool_hops + 1` model calls, tool work only after the first `max_tool_hops`;
+ * - `hop-budget`: at most `max_tool_hops + 1` model calls, tool work only after the first
+ *   `max_tool_hops`, and no run past `max_tool_hops` tool rounds;
  * - `call-budget`: at most `max_tool_calls_per_step` calls of one model answer reach policy or the gateway;
  * - `ends-in-final-state`: no path stops where only `run.cancel` leads on, and the chart never throws;
  * - `telemetry-sees-every-state`: a telemetry actor is invoked at the root, and every step marks
@@ -78,6 +79,43 @@ interface CallState {
   reviewer?: string;
 }
 
+/** What a step shows on its own, whatever path it is on: the effects it starts, its tool work, how it marks telemetry. */
+interface StepFacts {
+  effects: { kind: string; effect?: PathEffect }[];
+  /** Tool-stage questions, approval waits and executions: the work the budgets count. */
+  toolWork: PathEffect[];
+  askedStage: PolicyStage | undefined;
+  /** What telemetry is not told of the step (the state it left or reached, a decision). */
+  unmarked: string[];
+}
+
+/** Steps are shared by the paths through them, so what each shows on its own is worked out once. */
+const stepFacts = new WeakMap<PathStep, StepFacts>();
+
+function factsOf(step: PathStep): StepFacts {
+  let facts = stepFacts.get(step);
+  if (facts) return facts;
+  const effects: StepFacts['effects'] = step.started
+    .filter((effect) => effect.src in effectSources)
+    .map((effect) => ({ kind: effectSources[effect.src as keyof typeof effectSources], effect }));
+  if (step.released) effects.push({ kind: 'output release' });
+  const unmarked: string[] = [];
+  const left = step.marks.includes(`state.exit ${step.from}`);
+  const entered = step.marks.includes(`state.enter ${step.to}`);
+  // A step that stays in its state without leaving it (a targetless transition) marks nothing.
+  if ((step.from !== step.to || left) && (!left || !entered)) unmarked.push(`goes ${step.from} → ${step.to} without marking ${!left ? `the exit of ${step.from}` : `the entry of ${step.to}`}`);
+  const marked = step.marks.filter((mark) => mark === 'decision').length;
+  if (marked < step.decisions.length) unmarked.push(`records ${step.decisions.length} decision(s) and marks ${marked}`);
+  facts = {
+    effects,
+    toolWork: step.started.filter((effect) => effect.src === 'executeTool' || effect.src === 'awaitApproval' || stageOf(effect) === 'tool'),
+    askedStage: stageOf(step.answered),
+    unmarked,
+  };
+  stepFacts.set(step, facts);
+  return facts;
+}
+
 /**
  * Checks the invariants on one path; returns the broken ones. Effects are the layer calls each
  * step started (the invokes of the states it entered), decisions are what the chart recorded,
@@ -96,6 +134,7 @@ export function checkPath(path: RunPath, options: CheckOptions = {}): CoverageVi
 
   if (path.final === 'stuck') broken('ends-in-final-state', `the path stops in ${path.states.at(-1)}, from which only chart-wide events (run.cancel) lead on`);
   if (path.final === 'error') broken('ends-in-final-state', `the chart throws in ${path.states.at(-1)}: ${path.thrown ?? 'an error'}`);
+  if (path.final === 'over-budget') broken('hop-budget', `the run goes on to tool work past ${settings.maxToolHops} tool rounds (in ${path.states.at(-1)}), where the walk stops`);
   checkTelemetry(path, machine, broken);
 
   let precheck = false;
@@ -124,8 +163,8 @@ export function checkPath(path: RunPath, options: CheckOptions = {}): CoverageVi
     }
 
     // Decisions: each is the answer of a policy call of its own stage (and call).
+    const { effects, toolWork, askedStage } = factsOf(step);
     const asked = step.answered;
-    const askedStage = stageOf(asked);
     const answer = asked?.outcome === 'done' ? (asked.output as Partial<DecisionRecord> | undefined) : undefined;
     for (const decision of step.decisions) {
       if (askedStage !== decision.stage) {
@@ -155,12 +194,6 @@ export function checkPath(path: RunPath, options: CheckOptions = {}): CoverageVi
       sinceAnswer.push(decision);
     }
 
-    const effects: { kind: string; effect?: PathEffect }[] = step.started
-      .filter((effect) => effect.src in effectSources)
-      .map((effect) => ({ kind: effectSources[effect.src as keyof typeof effectSources], effect }));
-    if (step.released) effects.push({ kind: 'output release' });
-    // Tool-stage questions are tool work of the round too: the budgets count them.
-    const toolWork = step.started.filter((effect) => effect.src === 'executeTool' || effect.src === 'awaitApproval' || stageOf(effect) === 'tool');
     for (const { kind, effect } of effects) {
       if (!precheck) broken('precheck-before-effects', `${kind}${effect ? ` (${effect.id})` : ''} starts in ${step.to} without a precheck allow`);
       if (effect?.src === 'callModel') {
@@ -250,19 +283,15 @@ function checkExecution(
 function checkTelemetry(path: RunPath, machine: AnyStateMachine, broken: (rule: CoverageRule, detail: string) => void) {
   if (!machine.root.invoke.some((definition) => definition.id === 'telemetry')) broken('telemetry-sees-every-state', 'the chart invokes no telemetry actor (id "telemetry") at its root');
   const untraced = untracedStates(machine);
-  for (const state of new Set(path.states)) {
-    if (untraced.has(state)) broken('telemetry-sees-every-state', `${state} sends no telemetry mark on ${untraced.get(state)}`);
+  if (untraced.size > 0) {
+    for (const state of new Set(path.states)) {
+      if (untraced.has(state)) broken('telemetry-sees-every-state', `${state} sends no telemetry mark on ${untraced.get(state)}`);
+    }
   }
   if (path.states[0] !== undefined && !path.startMarks.includes(`state.enter ${path.states[0]}`)) broken('telemetry-sees-every-state', `the run starts in ${path.states[0]} without marking its entry`);
   path.steps.forEach((step, index) => {
     if (path.final === 'error' && index === path.steps.length - 1) return; // the throw has its own violation
-    const left = step.marks.includes(`state.exit ${step.from}`);
-    const entered = step.marks.includes(`state.enter ${step.to}`);
-    if ((step.from !== step.to || left) && (!left || !entered)) {
-      broken('telemetry-sees-every-state', `step ${index + 1} (${step.event}) goes ${step.from} → ${step.to} without marking ${!left ? `the exit of ${step.from}` : `the entry of ${step.to}`}`);
-    }
-    const marked = step.marks.filter((mark) => mark === 'decision').length;
-    if (marked < step.decisions.length) broken('telemetry-sees-every-state', `step ${index + 1} (${step.event}) records ${step.decisions.length} decision(s) and marks ${marked}`);
+    for (const problem of factsOf(step).unmarked) broken('telemetry-sees-every-state', `step ${index + 1} (${step.event}) ${problem}`);
   });
 }
 

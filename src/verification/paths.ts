@@ -57,7 +57,7 @@ export interface PathStep {
   verdict?: PolicyVerdict;
   /** The layer call whose answer this step took (from the snapshot it left), with the answer. */
   answered?: PathAnswer;
-  /** The layer calls this step started: the invokes of the states it entered. */
+  /** The layer calls this step started: the invokes of the states it entered. (A step is shared by the paths through it: read it, never change it.) */
   started: PathEffect[];
   /** The decisions the chart recorded in this step. */
   decisions: DecisionRecord[];
@@ -75,7 +75,8 @@ export interface PathStep {
 
 /**
  * A path through the run chart from `ingress` to a final state; or to `stuck` (a state whose only
- * ways on are the chart-wide events, such as `run.cancel`), or to `error` (the chart threw).
+ * ways on are the chart-wide events, such as `run.cancel`), to `error` (the chart threw), or to
+ * `over-budget` (tool work after the last model call `max_tool_hops` allows, where the walk stops).
  */
 export interface RunPath {
   states: string[];
@@ -361,7 +362,8 @@ function effectsOf(snapshot: RunSnapshot): Map<string, PathEffect & { ref: unkno
  * states it entered), the decisions it recorded, the marks it sent to telemetry, and the
  * transitions it took. A path that reaches a state from which only the chart-wide events (such as
  * `run.cancel`) lead on is also returned, ending in `stuck`; one on which the chart throws ends
- * in `error`. Both are coverage violations.
+ * in `error`; one that goes on to tool work past `max_tool_hops` is cut there, ending in
+ * `over-budget`. Each is a coverage violation.
  * @example
  * const paths = enumerateRunPaths({ maxToolHops: 2 }); // [{ states: ['ingress', 'policy', …], final: 'completed' }, …]
  */
@@ -382,11 +384,18 @@ type Adjacency = Record<string, { state: unknown; transitions: Record<string, { 
  * states. Chart-wide transitions, those of the root (`run.cancel`), leave every state and so are
  * no way on: a state that only they leave is stuck.
  */
-function finishingVertices(adjacency: Adjacency, taken: Map<string, Recorded>, serializeState: (snapshot: RunSnapshot) => string, rootId: string): Set<string> {
+function finishingVertices(
+  adjacency: Adjacency,
+  taken: Map<string, Recorded>,
+  serializeState: (snapshot: RunSnapshot) => string,
+  rootId: string,
+  overBudget: (snapshot: RunSnapshot) => boolean,
+): Set<string> {
   const finishing = new Set<string>();
   const reverse = new Map<string, string[]>();
   for (const [key, vertex] of Object.entries(adjacency)) {
-    if ((vertex.state as RunSnapshot).status !== 'active') finishing.add(key);
+    // Where the walk stops, the path ends: in a final state, a throw, or past the hop budget.
+    if ((vertex.state as RunSnapshot).status !== 'active' || overBudget(vertex.state as RunSnapshot)) finishing.add(key);
     for (const [eventKey, { state }] of Object.entries(vertex.transitions)) {
       const nextKey = serializeState(state as RunSnapshot);
       if (nextKey === key) continue;
@@ -427,23 +436,27 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
     },
   });
   const initial = recorder.initial(input);
+  const overBudget = (snapshot: RunSnapshot) => (snapshot.context.hops ?? 0) > input.settings.maxToolHops;
   const adjacency = getAdjacencyMap(logic, {
     input,
     fromState: initial.next,
     events: ((snapshot: RunSnapshot) => sampleEventsFor(snapshot, extra, variety)) as never,
     serializeState: serializeState as never,
     serializeEvent: keyOfEvent as never,
-    // A finished (or broken) run takes no events; without this the walk would offer `run.cancel` to final states.
-    stopWhen: (snapshot) => snapshot.status !== 'active',
+    // A finished (or broken) run takes no events; without this the walk would offer `run.cancel` to
+    // final states. A run past its hop budget is walked no further: a chart that does not stop it would loop for ever.
+    stopWhen: (snapshot) => snapshot.status !== 'active' || overBudget(snapshot as RunSnapshot),
   }) as Adjacency;
   const keys = Object.keys(adjacency);
   const start = keys[0]!;
-  const finishing = finishingVertices(adjacency, taken, serializeState, machine.root.id);
+  const finishing = finishingVertices(adjacency, taken, serializeState, machine.root.id, overBudget);
   const { maxToolHops, maxToolCallsPerStep, precheckRequired, backgroundUpdates } = input.settings;
   const settings: PathSettings = { maxToolHops, maxToolCallsPerStep, precheckRequired, backgroundUpdates };
   const paths: RunPath[] = [];
   const onPath = new Set<string>();
   const steps: PathStep[] = [];
+  /** Model calls the path has started so far. */
+  let modelCalls = 0;
   const path = (final: string, thrown?: unknown): RunPath => {
     const first = stateKey((adjacency[start]!.state as RunSnapshot).value);
     return {
@@ -457,21 +470,24 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
     };
   };
 
-  const walk = (key: string) => {
-    const vertex = adjacency[key]!;
-    const snapshot = vertex.state as RunSnapshot;
-    if (snapshot.status === 'done') return void paths.push(path(stateKey(snapshot.value)));
-    if (snapshot.status !== 'active') return void paths.push(path('error', snapshot.error));
-    if (!finishing.has(key)) paths.push(path('stuck'));
-    // Two events that reach the same state through the same transitions and decisions (a tool's
-    // ok and error result, two kinds of deny) make the same path for every invariant: walk one of them.
-    const walked = new Set<string>();
-    onPath.add(key);
+  /**
+   * The ways on from a vertex, each with the step it makes. What a step carries depends on the
+   * vertex and the event alone, not on the path that got there: so each is built once and shared
+   * by every path through it. Two events that reach the same state through the same transitions
+   * and decisions (a tool's ok and error result, two kinds of deny) make the same path for every
+   * invariant: one of them is kept.
+   */
+  const movesFrom = new Map<string, { nextKey: string; step: PathStep; modelCalls: number; toolWork: boolean }[]>();
+  const movesOf = (key: string, snapshot: RunSnapshot) => {
+    let moves = movesFrom.get(key);
+    if (moves) return moves;
+    moves = [];
+    const kept = new Set<string>();
     const before = effectsOf(snapshot);
-    for (const { event, state } of Object.values(vertex.transitions)) {
+    for (const { event, state } of Object.values(adjacency[key]!.transitions)) {
       const next = state as RunSnapshot;
       const nextKey = serializeState(next);
-      if (nextKey === key || onPath.has(nextKey)) continue;
+      if (nextKey === key) continue;
       const recorded = taken.get(`${key}\u0000${keyOfEvent(event)}`);
       const transitions = recorded?.transitions ?? [];
       const decisions = (next.context.decisions ?? []).slice((snapshot.context.decisions ?? []).length);
@@ -484,28 +500,52 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
       const answeredVerdict = done && answered?.src === 'evaluatePolicy' ? ((output as { verdict?: string } | undefined)?.verdict ?? '') : '';
       const taint = event.type === 'tool.approve' || event.type === 'tool.reject' ? (reviewTaint(event) ?? '') : '';
       const move = `${nextKey}|${decisionDigest(decisions)}|${answeredVerdict}|${taint}|${transitions.join(',')}`;
-      if (walked.has(move)) continue;
-      walked.add(move);
+      if (kept.has(move)) continue;
+      kept.add(move);
       const after = effectsOf(next);
       const started = [...after.values()].filter((effect) => before.get(effect.id)?.ref !== effect.ref).map(({ id, src, input: effectInput }) => ({ id, src, input: effectInput }));
       const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
-      steps.push({
-        from: stateKey(snapshot.value),
-        event: eventLabel(event, verdict),
-        to: stateKey(next.value),
-        hops: snapshot.context.hops,
-        cursor: snapshot.context.cursor,
-        ...(verdict ? { verdict } : {}),
-        ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input, outcome: done ? ('done' as const) : ('error' as const), ...(done ? { output } : {}) } } : {}),
-        started,
-        decisions,
-        ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
-        released: next.status === 'done' && stateKey(next.value) === 'completed',
-        telemetry: next.status === 'done' || after.has('telemetry'),
-        transitions,
-        marks: recorded?.marks ?? [],
+      moves.push({
+        nextKey,
+        modelCalls: started.filter((effect) => effect.src === 'callModel').length,
+        toolWork: started.some((effect) => effect.src === 'executeTool' || effect.src === 'awaitApproval' || (effect.input as { stage?: unknown } | undefined)?.stage === 'tool'),
+        step: {
+          from: stateKey(snapshot.value),
+          event: eventLabel(event, verdict),
+          to: stateKey(next.value),
+          hops: snapshot.context.hops,
+          cursor: snapshot.context.cursor,
+          ...(verdict ? { verdict } : {}),
+          ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input, outcome: done ? ('done' as const) : ('error' as const), ...(done ? { output } : {}) } } : {}),
+          started,
+          decisions,
+          ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
+          released: next.status === 'done' && stateKey(next.value) === 'completed',
+          telemetry: next.status === 'done' || after.has('telemetry'),
+          transitions,
+          marks: recorded?.marks ?? [],
+        },
       });
-      walk(nextKey);
+    }
+    movesFrom.set(key, moves);
+    return moves;
+  };
+
+  const walk = (key: string) => {
+    const snapshot = adjacency[key]!.state as RunSnapshot;
+    if (snapshot.status === 'done') return void paths.push(path(stateKey(snapshot.value)));
+    if (snapshot.status !== 'active') return void paths.push(path('error', snapshot.error));
+    if (overBudget(snapshot)) return void paths.push(path('over-budget'));
+    if (!finishing.has(key)) paths.push(path('stuck'));
+    onPath.add(key);
+    for (const move of movesOf(key, snapshot)) {
+      if (onPath.has(move.nextKey)) continue;
+      steps.push(move.step);
+      modelCalls += move.modelCalls;
+      // Tool work after the last model call the budget allows: the path is over budget, and walking on would only multiply it.
+      if (move.toolWork && modelCalls > input.settings.maxToolHops) paths.push(path('over-budget'));
+      else walk(move.nextKey);
+      modelCalls -= move.modelCalls;
       steps.pop();
       if (paths.length > MAX_PATHS) {
         throw new RunchartError(

@@ -7,7 +7,7 @@ import type { RunContext } from '../../machines/run/types.js';
 import type { ModelResponse } from '../../src/models/contract.js';
 import type { PolicyDecision } from '../../src/policy/contract.js';
 import { checkPolicyCoverage, type CoverageReport, type CoverageRule } from '../../src/verification/coverage.js';
-import { enumerateRunPaths, untakenTransitions, type PathOptions } from '../../src/verification/paths.js';
+import { enumerateRunPaths, untakenTransitions } from '../../src/verification/paths.js';
 import { chartDefinition, chartFrom, marksOf, mutated, onDone, stateAt, type StateDefinition, type TransitionDefinition } from './mutate.js';
 
 type Context = { context: RunContext };
@@ -45,8 +45,6 @@ interface Mutation {
   /** The rule that must name the mistake. */
   rule: CoverageRule;
   machine: () => AnyStateMachine;
-  /** The walk that shows it: the loop at one hop unless told. */
-  options?: PathOptions;
 }
 
 /** Realistic mistakes, each applied alone to a copy of the chart. */
@@ -227,9 +225,8 @@ const mutations: Mutation[] = [
   },
   {
     name: 'the tool authorization asks about the step’s first call, not the current one',
+    // Shown by the hop of variety, the one walk with two calls a step.
     rule: 'tool-allow-before-execute',
-    // Only the variety walk plans two calls a step.
-    options: { variety: true },
     machine: () =>
       mutated((chart) => {
         stateAt(chart, 'toolExecution.authorizing').invoke!.input = ({ context }: Context) => ({
@@ -331,7 +328,7 @@ describe('a mistake in a copy of the chart', () => {
     expect(new Set(mutations.map((mutation) => mutation.rule)).size).toBe(11);
   });
 
-  it('is checked on the loop walk, which the default walk starts with (what the loop catches, the default catches)', () => {
+  it('is checked on the default walk, which starts with the loop walk’s paths', () => {
     const loop = enumerateRunPaths({ maxToolHops: 1, variety: false });
     const all = enumerateRunPaths({ maxToolHops: 1 });
     expect(all.length).toBeGreaterThan(loop.length);
@@ -339,7 +336,8 @@ describe('a mistake in a copy of the chart', () => {
   });
 
   it.each(mutations.map((mutation) => [mutation.name, mutation] as const))('%s: is caught by name', (_name, mutation) => {
-    const report = checkPolicyCoverage({ machine: mutation.machine(), maxToolHops: 1, variety: false, ...mutation.options });
+    // What `runchart paths --check --max-tool-hops 1` runs: the loop and the hop of variety.
+    const report = checkPolicyCoverage({ machine: mutation.machine(), maxToolHops: 1 });
     expect(report.ok).toBe(false);
     expect(rulesOf(report)).toContain(mutation.rule);
   });

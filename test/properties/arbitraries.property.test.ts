@@ -138,9 +138,9 @@ describe('the arbitraries', () => {
         if (answered === 'acceptRequest') (event as unknown as { output: { capabilities: unknown[] } }).output.capabilities.forEach((capability) => void PinnedCapability.parse(capability));
         if (event.type.startsWith('xstate.error.actor.')) expect((event as { error?: unknown }).error).toBeInstanceOf(Error);
       }),
-      { numRuns: 500 },
+      { numRuns: 3_000 },
     );
-    // Over 500 draws, every kind of event shows up.
+    // Over 3,000 draws every kind of event shows up (the rarest, one call's failure, about 18 times).
     expect([...handled].filter((type) => !seen.has(type))).toEqual([]);
   });
 
