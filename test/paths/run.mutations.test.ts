@@ -247,6 +247,11 @@ const mutations: Mutation[] = [
       }),
   },
   {
+    name: 'the hop budget is gone (asksForToolsPastHopBudget never holds): the walk still ends',
+    rule: 'hop-budget',
+    machine: () => runMachine.provide({ guards: { asksForToolsPastHopBudget: () => false } }),
+  },
+  {
     name: 'the call budget is off by one (one call more than max_tool_calls_per_step)',
     rule: 'call-budget',
     machine: () =>
