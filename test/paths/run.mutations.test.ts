@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assign, not, type AnyStateMachine } from 'xstate';
+import { not, type AnyStateMachine } from 'xstate';
 import { runMachine } from '../../machines/run/machine.js';
 import { modelRequestFor } from '../../machines/run/plan.js';
 import { decisionRecord, markDecision, policyScope, traced } from '../../machines/run/setup.js';
