@@ -6,6 +6,7 @@ import { RunchartError } from '../errors.js';
 import { hashArguments } from '../execution/contract.js';
 import type { ModelResponse } from '../models/contract.js';
 import type { DecisionRecord, PolicyDecision, PolicyVerdict } from '../policy/contract.js';
+import type { TelemetryMark } from '../telemetry/contract.js';
 import { parseConfig, settingsFrom } from '../config.js';
 
 type RunSnapshot = SnapshotFrom<typeof runMachine>;
@@ -22,6 +23,12 @@ export interface PathOptions {
   machine?: AnyStateMachine;
   /** More sample events for states of your own chart; each is offered in the states that handle its type. */
   samples?: AnyEventObject[];
+  /**
+   * Also walk one hop of variety (each kind of capability, two calls a step, a refused reviewer's
+   * way back and a second review), taken the plain way to its first model step; true unless told.
+   * False walks only the loop, one tool call per step unless told.
+   */
+  variety?: boolean;
 }
 
 /** A layer call a step starts: the id and `src` of the invoke, and the input the chart gave it. */
@@ -29,6 +36,13 @@ export interface PathEffect {
   id: string;
   src: string;
   input: unknown;
+}
+
+/** The layer call a step answered: the call, and whether the answer was its output or its failure. */
+export interface PathAnswer extends PathEffect {
+  outcome: 'done' | 'error';
+  /** What the call answered (a policy decision, a model response, …); absent for a failure. */
+  output?: unknown;
 }
 
 /** One step of a path: the state it left, the event taken, the state it reached, and what the chart did on the way. */
@@ -41,9 +55,9 @@ export interface PathStep {
   cursor: number;
   /** The verdict of the decision the chart recorded in this step, if it recorded one. */
   verdict?: PolicyVerdict;
-  /** The layer call whose answer this step took (from the snapshot it left). */
-  answered?: PathEffect;
-  /** The layer calls this step started: the invokes of the states it entered. */
+  /** The layer call whose answer this step took (from the snapshot it left), with the answer. */
+  answered?: PathAnswer;
+  /** The layer calls this step started: the invokes of the states it entered. (A step is shared by the paths through it: read it, never change it.) */
   started: PathEffect[];
   /** The decisions the chart recorded in this step. */
   decisions: DecisionRecord[];
@@ -55,16 +69,31 @@ export interface PathStep {
   telemetry: boolean;
   /** The chart's transitions this step took (microsteps included), as `transitionKey` names them. */
   transitions: string[];
+  /** The telemetry marks the step sent to the telemetry actor, as `markLabel` names them (`state.enter modelStep`, `decision`, …). */
+  marks: string[];
 }
 
-/** A path through the run chart from `ingress` to a final state. */
+/**
+ * A path through the run chart from `ingress` to a final state; or to `stuck` (a state whose only
+ * ways on are the chart-wide events, such as `run.cancel`), to `error` (the chart threw), or to
+ * `over-budget` (tool work after the last model call `max_tool_hops` allows, where the walk stops).
+ */
 export interface RunPath {
   states: string[];
   final: string;
+  /** Why the chart threw, for a path that ends in `error`. */
+  thrown?: string;
+  /** The telemetry marks sent as the run started (the initial state's entry). */
+  startMarks: string[];
+  /** The settings the path was walked (or run) under: the budgets and policy settings `checkPath` judges it by. */
+  settings?: PathSettings;
   /** Short labels of the events taken, one per step (`checkPrecheck:allow`, `tool.approve`, …). */
   events: string[];
   steps: PathStep[];
 }
+
+/** The settings a path's invariants depend on. */
+export type PathSettings = Pick<RunSettings, 'maxToolHops' | 'maxToolCallsPerStep' | 'precheckRequired' | 'backgroundUpdates'>;
 
 /** The settings the graph is walked under: one tool call per step and a token budget, so every guard has both outcomes. */
 export function pathSettings(options: PathOptions = {}): RunSettings {
@@ -165,13 +194,17 @@ function sampleReviews(snapshot: RunSnapshot): AnyEventObject[] {
 export function sampleEventsFor(snapshot: RunSnapshot, extra: readonly AnyEventObject[] = [], variety = false): AnyEventObject[] {
   const handled = new Set<string>(snapshot._nodes.flatMap((node) => node.ownEvents));
   const events: AnyEventObject[] = [];
+  // The variety walk takes the plain way to its first model step: every branch before it is the loop walk's.
+  const plain = variety && (snapshot.context.usage?.modelCalls ?? 0) === 0 && !Object.values(snapshot.children as Record<string, { src?: unknown } | undefined>).some((child) => child?.src === 'callModel');
   for (const type of handled) {
     const done = /^xstate\.done\.actor\.(.+)$/.exec(type)?.[1];
     const failed = /^xstate\.error\.actor\.(.+)$/.exec(type)?.[1];
     if (done !== undefined) {
       const child = snapshot.children[done] as { src?: unknown } | undefined;
       const outputs = sampleOutputs[String(child?.src)]?.(snapshot, variety) ?? [undefined];
-      for (const output of outputs) events.push({ type, output });
+      for (const output of plain ? outputs.slice(0, 1) : outputs) events.push({ type, output });
+    } else if (plain) {
+      continue;
     } else if (failed !== undefined) {
       events.push({ type, error: new RunchartError('internal', 'runtime', `runtime: sample failure of ${failed}`) });
     } else if (type === 'tool.approve' || type === 'tool.reject') {
@@ -192,18 +225,22 @@ export function stateKey(value: unknown): string {
 }
 
 /**
- * What tells two snapshots apart for the walk: the state, the hop, the call and its capability, and
- * whether a review approves. Everything else a path carries (messages, usage, the recorded
- * decisions) follows from these and the events taken.
+ * What tells two snapshots apart for the walk: the state, the hop, the calls of the step with
+ * their capabilities and the current one, and whether a review approves (in the variety walk,
+ * also whether the current call's reviewer was refused). Everything else a path carries
+ * (messages, usage, the recorded decisions) follows from these and the events taken.
  */
 export function serialize(snapshot: RunSnapshot, variety = false): string {
   const { hops, cursor, review, calls } = snapshot.context;
   const state = stateKey(snapshot.value);
-  const tool = state.startsWith('toolExecution.') ? (calls?.[cursor]?.capability ?? '-') : '-';
+  // The step's calls by capability (one call: the current one's): a state with two calls planned is not one with one.
+  const tool = state.startsWith('toolExecution.') ? (calls ?? []).map((call) => call.capability ?? '-').join('+') || '-' : '-';
   // `reviewing` acts on the review's kind (approve or reject). In the variety walk, a call parked
-  // again after a refused reviewer is a state of its own, so the refusal's way back is taken once.
-  const reviewed = state === 'toolExecution.reviewing' ? review?.kind : variety && state === 'toolExecution.awaitingApproval' && review?.refusal ? 'refused' : '-';
-  return `${snapshot.status}|${state}|${hops}|${cursor}|${tool}|${reviewed}`;
+  // again after a refused reviewer is a state of its own, so the refusal's way back (and one more
+  // review of either kind) is taken once.
+  const reviewing = state === 'toolExecution.reviewing' ? (review?.kind ?? '-') : '-';
+  const refused = variety && state.startsWith('toolExecution.') ? (snapshot.context.decisions ?? []).some((decision) => decision.stage === 'approval' && decision.verdict !== 'allow' && decision.callId === calls?.[cursor]?.callId) : false;
+  return `${snapshot.status}|${state}|${hops}|${cursor}|${tool}|${reviewing}${refused ? '|refused' : ''}`;
 }
 
 /** Every transition of a chart, each with the key paths name it by and a label for reports. */
@@ -261,20 +298,51 @@ function reviewTaint(event: AnyEventObject): string | undefined {
 /** Past this many paths the walk stops: too many to check in reasonable time (or a loop it cannot bound). */
 const MAX_PATHS = 200_000;
 
-/** Runs one event through the chart purely and reports the transitions it took (microsteps included). */
+/** How a path names a telemetry mark: its kind, and the state of a state's entry or exit (`state.enter modelStep`). */
+export function markLabel(mark: TelemetryMark): string {
+  return mark.kind === 'state.enter' || mark.kind === 'state.exit' ? `${mark.kind} ${mark.state}` : mark.kind;
+}
+
+/** What one event did to the chart: the snapshot it reached, the transitions it took, the marks it sent to telemetry. */
+interface Recorded {
+  next: RunSnapshot;
+  transitions: string[];
+  marks: string[];
+}
+
+/**
+ * Runs events through the chart purely and reports what each did: the transitions it took
+ * (microsteps included, from `@xstate.microstep` inspection events) and the marks its actions
+ * sent to the telemetry actor. A chart that throws (an action that fails, a mark sent with no
+ * telemetry actor to take it) reaches an `error` snapshot, as an actor of it would.
+ */
 function transitionRecorder(machine: AnyStateMachine) {
   const self = createActor(machine);
-  let taken: string[] = [];
+  let transitions: string[] = [];
+  let marks: string[] = [];
   self.system.inspect({
     next: (event: InspectionEvent) => {
-      if (event.type === '@xstate.microstep') for (const transition of event._transitions) taken.push(transitionKey(transition as never));
+      if (event.type === '@xstate.microstep') for (const transition of event._transitions) transitions.push(transitionKey(transition as never));
     },
   });
-  const scope = { self, defer: () => {}, id: '', logger: () => {}, sessionId: '', stopChild: () => {}, system: self.system, emit: () => {}, actionExecutor: () => {} };
-  return (snapshot: RunSnapshot, event: AnyEventObject) => {
-    taken = [];
-    const next = machine.transition(snapshot as never, event, scope as never) as RunSnapshot;
-    return { next, transitions: taken };
+  const actionExecutor = (action: { type: string; params?: unknown }) => {
+    const params = action.params as { targetId?: unknown; event?: { type?: unknown; mark?: TelemetryMark } } | undefined;
+    if (action.type === 'xstate.sendTo' && params?.targetId === 'telemetry' && params.event?.type === 'telemetry.mark' && params.event.mark) marks.push(markLabel(params.event.mark));
+  };
+  const scope = { self, defer: () => {}, id: '', logger: () => {}, sessionId: '', stopChild: () => {}, system: self.system, emit: () => {}, actionExecutor };
+  const recorded = (next: () => RunSnapshot, before: () => RunSnapshot): Recorded => {
+    transitions = [];
+    marks = [];
+    try {
+      return { next: next(), transitions, marks };
+    } catch (error) {
+      return { next: Object.assign({}, before(), { status: 'error' as const, error }) as RunSnapshot, transitions, marks };
+    }
+  };
+  return {
+    // The machine's own getInitialSnapshot turns a throw into an error snapshot itself.
+    initial: (input: RunInput) => recorded(() => machine.getInitialSnapshot(scope as never, input) as RunSnapshot, () => getInitialSnapshot(machine, input) as RunSnapshot),
+    step: (snapshot: RunSnapshot, event: AnyEventObject) => recorded(() => machine.transition(snapshot as never, event, scope as never) as RunSnapshot, () => snapshot),
   };
 }
 
@@ -290,95 +358,194 @@ function effectsOf(snapshot: RunSnapshot): Map<string, PathEffect & { ref: unkno
 /**
  * Walks the run chart with `xstate/graph` and returns every simple path from its initial state to
  * a final state, the tool loop unrolled to `maxToolHops`. Each step carries what the chart did:
- * the layer call it answered, the calls it started (read from the invokes of the states it
- * entered), the decisions it recorded, and the transitions it took. Paths that reach a state with
- * no way on are returned with `final: 'stuck'` (a coverage violation).
+ * the layer call it answered (and the answer), the calls it started (read from the invokes of the
+ * states it entered), the decisions it recorded, the marks it sent to telemetry, and the
+ * transitions it took. A path that reaches a state from which only the chart-wide events (such as
+ * `run.cancel`) lead on is also returned, ending in `stuck`; one on which the chart throws ends
+ * in `error`; one that goes on to tool work past `max_tool_hops` is cut there, ending in
+ * `over-budget`. Each is a coverage violation.
  * @example
  * const paths = enumerateRunPaths({ maxToolHops: 2 }); // [{ states: ['ingress', 'policy', …], final: 'completed' }, …]
  */
 export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
   const hops = options.maxToolHops ?? 3;
   const loops = walkPaths(options, false);
-  if (hops === 0) return loops;
+  if (hops === 0 || options.variety === false) return loops;
   // Variety (each kind of capability, two calls a step, a refused reviewer's way back) is walked
-  // at one hop, where it costs little; the loop is walked to the full budget with one kind.
+  // at one hop, the plain way to its first model step, where it costs little; the loop is walked
+  // to the full budget with one kind. The loop's paths come first.
   return [...loops, ...walkPaths(Object.assign({}, options, { maxToolHops: 1, maxToolCallsPerStep: Math.max(2, options.maxToolCallsPerStep ?? 1) }), true)];
 }
+
+type Adjacency = Record<string, { state: unknown; transitions: Record<string, { event: AnyEventObject; state: unknown }> }>;
+
+/**
+ * The vertices from which a final state (or a throw) can be reached by a way on of the chart's
+ * states. Chart-wide transitions, those of the root (`run.cancel`), leave every state and so are
+ * no way on: a state that only they leave is stuck.
+ */
+function finishingVertices(
+  adjacency: Adjacency,
+  taken: Map<string, Recorded>,
+  serializeState: (snapshot: RunSnapshot) => string,
+  rootId: string,
+  overBudget: (snapshot: RunSnapshot) => boolean,
+): Set<string> {
+  const finishing = new Set<string>();
+  const reverse = new Map<string, string[]>();
+  for (const [key, vertex] of Object.entries(adjacency)) {
+    // Where the walk stops, the path ends: in a final state, a throw, or past the hop budget.
+    if ((vertex.state as RunSnapshot).status !== 'active' || overBudget(vertex.state as RunSnapshot)) finishing.add(key);
+    for (const [eventKey, { state }] of Object.entries(vertex.transitions)) {
+      const nextKey = serializeState(state as RunSnapshot);
+      if (nextKey === key) continue;
+      const transitions = taken.get(`${key}\u0000${eventKey}`)?.transitions ?? [];
+      if (!transitions.some((transition) => !transition.startsWith(`${rootId} `))) continue;
+      const sources = reverse.get(nextKey);
+      if (sources) sources.push(key);
+      else reverse.set(nextKey, [key]);
+    }
+  }
+  const queue = [...finishing];
+  while (queue.length > 0) {
+    for (const source of reverse.get(queue.pop()!) ?? []) {
+      if (finishing.has(source)) continue;
+      finishing.add(source);
+      queue.push(source);
+    }
+  }
+  return finishing;
+}
+
+const decisionDigest = (decisions: readonly DecisionRecord[]) => decisions.map((decision) => `${decision.stage}:${decision.verdict}:${decision.callId ?? ''}`).join(';');
 
 function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
   const machine = (options.machine ?? runMachine) as typeof runMachine;
   const input: RunInput = { runId: 'run', request: null, settings: pathSettings(options) };
   const extra = options.samples ?? [];
-  const record = transitionRecorder(machine);
-  /** Transitions per edge, keyed by the state left and the event: the adjacency map keeps the snapshots. */
-  const taken = new Map<string, string[]>();
+  const recorder = transitionRecorder(machine);
+  /** What each edge did, keyed by the state left and the event: the adjacency map keeps only the snapshots. */
+  const taken = new Map<string, Recorded>();
   const keyOfEvent = (event: AnyEventObject) => JSON.stringify(event, (_key, value: unknown) => (value instanceof Error ? value.message : value));
+  const serializeState = (snapshot: RunSnapshot) => serialize(snapshot, variety);
   const logic = Object.assign(Object.create(machine) as typeof machine, {
     transition: (snapshot: RunSnapshot, event: AnyEventObject) => {
-      const { next, transitions } = record(snapshot, event);
-      taken.set(`${serialize(snapshot, variety)}\u0000${keyOfEvent(event)}`, transitions);
-      return next;
+      const recorded = recorder.step(snapshot, event);
+      taken.set(`${serializeState(snapshot)}\u0000${keyOfEvent(event)}`, recorded);
+      return recorded.next;
     },
   });
+  const initial = recorder.initial(input);
+  const overBudget = (snapshot: RunSnapshot) => (snapshot.context.hops ?? 0) > input.settings.maxToolHops;
   const adjacency = getAdjacencyMap(logic, {
     input,
-    fromState: getInitialSnapshot(machine, input),
+    fromState: initial.next,
     events: ((snapshot: RunSnapshot) => sampleEventsFor(snapshot, extra, variety)) as never,
-    serializeState: (snapshot) => serialize(snapshot as RunSnapshot, variety),
+    serializeState: serializeState as never,
     serializeEvent: keyOfEvent as never,
-    // A finished run takes no events; without this the walk would offer `run.cancel` to final states.
-    stopWhen: (snapshot) => snapshot.status === 'done',
-  });
+    // A finished (or broken) run takes no events; without this the walk would offer `run.cancel` to
+    // final states. A run past its hop budget is walked no further: a chart that does not stop it would loop for ever.
+    stopWhen: (snapshot) => snapshot.status !== 'active' || overBudget(snapshot as RunSnapshot),
+  }) as Adjacency;
   const keys = Object.keys(adjacency);
   const start = keys[0]!;
+  const finishing = finishingVertices(adjacency, taken, serializeState, machine.root.id, overBudget);
+  const { maxToolHops, maxToolCallsPerStep, precheckRequired, backgroundUpdates } = input.settings;
+  const settings: PathSettings = { maxToolHops, maxToolCallsPerStep, precheckRequired, backgroundUpdates };
   const paths: RunPath[] = [];
   const onPath = new Set<string>();
   const steps: PathStep[] = [];
+  /** Model calls the path has started so far. */
+  let modelCalls = 0;
+  const path = (final: string, thrown?: unknown): RunPath => {
+    const first = stateKey((adjacency[start]!.state as RunSnapshot).value);
+    return {
+      states: [first, ...steps.map((step) => step.to)],
+      final,
+      ...(thrown !== undefined ? { thrown: thrown instanceof Error ? thrown.message : String(thrown) } : {}),
+      startMarks: initial.marks,
+      settings,
+      events: steps.map((step) => step.event),
+      steps: [...steps],
+    };
+  };
 
-  const walk = (key: string) => {
-    const vertex = adjacency[key as keyof typeof adjacency]!;
-    const snapshot = vertex.state as RunSnapshot;
-    if (snapshot.status === 'done') return void paths.push(toPath(start, steps, stateKey(snapshot.value)));
-    let moved = false;
-    // Two events that reach the same state through the same transitions (a tool's ok and error
-    // result, two kinds of deny) make the same path for every invariant: walk one of them.
-    const walked = new Set<string>();
-    onPath.add(key);
+  /**
+   * The ways on from a vertex, each with the step it makes. What a step carries depends on the
+   * vertex and the event alone, not on the path that got there: so each is built once and shared
+   * by every path through it. Two events that reach the same state through the same transitions
+   * and decisions (a tool's ok and error result, two kinds of deny) make the same path for every
+   * invariant: one of them is kept.
+   */
+  const movesFrom = new Map<string, { nextKey: string; step: PathStep; modelCalls: number; toolWork: boolean }[]>();
+  const movesOf = (key: string, snapshot: RunSnapshot) => {
+    let moves = movesFrom.get(key);
+    if (moves) return moves;
+    moves = [];
+    const kept = new Set<string>();
     const before = effectsOf(snapshot);
-    for (const { event, state } of Object.values(vertex.transitions)) {
+    for (const { event, state } of Object.values(adjacency[key]!.transitions)) {
       const next = state as RunSnapshot;
-      const nextKey = serialize(next, variety);
+      const nextKey = serializeState(next);
       if (nextKey === key) continue;
-      moved = true;
-      if (onPath.has(nextKey)) continue;
-      const transitions = taken.get(`${key}\u0000${keyOfEvent(event)}`) ?? [];
+      const recorded = taken.get(`${key}\u0000${keyOfEvent(event)}`);
+      const transitions = recorded?.transitions ?? [];
       const decisions = (next.context.decisions ?? []).slice((snapshot.context.decisions ?? []).length);
       const verdict = decisions.at(-1)?.verdict;
-      const taint = event.type === 'tool.approve' || event.type === 'tool.reject' ? (reviewTaint(event) ?? '') : '';
-      const move = `${nextKey}|${verdict ?? ''}|${taint}|${transitions.join(',')}`;
-      if (walked.has(move)) continue;
-      walked.add(move);
-      const after = effectsOf(next);
-      const started = [...after.values()].filter((effect) => before.get(effect.id)?.ref !== effect.ref).map(({ id, src, input: effectInput }) => ({ id, src, input: effectInput }));
       const answeredId = /^xstate\.(?:done|error)\.actor\.(.+)$/.exec(event.type)?.[1];
       const answered = answeredId !== undefined ? before.get(answeredId) : undefined;
+      const done = event.type.startsWith('xstate.done.');
+      const output = (event as { output?: unknown }).output;
+      // A policy answer the chart recorded otherwise than it was given must not merge with the honest one.
+      const answeredVerdict = done && answered?.src === 'evaluatePolicy' ? ((output as { verdict?: string } | undefined)?.verdict ?? '') : '';
+      const taint = event.type === 'tool.approve' || event.type === 'tool.reject' ? (reviewTaint(event) ?? '') : '';
+      const move = `${nextKey}|${decisionDigest(decisions)}|${answeredVerdict}|${taint}|${transitions.join(',')}`;
+      if (kept.has(move)) continue;
+      kept.add(move);
+      const after = effectsOf(next);
+      const started = [...after.values()].filter((effect) => before.get(effect.id)?.ref !== effect.ref).map(({ id, src, input: effectInput }) => ({ id, src, input: effectInput }));
       const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
-      steps.push({
-        from: stateKey(snapshot.value),
-        event: eventLabel(event, verdict),
-        to: stateKey(next.value),
-        hops: snapshot.context.hops,
-        cursor: snapshot.context.cursor,
-        ...(verdict ? { verdict } : {}),
-        ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input } } : {}),
-        started,
-        decisions,
-        ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
-        released: next.status === 'done' && stateKey(next.value) === 'completed',
-        telemetry: next.status === 'done' || after.has('telemetry'),
-        transitions,
+      moves.push({
+        nextKey,
+        modelCalls: started.filter((effect) => effect.src === 'callModel').length,
+        toolWork: started.some((effect) => effect.src === 'executeTool' || effect.src === 'awaitApproval' || (effect.input as { stage?: unknown } | undefined)?.stage === 'tool'),
+        step: {
+          from: stateKey(snapshot.value),
+          event: eventLabel(event, verdict),
+          to: stateKey(next.value),
+          hops: snapshot.context.hops,
+          cursor: snapshot.context.cursor,
+          ...(verdict ? { verdict } : {}),
+          ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input, outcome: done ? ('done' as const) : ('error' as const), ...(done ? { output } : {}) } } : {}),
+          started,
+          decisions,
+          ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
+          released: next.status === 'done' && stateKey(next.value) === 'completed',
+          telemetry: next.status === 'done' || after.has('telemetry'),
+          transitions,
+          marks: recorded?.marks ?? [],
+        },
       });
-      walk(nextKey);
+    }
+    movesFrom.set(key, moves);
+    return moves;
+  };
+
+  const walk = (key: string) => {
+    const snapshot = adjacency[key]!.state as RunSnapshot;
+    if (snapshot.status === 'done') return void paths.push(path(stateKey(snapshot.value)));
+    if (snapshot.status !== 'active') return void paths.push(path('error', snapshot.error));
+    if (overBudget(snapshot)) return void paths.push(path('over-budget'));
+    if (!finishing.has(key)) paths.push(path('stuck'));
+    onPath.add(key);
+    for (const move of movesOf(key, snapshot)) {
+      if (onPath.has(move.nextKey)) continue;
+      steps.push(move.step);
+      modelCalls += move.modelCalls;
+      // Tool work after the last model call the budget allows: the path is over budget, and walking on would only multiply it.
+      if (move.toolWork && modelCalls > input.settings.maxToolHops) paths.push(path('over-budget'));
+      else walk(move.nextKey);
+      modelCalls -= move.modelCalls;
       steps.pop();
       if (paths.length > MAX_PATHS) {
         throw new RunchartError(
@@ -389,19 +556,21 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
       }
     }
     onPath.delete(key);
-    if (!moved) paths.push(toPath(start, steps, 'stuck'));
   };
   walk(start);
   return paths;
 }
 
-function toPath(start: string, steps: PathStep[], final: string): RunPath {
-  const first = start.split('|')[1]!;
-  return { states: [first, ...steps.map((step) => step.to)], final, events: steps.map((step) => step.event), steps: [...steps] };
-}
-
 /** The context a path's snapshots share the shape of (for callers that walk the chart themselves). */
 export type { RunContext };
+
+/** The transitions of `machine` that none of `paths` takes: branches no sample event reaches. */
+export function untakenTransitions(machine: AnyStateMachine, paths: readonly RunPath[]): { key: string; label: string }[] {
+  const taken = transitionsTaken(paths);
+  return transitionsOf(machine)
+    .filter((transition) => !taken.has(transition.key))
+    .map(({ key, label }) => ({ key, label }));
+}
 
 /** The transitions the given paths take, by key. */
 export function transitionsTaken(paths: readonly RunPath[]): Set<string> {

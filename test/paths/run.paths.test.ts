@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { getNextSnapshot } from 'xstate';
+import { getNextSnapshot, type AnyEventObject } from 'xstate';
 import { runMachine } from '../../machines/run/machine.js';
 import { checkPolicyCoverage } from '../../src/verification/coverage.js';
+import type { ModelResponse } from '../../src/models/contract.js';
+import type { PolicyDecision } from '../../src/policy/contract.js';
 import {
   enumerateRunPaths,
+  sampleCapabilities,
   sampleEventsFor,
+  sampleModelResponses,
   stateKey,
   type PathOptions,
   type RunPath,
@@ -86,6 +90,80 @@ describe('the sample events', () => {
     expect(reached).toEqual(
       new Set(['assembly:-', 'toolExecution.authorizing:-', 'modelStep:-', 'failed:budget-exceeded', 'failed:model-behavior', 'failed:truncated', 'failed:content-filtered']),
     );
+  });
+});
+
+describe('the sample event variants', () => {
+  const accepted = (event: AnyEventObject) => event.type === 'xstate.done.actor.acceptRequest';
+  const verdict = (wanted: string) => (event: AnyEventObject) => (event as unknown as { output?: { verdict?: string } }).output?.verdict === wanted;
+  const recalled = (event: AnyEventObject) => event.type === 'xstate.done.actor.recallMemory';
+  const answers = (event: AnyEventObject) => event.type === 'xstate.done.actor.callModel';
+  const output = (event: AnyEventObject) => (event as unknown as { output: unknown }).output;
+
+  it('offer a parked call every review: bound with its argsHash and without one, with other arguments, for another call, and rejects', () => {
+    const parked = walkSamples({}, [accepted, verdict('allow'), recalled, (event) => output(event) === sampleModelResponses.tool, verdict('require_approval')]);
+    expect(stateKey(parked.value)).toBe('toolExecution.awaitingApproval');
+    const call = parked.context.calls[parked.context.cursor]!;
+    const reviews = sampleEventsFor(parked).filter((event) => event.type === 'tool.approve' || event.type === 'tool.reject') as unknown as { type: string; callId: string; argsHash?: string }[];
+    const kind = (review: (typeof reviews)[number]) =>
+      `${review.type} ${review.callId === call.callId ? 'this call' : 'another call'} ${review.argsHash === undefined ? 'no hash' : review.argsHash === call.argsHash ? 'its hash' : 'other arguments'}`;
+    expect(reviews.map(kind).sort()).toEqual(
+      ['tool.approve this call its hash', 'tool.approve this call no hash', 'tool.approve this call other arguments', 'tool.approve another call no hash', 'tool.reject this call no hash', 'tool.reject another call no hash'].sort(),
+    );
+    // The chart takes the bound ones and ignores the others.
+    const moves = reviews.filter((review) => getNextSnapshot(runMachine, parked, review as never) !== parked).map(kind);
+    expect(moves.sort()).toEqual(['tool.approve this call its hash', 'tool.approve this call no hash', 'tool.reject this call no hash'].sort());
+  });
+
+  it('offer the model, in the variety walk, a call to a capability of each effect kind, an unknown tool, two calls and three', () => {
+    const atModel = walkSamples({}, [accepted, verdict('allow'), recalled]);
+    const offered = (variety: boolean) => sampleEventsFor(atModel, [], variety).filter(answers).map((event) => output(event) as ModelResponse);
+    const effects = (responses: ModelResponse[]) =>
+      new Set(responses.flatMap((response) => response.toolCalls.map((call) => sampleCapabilities.find((capability) => capability.toolName === call.name)?.effects ?? 'unknown')));
+    expect(effects(offered(true))).toEqual(new Set(['read', 'write', 'external', 'unknown']));
+    expect(new Set(offered(true).map((response) => response.toolCalls.length))).toEqual(new Set([0, 1, 2, 3]));
+    // The loop walk keeps to one kind, and two calls (over its budget of one).
+    expect(effects(offered(false))).toEqual(new Set(['read', 'write', 'unknown']));
+    expect(Math.max(...offered(false).map((response) => response.toolCalls.length))).toBe(2);
+  });
+
+  describe('on the paths at max_tool_hops 1', () => {
+    const paths = enumerateRunPaths({ maxToolHops: 1 });
+    const answered = paths.flatMap((path) => path.steps.flatMap((step) => (step.answered ? [step.answered] : [])));
+
+    it('take a done and an error event of every layer call the chart invokes', () => {
+      const taken = new Set(answered.map((call) => `${call.id} ${call.outcome}`));
+      const expected = invokedActors()
+        .filter(({ src }) => src !== 'recordTelemetry')
+        .flatMap(({ id }) => [`${id} done`, `${id} error`]);
+      expect(expected.filter((key) => !taken.has(key))).toEqual([]);
+    });
+
+    it('take every verdict at every policy call', () => {
+      const taken = new Set(answered.filter((call) => call.src === 'evaluatePolicy' && call.outcome === 'done').map((call) => `${call.id} ${(call.output as PolicyDecision).verdict}`));
+      const expected = invokedActors()
+        .filter(({ src }) => src === 'evaluatePolicy')
+        .flatMap(({ id }) => ['allow', 'deny', 'require_approval'].map((verdict) => `${id} ${verdict}`));
+      expect(expected.filter((key) => !taken.has(key))).toEqual([]);
+    });
+
+    it('execute two calls of one model answer, each authorized on its own', () => {
+      const both = pathWhere(paths, 'executing two calls of one model answer', (path) => path.steps.filter((step) => step.started.some((effect) => effect.src === 'executeTool')).length === 2);
+      expect(both.settings?.maxToolCallsPerStep).toBe(2);
+      const executed = both.steps.flatMap((step) => step.started.filter((effect) => effect.src === 'executeTool').map((effect) => (effect.input as { callId: string }).callId));
+      const authorized = both.steps.flatMap((step) => step.decisions.filter((decision) => decision.stage === 'tool' && decision.verdict === 'allow').map((decision) => decision.callId));
+      expect(executed).toEqual(['c0.0', 'c0.1']);
+      expect(authorized).toEqual(['c0.0', 'c0.1']);
+    });
+
+    it('take a refused reviewer’s way back, then a second review of either kind', () => {
+      const after = new Set(
+        paths.flatMap((path) =>
+          path.steps.flatMap((step, index) => (step.from === 'toolExecution.reviewing' && step.to === 'toolExecution.awaitingApproval' ? [`${path.steps[index - 1]!.review?.kind} then ${path.steps[index + 1]?.review?.kind ?? path.steps[index + 1]?.event}`] : [])),
+        ),
+      );
+      expect([...after].filter((sequence) => /^(approve|reject) then (approve|reject)$/.test(sequence)).sort()).toEqual(['approve then approve', 'approve then reject', 'reject then approve', 'reject then reject']);
+    });
   });
 });
 

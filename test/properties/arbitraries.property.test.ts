@@ -1,15 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PinnedCapability } from '../../src/catalog/contract.js';
-import { RunchartErrorData } from '../../src/errors.js';
 import { ExecuteResult } from '../../src/execution/contract.js';
 import { RecallResult } from '../../src/memory/contract.js';
 import { ModelResponse } from '../../src/models/contract.js';
 import { PolicyDecision } from '../../src/policy/contract.js';
+import { runMachine } from '../../machines/run/machine.js';
 import { planToolCalls } from '../../machines/run/plan.js';
 import {
   acceptedRequest,
   executeResult,
+  invokeIds,
+  mayRefuse,
   malformedArguments,
   modelResponse,
   pinnedProbe,
@@ -26,6 +28,7 @@ import {
   unknownToolName,
   validArguments,
 } from '../support/arbitraries.js';
+import { invokedActors } from '../support/graph.js';
 
 /** Parses as a JSON object the probe's schema accepts. */
 const probeAccepts = (text: string) => {
@@ -76,6 +79,19 @@ describe('the arbitraries', () => {
             // Never reaches policy or the gateway.
             expect(planned[0]!.problem).not.toBeNull();
             break;
+          case 'truncated':
+          case 'filtered':
+            expect(response.toolCalls).toEqual([]);
+            expect(response.finishReason).toBe(kind === 'truncated' ? 'length' : 'content_filter');
+            break;
+          case 'overBudget':
+            // Over the scenarios' max_total_tokens of 1,000 on its own.
+            expect(response.usage.inputTokens + response.usage.outputTokens).toBeGreaterThan(1_000);
+            break;
+          case 'modelError':
+            // Never answered: the scripted model throws instead.
+            expect(response.toolCalls).toEqual([]);
+            break;
         }
       }),
       { numRuns: 200 },
@@ -96,20 +112,36 @@ describe('the arbitraries', () => {
     fc.assert(fc.property(acceptedRequest, (request) => request.capabilities.forEach((capability) => void PinnedCapability.parse(capability))));
   });
 
-  it('generate chart events whose outputs meet the contract of the layer they claim to come from, and errors as data', () => {
+  it('generate an answer and a failure for every layer call the chart invokes', () => {
+    expect(invokeIds.sort()).toEqual(invokedActors().filter(({ src }) => src !== 'recordTelemetry').map(({ id }) => id).sort());
+  });
+
+  it('generate chart events the chart handles: answers that meet the contract of the call they answer, failures as errors', () => {
     const contracts: Record<string, { parse(value: unknown): unknown }> = {
-      'policy.decided': PolicyDecision,
-      'memory.recalled': RecallResult,
-      'model.answered': ModelResponse,
-      'tool.executed': ExecuteResult,
+      checkPrecheck: PolicyDecision,
+      authorizeTool: PolicyDecision,
+      reviewApproval: PolicyDecision,
+      checkOutput: PolicyDecision,
+      authorizeWrite: PolicyDecision,
+      recallMemory: RecallResult,
+      callModel: ModelResponse,
+      executeTool: ExecuteResult,
     };
+    const handled = new Set<string>(runMachine.events);
+    const seen = new Set<string>();
     fc.assert(
       fc.property(runEvent, (event) => {
-        contracts[event.type]?.parse((event as { output?: unknown }).output);
-        if (event.type.endsWith('.failed') || event.type === 'request.refused') RunchartErrorData.parse((event as { error?: unknown }).error);
+        expect(handled.has(event.type), event.type).toBe(true);
+        seen.add(event.type);
+        const answered = /^xstate\.done\.actor\.(.+)$/.exec(event.type)?.[1];
+        if (answered) contracts[answered]?.parse((event as { output?: unknown }).output);
+        if (answered === 'acceptRequest') (event as unknown as { output: { capabilities: unknown[] } }).output.capabilities.forEach((capability) => void PinnedCapability.parse(capability));
+        if (event.type.startsWith('xstate.error.actor.')) expect((event as { error?: unknown }).error).toBeInstanceOf(Error);
       }),
-      { numRuns: 200 },
+      { numRuns: 3_000 },
     );
+    // Over 3,000 draws every kind of event shows up (the rarest, one call's failure, about 18 times).
+    expect([...handled].filter((type) => !seen.has(type))).toEqual([]);
   });
 
   it('generate scenarios whose script fits the hop budget and stops at its first terminal step', () => {
@@ -123,5 +155,20 @@ describe('the arbitraries', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('generate a refused reviewer only first, and only where the enumeration walks its way back', () => {
+    let refusals = 0;
+    fc.assert(
+      fc.property(scenario, (value) => {
+        expect(value.approvals.slice(1)).not.toContain('refuse');
+        if (value.approvals[0] === 'refuse') {
+          refusals++;
+          expect(mayRefuse(value)).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+    expect(refusals).toBeGreaterThan(0);
   });
 });

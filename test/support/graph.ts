@@ -3,7 +3,8 @@ import { getInitialSnapshot, getNextSnapshot, type AnyEventObject, type Snapshot
 import { getSimplePaths, getStateNodes } from 'xstate/graph';
 import { runMachine } from '../../machines/run/machine.js';
 import type { RunInput } from '../../machines/run/types.js';
-import { pathSettings, sampleEventsFor, serialize, stateKey, type PathOptions, type PathStep, type RunPath } from '../../src/verification/paths.js';
+import { pathSettings, sampleEventsFor, serialize, stateKey, type PathOptions, type PathSettings, type PathStep, type RunPath } from '../../src/verification/paths.js';
+import type { ObservedStep } from './run-scenario.js';
 
 export type RunSnapshot = SnapshotFrom<typeof runMachine>;
 
@@ -68,16 +69,26 @@ function childrenOf(snapshot: RunSnapshot) {
   return children;
 }
 
+/** The settings a run was run under, as a path carries them. */
+const settingsOf = ({ context: { settings } }: RunSnapshot): PathSettings => ({
+  maxToolHops: settings.maxToolHops,
+  maxToolCallsPerStep: settings.maxToolCallsPerStep,
+  precheckRequired: settings.precheckRequired,
+  backgroundUpdates: settings.backgroundUpdates,
+});
+
 /**
- * The path a real run took, rebuilt from the snapshots its actor emitted: the calls each step
- * started and answered come from the actor's children, the verdicts from the decisions each step
- * recorded, review events from the review it started. `checkPath` reads it like an enumerated path.
+ * The path a real run took, rebuilt from what the inspector saw (`ObservedStep`s, the first
+ * being the run's start): per step, the event that led to it (the layer call it answered and
+ * the answer, or the review), the calls it started (from the actor's children), the decisions it
+ * recorded, the marks it sent telemetry and the transitions it took. `checkPath` reads it like
+ * an enumerated path.
  */
-export function observedPath(snapshots: readonly RunSnapshot[]): RunPath {
+export function observedPath(observed: readonly ObservedStep[]): RunPath {
   const steps: PathStep[] = [];
-  for (let index = 1; index < snapshots.length; index++) {
-    const before = snapshots[index - 1]!;
-    const after = snapshots[index]!;
+  for (let index = 1; index < observed.length; index++) {
+    const before = observed[index - 1]!.snapshot;
+    const { snapshot: after, event, transitions, marks } = observed[index]!;
     const from = stateKey(before.value);
     const to = stateKey(after.value);
     const decisions = after.context.decisions.slice(before.context.decisions.length);
@@ -85,31 +96,37 @@ export function observedPath(snapshots: readonly RunSnapshot[]): RunPath {
     const was = childrenOf(before);
     const now = childrenOf(after);
     const started = [...now.values()].filter((child) => was.get(child.id)?.ref !== child.ref).map(({ id, src, input }) => ({ id, src, input }));
-    // The call this step answered: the one the state left was waiting for (none for a caller's event).
-    const answered = to === 'cancelled' || (from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing')
-      ? undefined
-      : [...was.values()].find((child) => child.id !== 'telemetry' && now.get(child.id)?.ref !== child.ref);
-    const reviewing = from === 'toolExecution.awaitingApproval' && to === 'toolExecution.reviewing' ? after.context.review : null;
-    const event = to === 'cancelled' ? 'run.cancel' : reviewing ? `tool.${reviewing.kind}` : answered ? `${answered.id}:${verdict ?? 'done'}` : 'observed';
+    const answer = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
+    const call = answer ? was.get(answer[2]!) : undefined;
+    const outcome = answer?.[1] === 'done' ? ('done' as const) : ('error' as const);
+    const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
     steps.push({
       from,
-      event,
+      event: call ? `${call.id}:${verdict ?? (outcome === 'done' ? 'done' : 'error')}` : event.type,
       to,
       hops: before.context.hops,
       cursor: before.context.cursor,
       ...(verdict ? { verdict } : {}),
-      ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input } } : {}),
+      ...(call ? { answered: { id: call.id, src: call.src, input: call.input, outcome, ...(outcome === 'done' ? { output: (event as { output?: unknown }).output } : {}) } } : {}),
       started,
       decisions,
-      ...(reviewing ? { review: { kind: reviewing.kind, callId: reviewing.callId } } : {}),
+      ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
       released: after.status === 'done' && to === 'completed',
       telemetry: after.status === 'done' || now.has('telemetry'),
-      transitions: [],
+      transitions,
+      marks,
     });
   }
-  const states = snapshots.map((snapshot) => stateKey(snapshot.value));
-  const last = snapshots.at(-1)!;
-  return { states, final: last.status === 'done' ? states.at(-1)! : 'stuck', events: steps.map((step) => step.event), steps };
+  const states = observed.map((step) => stateKey(step.snapshot.value));
+  const last = observed.at(-1)!.snapshot;
+  return {
+    states,
+    final: last.status === 'done' ? states.at(-1)! : last.status === 'active' ? 'stuck' : 'error',
+    startMarks: observed[0]!.marks,
+    settings: settingsOf(observed[0]!.snapshot),
+    events: steps.map((step) => step.event),
+    steps,
+  };
 }
 
 /** The state names of a path joined the way the tests compare them. */
