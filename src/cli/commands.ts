@@ -322,15 +322,20 @@ export async function showRun(io: CliIO, runId: string, options: CommonOptions &
   report(result, options, line);
 }
 
-export async function paths(io: CliIO, options: { check?: boolean; verbose?: boolean; maxToolHops?: number; config?: string; json?: boolean }) {
+export async function paths(io: CliIO, options: { check?: boolean; verbose?: boolean; maxToolHops?: number; config?: string; json?: boolean; machine?: string }) {
   const { config } = await resolveConfig(options);
-  const [{ enumerateRunPaths }, { checkPolicyCoverage }] = await Promise.all([import('../verification/paths.js'), import('../verification/coverage.js')]);
+  const [{ enumerateRunPaths }, { checkPath }, { loadRunMachine }] = await Promise.all([
+    import('../verification/paths.js'),
+    import('../verification/coverage.js'),
+    import('../verification/load.js'),
+  ]);
+  const machine = options.machine ? await loadRunMachine(options.machine) : undefined;
   const pathOptions = {
     maxToolHops: options.maxToolHops ?? config.runtime.max_tool_hops,
     precheckRequired: config.policy.precheck_required,
     backgroundUpdates: config.runtime.enable_background_updates,
   };
-  const found = enumerateRunPaths(pathOptions);
+  const found = enumerateRunPaths(machine ? Object.assign({ machine }, pathOptions) : pathOptions);
   const unique = new Map<string, { states: string[]; final: string; count: number }>();
   for (const path of found) {
     const key = path.states.join(' → ');
@@ -338,7 +343,9 @@ export async function paths(io: CliIO, options: { check?: boolean; verbose?: boo
     if (entry) entry.count++;
     else unique.set(key, { states: path.states, final: path.final, count: 1 });
   }
-  const coverage = options.check ? checkPolicyCoverage(pathOptions) : undefined;
+  // The proof checks the paths just enumerated: one walk, not two.
+  const violations = options.check ? found.flatMap((path) => checkPath(path, machine ? Object.assign({ machine }, pathOptions) : pathOptions)) : [];
+  const coverage = options.check ? { ok: violations.length === 0, paths: found.length, violations } : undefined;
   if (options.json) {
     const report = coverage && { ok: coverage.ok, paths: coverage.paths, violations: coverage.violations.map((v) => ({ rule: v.rule, detail: v.detail, states: v.path.states })) };
     io.out(`${JSON.stringify({ options: pathOptions, paths: [...unique.values()], report }, null, 2)}\n`);

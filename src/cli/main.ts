@@ -147,6 +147,7 @@ export function createProgram(io: CliIO, env: NodeJS.ProcessEnv = process.env) {
     .option('--check', 'check the invariants: print a summary and the violations, exit with code 6 on a violation')
     .option('--verbose', 'with --check: list every path too')
     .option('--max-tool-hops <n>', 'unroll the tool loop this many times (default: runtime.max_tool_hops of the config)', hops)
+    .option('--machine <module>', 'prove your own chart: a JavaScript module whose default (or runMachine) export extends the run chart')
     .addOption(configOption())
     .option('--json', 'print the paths (and the report) as JSON')
     .action(async (options) => (await commands()).paths(io, options));

@@ -153,6 +153,28 @@ describe('runchart paths', () => {
     expect(verbose.out).toContain('coverage: ok');
   });
 
+  it('proves a chart of your own with --machine, and names the rule a mistake in it breaks', async () => {
+    const dir = await tempDir();
+    const source = (path: string) => JSON.stringify(join(import.meta.dirname, '../..', path));
+    // A warm-up state that recalls memory between ingress and the precheck: an effect before the precheck.
+    const chart = `
+import { runMachine } from ${source('machines/run/machine.ts')};
+import { runSetup, traced } from ${source('machines/run/setup.ts')};
+const states = { ...runMachine.config.states };
+states.ingress = { ...states.ingress, invoke: { ...states.ingress.invoke, onDone: { ...states.ingress.invoke.onDone, target: 'warmup' } } };
+states.warmup = { ...traced('warmup'), invoke: { id: 'warmMemory', src: 'recallMemory', input: ({ context }) => ({ tenantId: context.accepted.tenantId, principalId: context.accepted.principalId, query: 'x', limit: 1 }), onDone: 'policy', onError: 'policy' } };
+export default runSetup.createMachine({ ...runMachine.config, states });
+`;
+    await writeFile(join(dir, 'bad.mjs'), chart);
+    const bad = await cli('paths', '--check', '--max-tool-hops', '1', '--machine', join(dir, 'bad.mjs'));
+    expect(bad.code).toBe(ExitCode.violations);
+    expect(bad.out).toContain('precheck-before-effects');
+    expect(bad.out).toContain('memory recall (warmMemory)');
+    const missing = await cli('paths', '--check', '--machine', join(dir, 'nowhere.mjs'));
+    expect(missing.code).toBe(ExitCode.usage);
+    expect(missing.err).toContain('nowhere.mjs could not be loaded');
+  });
+
   it('prints JSON with --json and rejects a bad hop count', async () => {
     const { out } = await cli('paths', '--json', '--check', '--max-tool-hops', '0');
     const parsed = JSON.parse(out);
