@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
 import { RunchartError } from '../errors.js';
-import { openJsonLog, type JsonLog, type JsonLogOptions, type LinePlace } from './log.js';
+import { openJsonLog, type JsonLog, type JsonLogOptions, type LinePlace, type OneLogOptions } from './log.js';
 
 /** One JSON file of the store: its data, and writes that are coalesced and all-or-nothing. */
 export interface JsonDocument<Data> {
@@ -25,10 +25,12 @@ export interface StoreDirectory {
   readonly onWarning: (message: string) => void;
   /** Opens a lowdb document; `{ isNew: true }` skips reading a file the caller knows is not there yet. */
   open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }): Promise<JsonDocument<Data>>;
-  /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
-  openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void): Promise<JsonLog<Entry>>;
+  /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds (closing it lets the directory forget it). */
+  openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, options?: OneLogOptions<Entry>): Promise<JsonLog<Entry>>;
   /** Resolves once every log's appends and compactions asked for so far are done. */
   settled(): Promise<void>;
+  /** Has `close` called when the directory closes (files a store keeps open besides its logs). */
+  whenClosed(close: () => void): void;
   /** Closes the logs and releases the lock; nothing must be written afterwards. */
   close(): void;
 }
@@ -91,21 +93,29 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
   const release = takeLock(join(path, 'lock'));
   let closed = false;
   const onWarning = options.onWarning ?? (() => {});
-  const logs: JsonLog<unknown>[] = [];
+  const logs = new Set<JsonLog<unknown>>();
+  const closers: (() => void)[] = [];
   return {
     path,
     onWarning,
     open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
-    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
-      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, options);
-      logs.push(log as JsonLog<unknown>);
+    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, logOptions?: OneLogOptions<Entry>) {
+      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, { ...options, ...logOptions });
+      const close = log.close;
+      log.close = () => {
+        logs.delete(log as JsonLog<unknown>);
+        close();
+      };
+      logs.add(log as JsonLog<unknown>);
       return log;
     },
-    settled: async () => void (await Promise.all(logs.map((log) => log.settled()))),
+    settled: async () => void (await Promise.all([...logs].map((log) => log.settled()))),
+    whenClosed: (close) => void closers.push(close),
     close() {
       if (closed) return;
       closed = true;
-      for (const log of logs.splice(0)) log.close();
+      for (const log of [...logs]) log.close();
+      for (const close of closers.splice(0)) close();
       release();
     },
   };

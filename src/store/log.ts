@@ -1,8 +1,9 @@
-import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { copyFile, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import type { ZodType } from 'zod';
 import { RunchartError } from '../errors.js';
 
 /** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
@@ -34,8 +35,16 @@ export interface JsonLog<Entry> {
   compact(live: () => readonly Entry[], placed?: (entry: Entry, place: LinePlace) => void): Promise<void>;
   /** Reads back the record at a place that `append`, `compact` or the reading at open reported. */
   readAt(place: LinePlace): Promise<Entry>;
+  /**
+   * Reads back the records at several places at once, synchronously (one open, one read per place):
+   * for the few short lines a call needs right away, which the page cache holds, where a read
+   * through libuv's thread pool would wait behind whatever else is queued there.
+   */
+  readAtSync(places: readonly LinePlace[]): Entry[];
   /** True when lines could not be read at open: compact soon, so they are not copied aside again. */
   readonly damaged: boolean;
+  /** The number of the file's last line at open (a torn one included), counting from `firstLine`; 0 for an empty file. */
+  readonly lastLineAtOpen: number;
   /** Resolves once every append and compaction asked for so far is done. */
   settled(): Promise<void>;
   /** Closes the file at once; appends still waiting fail. */
@@ -60,10 +69,67 @@ interface Pending {
  */
 export const DEFAULT_SYNC_COMPACTION_CHARS = 1 << 20;
 
-/** How a log is opened. */
+/** How a store directory's logs are opened. */
 export interface JsonLogOptions {
   /** Up to how many characters a compaction writes its file synchronously (default `DEFAULT_SYNC_COMPACTION_CHARS`). */
   syncCompactionChars?: number;
+}
+
+/** How one log is opened. */
+export interface OneLogOptions<Entry> {
+  /** What a record is: a line that is JSON but not this (`null`, `7`, a field missing) is skipped and reported as a torn one is. */
+  schema?: ZodType<Entry>;
+  /** Reads the lines from this byte on (the start of a line: an index holds those before it). */
+  from?: number;
+  /** The number of the line at `from`, for reports (default 1). */
+  firstLine?: number;
+  /**
+   * False: the file is opened for each write and closed after it, so a process with many small logs
+   * (one per tenant) holds no descriptor for an idle one. Default true.
+   */
+  holdOpen?: boolean;
+}
+
+/** Parses one line's text into a record, or says why it is not one. */
+type LineParser<Entry> = (text: string) => { entry: Entry } | { problem: string };
+
+function parserFor<Entry>(schema: ZodType<Entry> | undefined): LineParser<Entry> {
+  return (text) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return { problem: 'is not JSON (a write cut short?)' };
+    }
+    if (!schema) return { entry: value as Entry };
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return { entry: parsed.data };
+    if (typeof value !== 'object' || value === null) return { problem: `is not a valid record (got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`})` };
+    return { problem: `is not a valid record (${describeIssue(parsed.error.issues[0])})` };
+  };
+}
+
+type Issue = { code?: string; path: PropertyKey[]; message: string; errors?: Issue[][] };
+
+/** The first thing wrong with a record, naming its field; of a union, the first thing wrong for each kind of record. */
+function describeIssue(issue: Issue | undefined): string {
+  if (!issue) return 'rejected by its schema';
+  if (issue.code === 'invalid_union' && issue.errors?.length) {
+    return issue.errors.map((branch) => describeIssue(branch[0] && { ...branch[0], path: [...issue.path, ...branch[0].path] })).join(', or ');
+  }
+  return `${issue.path.length ? `${issue.path.map(String).join('.')}: ` : ''}${issue.message}`;
+}
+
+/** The report of the lines a log skipped at open, at most ten of them named. */
+function skippedReport(path: string, bad: readonly BadLine[], aside: string): string {
+  const named = bad.slice(0, 10).map((line) => `line ${line.line} of ${path} ${line.problem}`);
+  const more = bad.length > 10 ? `; and ${bad.length - 10} more lines` : '';
+  return `store: ${named.join('; ')}${more}; ${bad.length === 1 ? 'it was' : 'they were'} skipped; the file as it was is kept as ${aside}`;
+}
+
+interface BadLine {
+  line: number;
+  problem: string;
 }
 
 /**
@@ -90,29 +156,32 @@ function pending(): Pending {
 
 /**
  * Reads a log and opens it for appending. A line that is not JSON (a write cut short by a crash or
- * a full disk) is skipped and reported, and the file as it was is copied aside first, so nothing
- * is lost silently; `damaged` then tells the owner to compact, which leaves the bad lines behind.
+ * a full disk), or not a record of `schema`, is skipped and reported, and the file as it was is
+ * copied aside first, so nothing is lost silently; `damaged` then tells the owner to compact,
+ * which leaves the bad lines behind.
  * @example
- * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn);
+ * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn, { schema: Entry });
  */
 export async function openJsonLog<Entry>(
   path: string,
   read: (entry: Entry, place: LinePlace) => void,
   onWarning: (message: string) => void,
-  options: JsonLogOptions = {},
+  options: JsonLogOptions & OneLogOptions<Entry> = {},
 ): Promise<JsonLog<Entry>> {
   const syncCompactionChars = options.syncCompactionChars ?? DEFAULT_SYNC_COMPACTION_CHARS;
-  const found = await readLines(path, read);
+  const holdOpen = options.holdOpen ?? true;
+  const from = options.from ?? 0;
+  const parse = parserFor(options.schema);
+  const found = await readLines(path, read, parse, from, (options.firstLine ?? 1) - 1);
   await removeLeftoverTemps(path);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);
-    const { bad } = found;
-    onWarning(`store: ${bad.map((line) => `line ${line}`).join(', ')} of ${path} ${bad.length === 1 ? 'is' : 'are'} not JSON (a write cut short?) and ${bad.length === 1 ? 'was' : 'were'} skipped; the file as it was is kept as ${aside}`);
+    onWarning(skippedReport(path, found.bad, aside));
   }
-  let fd: number | undefined = openSync(path, 'a');
+  let fd: number | undefined = holdOpen ? openSync(path, 'a') : undefined;
   /** Bytes in the file as far as this log knows: a failed write is cut back to it. */
-  let size = fstatSync(fd).size;
+  let size = fd === undefined ? found.size : fstatSync(fd).size;
   let closed = false;
   /** The file may end inside a line (a crash, a write that could not be cut back): the next write starts a new one. */
   let tornTail = found.tornTail;
@@ -165,6 +234,7 @@ export async function openJsonLog<Entry>(
         batch.applied[index]?.({ offset, length });
         offset += length + 1;
       }
+      if (!holdOpen) closeQuietly();
       batch.resolve();
     } catch (error) {
       // Whatever part of the batch reached the file is cut off again, so no later line is glued to it.
@@ -183,8 +253,16 @@ export async function openJsonLog<Entry>(
     }
   }
 
+  /** The record a line read back holds; a line changed by hand since is an error naming its place. */
+  function recordAt(place: LinePlace, text: string): Entry {
+    const parsed = parse(text);
+    if ('entry' in parsed) return parsed.entry;
+    throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} ${parsed.problem.replace(/ \(a write cut short\?\)/, '')} any more (was the file changed by hand?)`);
+  }
+
   return {
     damaged: found.bad.length > 0 || found.tornTail,
+    lastLineAtOpen: found.lastLine,
     append(entry, applied) {
       const line = `${JSON.stringify(entry)}\n`;
       if (!collecting) {
@@ -223,7 +301,7 @@ export async function openJsonLog<Entry>(
           throw error;
         }
         closeQuietly();
-        fd = openSync(path, 'a');
+        if (holdOpen) fd = openSync(path, 'a');
         size = Buffer.byteLength(text);
         tornTail = false;
         appended = 0;
@@ -247,14 +325,19 @@ export async function openJsonLog<Entry>(
       try {
         const buffer = Buffer.alloc(place.length);
         const { bytesRead } = await file.read(buffer, 0, place.length, place.offset);
-        const text = buffer.toString('utf8', 0, bytesRead);
-        try {
-          return JSON.parse(text) as Entry;
-        } catch (error) {
-          throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} is not JSON any more (was the file changed by hand?)`, { cause: error });
-        }
+        return recordAt(place, buffer.toString('utf8', 0, bytesRead));
       } finally {
         await file.close();
+      }
+    },
+    readAtSync(places) {
+      if (places.length === 0) return [];
+      const reader = openSync(path, 'r');
+      try {
+        const buffer = Buffer.allocUnsafe(Math.max(...places.map((place) => place.length)));
+        return places.map((place) => recordAt(place, buffer.toString('utf8', 0, readSync(reader, buffer, 0, place.length, place.offset))));
+      } finally {
+        closeSync(reader);
       }
     },
     settled: () => chain,
@@ -270,62 +353,64 @@ export async function openJsonLog<Entry>(
 const readChunkBytes = 1 << 20;
 
 /**
- * Feeds every line of `path` to `read`, with where it sits, reading the file a chunk at a time:
- * how many lines it held, which were not JSON, whether it ends inside a line.
+ * Feeds every record of `path` from byte `from` on to `read`, with where it sits, reading the file a
+ * chunk at a time: how many lines it held, which were not records, whether it ends inside a line,
+ * and its size.
  */
-async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void): Promise<{ lines: number; bad: number[]; tornTail: boolean }> {
+async function readLines<Entry>(
+  path: string,
+  read: (entry: Entry, place: LinePlace) => void,
+  parse: LineParser<Entry>,
+  from: number,
+  lineBefore: number,
+): Promise<{ lines: number; bad: BadLine[]; tornTail: boolean; size: number; lastLine: number }> {
   let size: number;
   try {
     // Only as many bytes as the file holds (a device standing in for a file reads as empty).
     size = (await stat(path)).size;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, bad: [], tornTail: false };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, bad: [], tornTail: false, size: 0, lastLine: 0 };
     throw error;
   }
-  const bad: number[] = [];
-  if (size === 0) return { lines: 0, bad, tornTail: false };
+  const bad: BadLine[] = [];
+  if (size <= from) return { lines: 0, bad, tornTail: false, size, lastLine: lineBefore };
   let lines = 0;
-  let lineNumber = 0;
-  const take = (buffer: Buffer, from: number, to: number, offset: number) => {
+  let lineNumber = lineBefore;
+  const take = (buffer: Buffer, start: number, end: number, offset: number) => {
     lineNumber++;
-    const text = buffer.toString('utf8', from, to);
+    const text = buffer.toString('utf8', start, end);
     if (!text.trim()) return;
     lines++;
-    let entry: Entry;
-    try {
-      entry = JSON.parse(text) as Entry;
-    } catch {
-      bad.push(lineNumber);
-      return;
-    }
-    read(entry, { offset, length: to - from });
+    const parsed = parse(text);
+    if ('problem' in parsed) bad.push({ line: lineNumber, problem: parsed.problem });
+    else read(parsed.entry, { offset, length: end - start });
   };
   const file = await open(path, 'r');
   /** The pieces of a line begun in an earlier chunk (joined once, when the line ends), and where it begins. */
   let carried: Buffer[] = [];
   let carriedOffset = 0;
-  let position = 0;
+  let position = from;
   try {
     while (position < size) {
       const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, size - position));
       const { bytesRead } = await file.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
       const data = chunk.subarray(0, bytesRead);
-      let from = 0;
-      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
+      let start = 0;
+      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, start)) {
         if (carried.length) {
           const line = Buffer.concat([...carried, data.subarray(0, newline)]);
           take(line, 0, line.length, carriedOffset);
           carried = [];
         } else {
-          take(data, from, newline, position + from);
+          take(data, start, newline, position + start);
         }
-        from = newline + 1;
+        start = newline + 1;
       }
-      if (from < data.length) {
-        if (!carried.length) carriedOffset = position + from;
+      if (start < data.length) {
+        if (!carried.length) carriedOffset = position + start;
         // A copy: the chunk's memory is not kept alive for a few bytes of it.
-        carried.push(Buffer.from(data.subarray(from)));
+        carried.push(Buffer.from(data.subarray(start)));
       }
       position += bytesRead;
     }
@@ -337,5 +422,5 @@ async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePl
     const line = Buffer.concat(carried);
     take(line, 0, line.length, carriedOffset);
   }
-  return { lines, bad, tornTail };
+  return { lines, bad, tornTail, size, lastLine: lineNumber };
 }
