@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { RunchartError } from '../errors.js';
 import { readFormerDocument, removeFormerDocument, type StoreDirectory } from '../store/directory.js';
-import type { JsonLog, LinePlace } from '../store/log.js';
+import { removeLeftoverTemps, type JsonLog, type LinePlace } from '../store/log.js';
 import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord, RecallQuery, RecallResult } from './contract.js';
 import { itemText } from './in-memory.js';
 import { createRecallIndex, type RecallIndex, type RecallStats } from './recall-index.js';
@@ -25,7 +25,8 @@ type StoredItem = z.infer<typeof StoredItem>;
 const MemoryHeader = z.object({ schemaVersion: z.literal(2), tenantId: z.string() });
 type MemoryHeader = z.infer<typeof MemoryHeader>;
 
-const MemoryLine = z.union([MemoryHeader, StoredItem]);
+// Items first: all lines but one are items, and a union tries its members in order.
+const MemoryLine = z.union([StoredItem, MemoryHeader]);
 type MemoryLine = z.infer<typeof MemoryLine>;
 
 /** One tenant's memory file of the earlier layout (a lowdb document): its items by idempotency key. */
@@ -104,6 +105,8 @@ export async function createLowdbMemory(
   const folder = join(directory.path, 'memory');
   await mkdir(folder, { recursive: true });
   await migrateFormer(directory, folder);
+  // Once for every tenant file, not at each load: a folder of many tenants is not listed per tenant.
+  await removeLeftoverTemps(folder, true);
   /** The tenant files on disk: a tenant without one has no memory, and its recall touches no disk. */
   const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.jsonl')));
   /** Loaded tenants, the one used last at the end. */
@@ -150,7 +153,7 @@ export async function createLowdbMemory(
         seen.add(line.key);
         take(tenant, line, place);
       },
-      { schema: MemoryLine, holdOpen: false },
+      { schema: MemoryLine, holdOpen: false, removeLeftovers: false },
     );
     if (tenant.log.damaged && !tenant.foreign && tenant.header === 'written') {
       // Rewritten without the lines that could not be read, so they are not reported again at every load.
@@ -310,7 +313,11 @@ async function migrateFormer(directory: StoreDirectory, folder: string): Promise
 async function moveInto(directory: StoreDirectory, name: string, tenantId: string, items: Record<string, unknown> | undefined): Promise<number> {
   const keys = new Set<string>();
   let header: string | undefined;
-  const log = await directory.openLog<MemoryLine>(`memory/${name}`, (line) => ('key' in line ? void keys.add(line.key) : void (header = line.tenantId)), { schema: MemoryLine, holdOpen: false });
+  const log = await directory.openLog<MemoryLine>(`memory/${name}`, (line) => ('key' in line ? void keys.add(line.key) : void (header = line.tenantId)), {
+    schema: MemoryLine,
+    holdOpen: false,
+    removeLeftovers: false,
+  });
   let bad = 0;
   try {
     const appends: Promise<void>[] = [];

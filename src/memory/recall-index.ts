@@ -16,13 +16,31 @@ const b = 0.75;
 /** A posting packs an item id and its term count (up to 7): `id * 8 + count`. */
 const countBits = 8;
 
+/** Whether a character beyond ASCII is a letter or a digit (of any script). */
+const isWordBeyondAscii = (character: string) => /[\p{L}\p{N}]/u.test(character);
+
 /**
- * The terms of a text and how often each occurs: lower-cased runs of letters and digits, stop words
- * dropped, a plural's final s folded (so "tyres" finds "tyre"); at most `MAX_TERMS_PER_ITEM`.
+ * The terms of a text and how often each occurs: lower-cased runs of letters and digits (of any
+ * script), stop words dropped, a plural's final s folded (so "tyres" finds "tyre"); at most
+ * `MAX_TERMS_PER_ITEM`. On the path of every recall and write-back: ASCII is told apart by its
+ * codes, without a regular expression.
  */
 export function termsOf(text: string): Map<string, number> {
   const terms = new Map<string, number>();
-  for (const word of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+  const lower = text.toLowerCase();
+  let start = -1;
+  for (let at = 0; at <= lower.length; at++) {
+    const code = at < lower.length ? lower.charCodeAt(at) : 32;
+    const inWord = (code >= 97 && code <= 122) || (code >= 48 && code <= 57) || (code >= 128 && isWordBeyondAscii(String.fromCodePoint(lower.codePointAt(at)!)));
+    if (inWord) {
+      if (start < 0) start = at;
+      // A character beyond the basic plane takes two code units: both belong to the word.
+      if (code >= 0xd800 && code <= 0xdbff) at++;
+      continue;
+    }
+    if (start < 0) continue;
+    const word = lower.slice(start, at);
+    start = -1;
     if (stopWords.has(word)) continue;
     const term = word.length > 3 && word.endsWith('s') && !word.endsWith('ss') ? word.slice(0, -1) : word;
     const count = terms.get(term);

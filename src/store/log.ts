@@ -88,6 +88,11 @@ export interface OneLogOptions<Entry> {
    * (one per tenant) holds no descriptor for an idle one. Default true.
    */
   holdOpen?: boolean;
+  /**
+   * False: the temp files of compactions cut short are not looked for beside the log (the owner of
+   * many logs in one folder removes them once, with `removeLeftoverTemps`). Default true.
+   */
+  removeLeftovers?: boolean;
 }
 
 /** Parses one line's text into a record, or says why it is not one. */
@@ -139,11 +144,16 @@ interface BadLine {
  */
 const tempFor = (path: string) => `${path}.compacting-${process.pid}-${threadId}-${randomBytes(6).toString('hex')}`;
 
-/** Removes the temp files of compactions that a crash (or a close) cut short; the log itself was never touched by them. */
-async function removeLeftoverTemps(path: string): Promise<void> {
-  const prefix = `${basename(path)}.compacting`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  await Promise.all(names.filter((name) => name.startsWith(prefix)).map((name) => unlink(join(dirname(path), name)).catch(() => {})));
+/**
+ * Removes the temp files of compactions that a crash (or a close) cut short, of the log at `path`
+ * or (given a folder and no name) of every log in it; the logs themselves were never touched by them.
+ */
+export async function removeLeftoverTemps(path: string, everyLog = false): Promise<void> {
+  const folder = everyLog ? path : dirname(path);
+  const prefix = everyLog ? undefined : `${basename(path)}.compacting`;
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const leftover = (name: string) => (prefix ? name.startsWith(prefix) : /\.jsonl\.compacting/.test(name));
+  await Promise.all(names.filter(leftover).map((name) => unlink(join(folder, name)).catch(() => {})));
 }
 
 function pending(): Pending {
@@ -173,7 +183,7 @@ export async function openJsonLog<Entry>(
   const from = options.from ?? 0;
   const parse = parserFor(options.schema);
   const found = await readLines(path, read, parse, from, (options.firstLine ?? 1) - 1);
-  await removeLeftoverTemps(path);
+  if (options.removeLeftovers ?? true) await removeLeftoverTemps(path);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);

@@ -75,6 +75,15 @@ describe('lowdb memory on disk', () => {
     expect((await linesOf(globex)).map((line) => JSON.parse(line).tenantId ?? JSON.parse(line).key)).toEqual(['globex', 'g-two']);
   });
 
+  it('removes the temp files that compactions cut short left beside the tenant files, once at open', async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, 'memory'));
+    const leftover = `${fileOf(dir, 'acme')}.compacting-123-0-abcdef`;
+    await writeFile(leftover, 'half a file');
+    await createLowdbMemory(await openStoreDirectory(dir));
+    expect(existsSync(leftover)).toBe(false);
+  });
+
   it('never reads a file that names another tenant as this one\'s, and refuses to write to it', async () => {
     const dir = await tempDir();
     const first = await openStoreDirectory(dir);

@@ -20,6 +20,8 @@ describe('recall index', () => {
       ]),
     );
     expect(termsOf('the and of is it')).toEqual(new Map());
+    // Beyond the basic plane: a letter belongs to its word, an emoji parts words.
+    expect(termsOf('smile😀later 𝒜x')).toEqual(new Map([['smile', 1], ['later', 1], ['𝒜x', 1]]));
     expect(termsOf(Array.from({ length: 500 }, (_, index) => `word${index}`).join(' ')).size).toBe(MAX_TERMS_PER_ITEM);
   });
 
