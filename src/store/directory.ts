@@ -100,7 +100,7 @@ export async function openStoreDirectory(path: string, options: { onWarning?: (m
     onWarning,
     open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
     async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, logOptions?: OneLogOptions<Entry>) {
-      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, { ...options, ...logOptions });
+      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, Object.assign({}, options, logOptions));
       const close = log.close;
       log.close = () => {
         logs.delete(log as JsonLog<unknown>);

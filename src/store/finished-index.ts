@@ -168,7 +168,8 @@ export function openFinishedIndex(dir: string, finishedBytes: number, onWarning:
       if (failing) return void unindexed.set(summary.runId, { summary, place });
       const runBucket = bucketOf('run', summary.runId);
       const tenantBucket = bucketOf('tenant', summary.tenantId);
-      const entry: IndexEntry = { ...summary, at: [place.offset, place.length], byRun: slot(0, runBucket), byTenant: slot(1, tenantBucket) };
+      const { runId, tenantId, principalId, status, updatedAt } = summary;
+      const entry: IndexEntry = { runId, tenantId, principalId, status, updatedAt, at: [place.offset, place.length], byRun: slot(0, runBucket), byTenant: slot(1, tenantBucket) };
       const bytes = Buffer.from(`${JSON.stringify(entry)}\n`);
       try {
         for (let offset = 0; offset < bytes.length; ) {

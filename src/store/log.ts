@@ -120,7 +120,7 @@ type Issue = { code?: string; path: PropertyKey[]; message: string; errors?: Iss
 function describeIssue(issue: Issue | undefined): string {
   if (!issue) return 'rejected by its schema';
   if (issue.code === 'invalid_union' && issue.errors?.length) {
-    return issue.errors.map((branch) => describeIssue(branch[0] && { ...branch[0], path: [...issue.path, ...branch[0].path] })).join(', or ');
+    return issue.errors.map((branch) => describeIssue(branch[0] && Object.assign({}, branch[0], { path: [...issue.path, ...branch[0].path] }))).join(', or ');
   }
   return `${issue.path.length ? `${issue.path.map(String).join('.')}: ` : ''}${issue.message}`;
 }
