@@ -92,6 +92,22 @@ export interface AppPlan {
   people: AppPeople;
   blocks: number;
   runsPerBlock: number;
+  /** Runs of the side-by-side check after the blocks (0: none). */
+  alternating?: number;
+}
+
+/**
+ * The store after its blocks against a new one, run by run alternately in one process: the new
+ * store's last `runs` of its first block against as many more of the old store's. The machine's
+ * noise (other work on a shared box) falls on both alike, so the ratio says what the history costs.
+ */
+export interface Alternating {
+  runs: number;
+  /** The old store's history when the check began. */
+  history: number;
+  oldP50: number;
+  newP50: number;
+  ratio: number;
 }
 
 /** The size of everything under `path`, in bytes. */
@@ -108,9 +124,10 @@ export function bytesUnder(path: string): number {
  * The app workload on one store: `blocks × runsPerBlock` sequential checked runs, timed one by one,
  * with the process's RSS and JS heap (after a forced GC) and the store's size after each block.
  */
-export async function measureApp(store: StoreKind, plan: AppPlan, onBlock: (block: AppBlock) => void): Promise<{ name: string; blocks: AppBlock[] }> {
+export async function measureApp(store: StoreKind, plan: AppPlan, onBlock: (block: AppBlock) => void): Promise<{ name: string; blocks: AppBlock[]; alternating?: Alternating }> {
   const workload = runchartWorkload(store, appShape(plan.people));
   const blocks: AppBlock[] = [];
+  let alternating: Alternating | undefined;
   try {
     let index = 0;
     for (let block = 0; block < plan.blocks; block++) {
@@ -142,8 +159,33 @@ export async function measureApp(store: StoreKind, plan: AppPlan, onBlock: (bloc
       blocks.push(result);
       onBlock(result);
     }
+    if (plan.alternating) alternating = await alternate(store, plan, workload, index);
   } finally {
     await (workload as Workload).close();
   }
-  return { name: workload.name, blocks };
+  return { name: workload.name, blocks, ...(alternating ? { alternating } : {}) };
+}
+
+async function alternate(store: StoreKind, plan: AppPlan, old: Workload, history: number): Promise<Alternating> {
+  const runs = Math.min(plan.alternating!, plan.runsPerBlock);
+  const young = runchartWorkload(store, appShape(plan.people));
+  try {
+    let index = 0;
+    while (index < plan.runsPerBlock - runs) await young.run(index++);
+    const oldSamples: number[] = [];
+    const newSamples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      let start = nowMicros();
+      await old.run(history + i);
+      oldSamples.push(nowMicros() - start);
+      start = nowMicros();
+      await young.run(index++);
+      newSamples.push(nowMicros() - start);
+    }
+    const oldP50 = summarize(oldSamples, 0).p50;
+    const newP50 = summarize(newSamples, 0).p50;
+    return { runs, history, oldP50, newP50, ratio: oldP50 / newP50 };
+  } finally {
+    await young.close();
+  }
 }

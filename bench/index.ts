@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { checkPolicyCoverage } from '../src/index.js';
 import { aiSdkWorkload } from './ai-sdk.js';
-import { benchFile, measureApp, type AppBlock } from './app.js';
+import { benchFile, measureApp, type Alternating, type AppBlock } from './app.js';
 import { asyncLoopWorkload, maxToolHops, plainXStateWorkload } from './baselines.js';
 import { appPeople } from './catalog.js';
 import {
@@ -53,6 +53,7 @@ const protocol = {
     people: { principals: scaled(appPeople.principals), sessions: scaled(appPeople.principals) * (appPeople.sessions / appPeople.principals) },
     blocks: 10,
     runsPerBlock: scaled(10_000, 10),
+    alternating: scaled(2_000, 10),
   },
 };
 
@@ -150,6 +151,7 @@ async function main() {
   progress(`coverage: ${report.paths} paths, ok, median ${coverage.medianMs.toFixed(1)} ms`);
 
   const app: Record<'memory' | 'lowdb', AppBlock[]> = { memory: [], lowdb: [] };
+  const alternating = {} as Record<'memory' | 'lowdb', Alternating>;
   for (const store of ['memory', 'lowdb'] as const) {
     const { people, blocks, runsPerBlock } = protocol.app;
     progress(`app workload, ${store === 'memory' ? 'in-memory' : 'file store'}: ${blocks} blocks of ${runsPerBlock.toLocaleString('en-US')} sequential runs, one tenant, ${people.principals} principals, ${people.sessions} sessions`);
@@ -159,6 +161,9 @@ async function main() {
       ),
     );
     app[store] = measured.blocks;
+    alternating[store] = measured.alternating!;
+    const check = measured.alternating!;
+    progress(`  alternately with a new store, ${check.runs.toLocaleString('en-US')} runs each: p50 ${format(check.oldP50)} µs with ${check.history.toLocaleString('en-US')} runs of history, ${format(check.newP50)} µs new (${formatRatio(check.ratio)})`);
     await forceGc();
   }
 
@@ -191,6 +196,16 @@ async function main() {
     { goal: 'file store p50 ≤ 2.0× the AI SDK (fresh tenant)', value: formatRatio(ratios.p50.lowdbOverAiSdk), pass: ratios.p50.lowdbOverAiSdk <= 2 },
     { goal: `app workload, in-memory: p50 of block ${app.memory.length} / block 1 ≤ 1.25`, value: formatRatio(appFigures.memoryP50LastOverFirst), pass: appFigures.memoryP50LastOverFirst <= 1.25 },
     { goal: `app workload, file store: p50 of block ${app.lowdb.length} / block 1 ≤ 1.25`, value: formatRatio(appFigures.lowdbP50LastOverFirst), pass: appFigures.lowdbP50LastOverFirst <= 1.25 },
+    {
+      goal: `app workload, in-memory: p50 with ${alternating.memory.history.toLocaleString('en-US')} runs of history / a new store's, run by run alternately ≤ 1.25`,
+      value: formatRatio(alternating.memory.ratio),
+      pass: alternating.memory.ratio <= 1.25,
+    },
+    {
+      goal: `app workload, file store: p50 with ${alternating.lowdb.history.toLocaleString('en-US')} runs of history / a new store's, run by run alternately ≤ 1.25`,
+      value: formatRatio(alternating.lowdb.ratio),
+      pass: alternating.lowdb.ratio <= 1.25,
+    },
     { goal: `app workload, file store: RSS after block ${app.lowdb.length} ≤ after block 1 + 64 MB`, value: `${appFigures.lowdbRssGrowthMB >= 0 ? '+' : ''}${format(appFigures.lowdbRssGrowthMB)} MB`, pass: appFigures.lowdbRssGrowthMB <= 64 },
     { goal: 'paths + check < 1 s (max_tool_hops 3)', value: `${format(coverage.medianMs)} ms`, pass: coverage.medianMs < 1_000 },
   ];
@@ -240,7 +255,7 @@ async function main() {
     `Throughput: ${protocol.throughput.inFlight.toLocaleString('en-US')} runs started at once, timed until every result is in and background work and store writes are drained; median of ${protocol.throughput.rounds} rounds after a warm-up round (lowdb: ${protocol.throughputLowdb.rounds} rounds, each in a fresh store after ${protocol.throughputLowdb.warmup} warm-up runs).`,
     `Heap: forced GC before and after parking ${protocol.heap.parked.toLocaleString('en-US')} runs at their second model call (lowdb: only ${protocol.heapLowdb.parked.toLocaleString('en-US')}, each run leaving a memory file and lines behind), heapUsed difference / runs; then released and checked.`,
     `Baselines make the same calls as a runchart run: the same model decisions and tool (the arguments JSON- and zod-parsed), the rules policy at precheck, tool, output and memory.write, in-memory recall, and the memory write-back started once the result is out (awaited before a throughput round ends, as runchart's background queue is drained); the async loop makes one AbortController per run; plain XState invokes one fresh fromPromise per step (9 per one-hop run); the AI SDK (ai@6) runs \`generateText\` with its \`MockLanguageModelV3\`, one \`tool()\` whose \`execute\` takes the tool-stage decision and calls the handler, and \`stopWhen: stepCountIs(${maxToolHops + 1})\`, the policy and memory calls around it.`,
-    `App workload: one tenant, ${protocol.app.people.principals} principals (\`u<i % ${protocol.app.people.principals}>\`), ${protocol.app.people.sessions} sessions (\`s<i % ${protocol.app.people.sessions}>\`), the input drawn from the ${'`bench/questions.txt`'} list by a fixed scramble of the run number; ${protocol.app.blocks} blocks of ${protocol.app.runsPerBlock.toLocaleString('en-US')} sequential runs in one runtime and store; RSS and JS heap after a forced GC at the end of each block; on disk: every file of the store directory. Each run is checked as above, and once its session has had a turn, its prompt must end its history with that turn. Share of runs shown recalled items, block 1 / last: in-memory ${format(100 * app.memory[0]!.recalledShare)}% / ${format(100 * app.memory.at(-1)!.recalledShare)}%, file store ${format(100 * app.lowdb[0]!.recalledShare)}% / ${format(100 * app.lowdb.at(-1)!.recalledShare)}%.`,
+    `App workload: one tenant, ${protocol.app.people.principals} principals (\`u<i % ${protocol.app.people.principals}>\`), ${protocol.app.people.sessions} sessions (\`s<i % ${protocol.app.people.sessions}>\`), the input drawn from the ${'`bench/questions.txt`'} list by a fixed scramble of the run number; ${protocol.app.blocks} blocks of ${protocol.app.runsPerBlock.toLocaleString('en-US')} sequential runs in one runtime and store; RSS and JS heap after a forced GC at the end of each block; on disk: every file of the store directory. Each run is checked as above, and once its session has had two turns, the history in its prompt must be the session's turns in order. Then, alternately run by run, ${protocol.app.alternating.toLocaleString('en-US')} more runs of the old store and the last ${protocol.app.alternating.toLocaleString('en-US')} of a new store's first block (in-memory: ${format(alternating.memory.oldP50)} against ${format(alternating.memory.newP50)} µs; file store: ${format(alternating.lowdb.oldP50)} against ${format(alternating.lowdb.newP50)} µs): the machine's noise falls on both alike, where blocks minutes apart can meet different loads. Share of runs shown recalled items, block 1 / last: in-memory ${format(100 * app.memory[0]!.recalledShare)}% / ${format(100 * app.memory.at(-1)!.recalledShare)}%, file store ${format(100 * app.lowdb[0]!.recalledShare)}% / ${format(100 * app.lowdb.at(-1)!.recalledShare)}%.`,
   ];
 
   const output = [
@@ -271,6 +286,7 @@ async function main() {
     protocol,
     workloads: Object.fromEntries(columns.map((column) => [column.title, figures[column.key]])),
     app,
+    alternating,
     coverage,
     ratios,
     appFigures,

@@ -10,6 +10,9 @@ export const MAX_TERMS_PER_ITEM = 200;
 
 /** How many items one recall scores at most, however many match: the newest matches of its rarest terms. */
 export const MAX_SCORED_ITEMS = 200;
+/** A recall takes the items of its next rarest term as candidates while it has fewer than this many per result asked for (and fewer than `MIN_CANDIDATES`). */
+const CANDIDATES_PER_RESULT = 4;
+const MIN_CANDIDATES = 20;
 
 const k1 = 1.2;
 const b = 0.75;
@@ -116,9 +119,9 @@ function atOrBelow(list: readonly number[], id: number, from: number): number {
 
 /**
  * An in-memory index of one tenant's items. A search looks up each query term's list of postings
- * (one per principal), takes its candidates from the rarest terms' newest postings (at most
- * `MAX_SCORED_ITEMS`), and scores only those: its cost follows the limit and the matches of the
- * rarest terms, not the tenant's history. A session's turns are kept by the session, the latest
+ * (one per principal), takes as candidates the items of its rarest term (the newest, at most
+ * `MAX_SCORED_ITEMS`), and of the next rarest ones while there are few, and scores only those: its
+ * cost follows the limit and the matches of the rarest terms, not the tenant's history. A session's turns are kept by the session, the latest
  * `historyTurns` of them in time order.
  * @example
  * const index = createRecallIndex({ historyTurns: 10 });
@@ -182,15 +185,17 @@ export function createRecallIndex(options: { historyTurns: number; stats?: Recal
       }
       if (lists.length === 0) return [];
       lists.sort((x, y) => x.length - y.length);
-      // Candidates: the newest postings of the rarest terms first.
+      // Candidates: the items of the rarest term (its newest, up to the cap), then of the next rarest
+      // while there are fewer than a few times the limit.
       const cap = Math.max(MAX_SCORED_ITEMS, limit);
+      const enough = Math.min(cap, Math.max(CANDIDATES_PER_RESULT * limit, MIN_CANDIDATES));
       const candidates = new Set<number>();
       for (const list of lists) {
         for (let at = list.length - 1, read = 0; at >= 0 && read < cap && candidates.size < cap; at--, read++) {
           candidates.add(Math.floor(list[at]! / countBits));
           stats.postingsRead++;
         }
-        if (candidates.size >= cap) break;
+        if (candidates.size >= enough) break;
       }
       const ids = [...candidates].sort((x, y) => y - x);
       const scores = new Float64Array(ids.length);

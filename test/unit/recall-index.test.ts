@@ -66,6 +66,16 @@ describe('recall index', () => {
     expect(found.map(({ id }) => id)).toEqual(newest);
   });
 
+  it('takes no candidates from a commoner term once the rarest give enough', () => {
+    const index = createRecallIndex({ historyTurns: 10 });
+    for (let id = 0; id < 5_000; id++) index.add({ id, principalId: 'u', sessionId: null, createdAt: at(0), text: id % 100 === 0 ? 'garden soil pests' : 'garden furniture' });
+    index.search('u', 'garden pests', 5);
+    // 50 items name "pests": enough for five results; the 5,000 that name "garden" are not looked through.
+    expect(index.stats.scored).toBe(50);
+    index.search('u', 'garden', 5);
+    expect(index.stats.scored).toBe(50 + MAX_SCORED_ITEMS);
+  });
+
   it('keeps each session\'s latest turns in time order, late ones included, bounded by historyTurns', () => {
     const index = createRecallIndex({ historyTurns: 3 });
     const add = (id: number, second: number, sessionId: string | null = 's') => index.add({ id, principalId: 'u', sessionId, createdAt: at(second), text: `turn ${id}` });
