@@ -5,7 +5,7 @@
 import { Session } from 'node:inspector/promises';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { workloadsByName as kinds } from './baselines.js';
+import { workloadsByName as kinds } from './catalog.js';
 import { isXState, layerOf, xstateLayer } from './layers.js';
 import { commandLine, progress, type Workload } from './measure.js';
 

@@ -1,4 +1,4 @@
-// The two baselines: the same calls as the one-hop run, as a hand-written async loop and as a plain XState chart; and every workload by name.
+// The async-loop and plain-XState baselines: the same calls as the one-hop run, as a hand-written async loop and as a plain XState chart; and what the baselines share.
 import { assign, createActor, fromPromise, setup, toPromise } from 'xstate';
 import {
   createInMemoryMemory,
@@ -19,13 +19,13 @@ import {
   type ToolSpec,
 } from '../src/index.js';
 import { waitUntil, type ParkedRuns, type Workload } from './measure.js';
-import { benchRules, checkCounts, checkOutcome, instantModel, mathAdd, newStats, requestFor, runchartWorkload, type FakeStats, type Outcome } from './workloads.js';
+import { benchRules, checkCounts, checkOutcome, instantModel, mathAdd, newStats, requestFor, type FakeStats, type Outcome } from './workloads.js';
 
 const systemPrompt = 'You are a helpful assistant. Use the tools you are given when they help.';
-const maxToolHops = 3;
+export const maxToolHops = 3;
 
 /** What both baselines call: the same fake model and tool as runchart, the rules policy, in-memory recall. */
-interface Services {
+export interface Services {
   stats: FakeStats;
   model: ModelAdapter;
   policy: PolicyLayer;
@@ -36,7 +36,7 @@ interface Services {
   writeBacks: Set<Promise<void>>;
 }
 
-function services(): Services {
+export function services(): Services {
   const stats = newStats();
   const tool = mathAdd(stats);
   return {
@@ -54,7 +54,7 @@ function services(): Services {
  * The turn's memory write-back, as runchart's background task does it: started once the result
  * is released, not awaited by the run.
  */
-function startWriteBack(services: Services, request: BaselineRequest, output: string | null): void {
+export function startWriteBack(services: Services, request: BaselineRequest, output: string | null): void {
   const done: Promise<void> = services.memory
     .remember(
       { tenantId: request.tenantId, principalId: request.principalId, runId: request.runId, input: request.input, output: output ?? '', createdAt: new Date().toISOString() },
@@ -69,22 +69,22 @@ async function settleWriteBacks(services: Services): Promise<void> {
   while (services.writeBacks.size) await Promise.all([...services.writeBacks]);
 }
 
-interface BaselineRequest {
+export interface BaselineRequest {
   runId: string;
   input: string;
   tenantId: string;
   principalId: string;
 }
 
-const baselineRequest = (index: number): BaselineRequest => ({ runId: `run-${index}`, ...requestFor(index) });
+export const baselineRequest = (index: number): BaselineRequest => ({ runId: `run-${index}`, ...requestFor(index) });
 
-function systemMessage(recalled: RecallResult): ChatMessage {
+export function systemMessage(recalled: RecallResult): ChatMessage {
   const memory = recalled.items.length ? `\n\nThings you may know from earlier conversations:\n${recalled.items.map((item) => `- ${item.text}`).join('\n')}` : '';
   return { role: 'system', content: systemPrompt + memory };
 }
 
 /** A planned call: its capability (undefined for an unknown tool) and its id in the run. */
-interface PlannedCall {
+export interface PlannedCall {
   call: ToolCall;
   callId: string;
   capability: Capability | undefined;
@@ -94,7 +94,7 @@ const planCalls = (services: Services, calls: ToolCall[], hop: number): PlannedC
   calls.map((call, index) => ({ call, callId: `c${hop}.${index}`, capability: services.byToolName.get(call.name) }));
 
 /** The tool-stage decision for one call. */
-function authorizeCall(services: Services, request: BaselineRequest, planned: PlannedCall, signal: AbortSignal): Promise<PolicyDecision> {
+export function authorizeCall(services: Services, request: BaselineRequest, planned: PlannedCall, signal: AbortSignal): Promise<PolicyDecision> {
   const capability = planned.capability!;
   return services.policy.evaluate(
     { stage: 'tool', runId: request.runId, tenantId: request.tenantId, principalId: request.principalId, capability: capability.name, version: capability.version, callId: planned.callId },
@@ -193,14 +193,14 @@ async function loopRun(services: Services, request: BaselineRequest): Promise<Ou
 }
 
 /** One started baseline run: its outcome, and whether it is still in flight (parked at its second model call). */
-interface Launched {
+export interface Launched {
   outcome: Promise<Outcome>;
   /** Without it (a loop has no state to inspect), in flight means not settled yet. */
   inFlight?(): boolean;
 }
 
 /** A baseline as a workload: every figure checks each run's outcome and the fakes' counters. */
-function baselineWorkload(name: string, deps: Services, launch: (index: number) => Launched): Workload {
+export function baselineWorkload(name: string, deps: Services, launch: (index: number) => Launched): Workload {
   const { stats } = deps;
   const counted = () => ({ modelCalls: stats.modelCalls, toolCalls: stats.toolCalls });
   async function settleAll(runs: Launched[], firstIndex: number, what: string, before: ReturnType<typeof counted>) {
@@ -239,14 +239,6 @@ function baselineWorkload(name: string, deps: Services, launch: (index: number) 
     close: async () => {},
   };
 }
-
-/** Every workload by the name the bench's scripts take on their command line. */
-export const workloadsByName: Record<string, () => Workload> = {
-  memory: () => runchartWorkload('memory'),
-  lowdb: () => runchartWorkload('lowdb'),
-  loop: asyncLoopWorkload,
-  xstate: plainXStateWorkload,
-};
 
 /** The async-loop baseline as a workload. */
 export function asyncLoopWorkload(): Workload {

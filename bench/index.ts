@@ -1,9 +1,10 @@
-// `npm run bench`: runchart against two baselines on the one-hop run; prints a markdown table, writes bench/results.json.
+// `npm run bench`: runchart against three baselines on the one-hop run, and the app-shaped workload block by block; prints markdown tables, writes bench/results.json.
 import { writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { checkPolicyCoverage } from '../src/index.js';
-import { asyncLoopWorkload, plainXStateWorkload } from './baselines.js';
+import { aiSdkWorkload } from './ai-sdk.js';
+import { benchFile, measureApp, type Alternating, type AppBlock } from './app.js';
+import { asyncLoopWorkload, maxToolHops, plainXStateWorkload } from './baselines.js';
+import { appPeople } from './catalog.js';
 import {
   forceGc,
   machineInfo,
@@ -47,12 +48,20 @@ const protocol = {
   heap: { parked: scaled(10_000, 10), warmup: scaled(200) },
   heapLowdb: { parked: scaled(1_000, 10), warmup: scaled(20) },
   coverage: { maxToolHops: 3, warmup: 1, runs: 5 },
+  /** One tenant, its users and sessions (a session always has one user), varied questions: sequential runs, measured per block. */
+  app: {
+    people: { principals: scaled(appPeople.principals), sessions: scaled(appPeople.principals) * (appPeople.sessions / appPeople.principals) },
+    blocks: 10,
+    runsPerBlock: scaled(10_000, 10),
+    alternating: scaled(2_000, 10),
+  },
 };
 
-type Column = 'memory' | 'lowdb' | 'loop' | 'xstate';
+type Column = 'memory' | 'lowdb' | 'loop' | 'xstate' | 'aiSdk';
 const columns: { key: Column; title: string; make: () => Workload }[] = [
   { key: 'loop', title: 'async loop', make: asyncLoopWorkload },
   { key: 'xstate', title: 'plain XState', make: plainXStateWorkload },
+  { key: 'aiSdk', title: 'AI SDK', make: aiSdkWorkload },
   { key: 'memory', title: 'runchart in-memory', make: () => runchartWorkload('memory') },
   { key: 'lowdb', title: 'runchart lowdb', make: () => runchartWorkload('lowdb') },
 ];
@@ -141,71 +150,102 @@ async function main() {
   const coverage = { maxToolHops: protocol.coverage.maxToolHops, paths: report.paths, ok: report.ok, runsMs: coverageTiming.runsMs, medianMs: coverageTiming.medianMs };
   progress(`coverage: ${report.paths} paths, ok, median ${coverage.medianMs.toFixed(1)} ms`);
 
-  const { memory, lowdb, loop, xstate } = figures;
+  const app: Record<'memory' | 'lowdb', AppBlock[]> = { memory: [], lowdb: [] };
+  const alternating = {} as Record<'memory' | 'lowdb', Alternating>;
+  for (const store of ['memory', 'lowdb'] as const) {
+    const { people, blocks, runsPerBlock } = protocol.app;
+    progress(`app workload, ${store === 'memory' ? 'in-memory' : 'file store'}: ${blocks} blocks of ${runsPerBlock.toLocaleString('en-US')} sequential runs, one tenant, ${people.principals} principals, ${people.sessions} sessions`);
+    const measured = await measureApp(store, protocol.app, (block) =>
+      progress(
+        `  runs ${block.firstRun.toLocaleString('en-US')}–${(block.firstRun + block.runs - 1).toLocaleString('en-US')}: p50 ${format(block.p50)} µs, p99 ${format(block.p99)} µs, RSS ${format(block.rssMB)} MB, heap ${format(block.heapMB)} MB${block.diskMB === undefined ? '' : `, disk ${format(block.diskMB)} MB`} (${block.seconds.toFixed(1)} s)`,
+      ),
+    );
+    app[store] = measured.blocks;
+    alternating[store] = measured.alternating!;
+    const check = measured.alternating!;
+    progress(`  alternately with a new store, ${check.runs.toLocaleString('en-US')} runs each: p50 ${format(check.oldP50)} µs with ${check.history.toLocaleString('en-US')} runs of history, ${format(check.newP50)} µs new (${formatRatio(check.ratio)})`);
+    await forceGc();
+  }
+
+  const { memory, lowdb, loop, xstate, aiSdk } = figures;
+  const against = (pick: (figures: Figures) => number) => ({
+    memoryOverXState: ratio(pick(memory), pick(xstate)),
+    memoryOverLoop: ratio(pick(memory), pick(loop)),
+    memoryOverAiSdk: ratio(pick(memory), pick(aiSdk)),
+    lowdbOverAiSdk: ratio(pick(lowdb), pick(aiSdk)),
+    lowdbOverMemory: ratio(pick(lowdb), pick(memory)),
+  });
   const ratios = {
-    p50: { memoryOverXState: ratio(memory.latency.p50, xstate.latency.p50), memoryOverLoop: ratio(memory.latency.p50, loop.latency.p50), lowdbOverMemory: ratio(lowdb.latency.p50, memory.latency.p50) },
-    p99: { memoryOverXState: ratio(memory.latency.p99, xstate.latency.p99), memoryOverLoop: ratio(memory.latency.p99, loop.latency.p99), lowdbOverMemory: ratio(lowdb.latency.p99, memory.latency.p99) },
-    throughput: {
-      memoryOverXState: ratio(memory.throughput.median, xstate.throughput.median),
-      memoryOverLoop: ratio(memory.throughput.median, loop.throughput.median),
-      lowdbOverMemory: ratio(lowdb.throughput.median, memory.throughput.median),
-    },
-    allocation: {
-      memoryOverXState: ratio(memory.allocation.meanKbPerRun, xstate.allocation.meanKbPerRun),
-      memoryOverLoop: ratio(memory.allocation.meanKbPerRun, loop.allocation.meanKbPerRun),
-      lowdbOverMemory: ratio(lowdb.allocation.meanKbPerRun, memory.allocation.meanKbPerRun),
-    },
-    heap: { memoryOverXState: ratio(memory.heap.kbPerRun, xstate.heap.kbPerRun), memoryOverLoop: ratio(memory.heap.kbPerRun, loop.heap.kbPerRun), lowdbOverMemory: ratio(lowdb.heap.kbPerRun, memory.heap.kbPerRun) },
+    p50: against((f) => f.latency.p50),
+    p99: against((f) => f.latency.p99),
+    throughput: against((f) => f.throughput.median),
+    allocation: against((f) => f.allocation.meanKbPerRun),
+    heap: against((f) => f.heap.kbPerRun),
+  };
+  const flatness = (blocks: AppBlock[]) => ratio(blocks.at(-1)!.p50, blocks[0]!.p50);
+  const appFigures = {
+    memoryP50LastOverFirst: flatness(app.memory),
+    lowdbP50LastOverFirst: flatness(app.lowdb),
+    lowdbRssGrowthMB: app.lowdb.at(-1)!.rssMB - app.lowdb[0]!.rssMB,
   };
 
   const goals = [
-    { goal: 'p50 ≤ 0.5× plain XState (in-memory)', value: formatRatio(ratios.p50.memoryOverXState), pass: ratios.p50.memoryOverXState <= 0.5 },
-    { goal: 'throughput ≥ 2× plain XState (in-memory)', value: formatRatio(ratios.throughput.memoryOverXState), pass: ratios.throughput.memoryOverXState >= 2 },
-    { goal: 'heap per parked run ≤ 1.0× plain XState (in-memory)', value: formatRatio(ratios.heap.memoryOverXState), pass: ratios.heap.memoryOverXState <= 1 },
+    { goal: 'in-memory p50 ≤ 1.0× the AI SDK (fresh tenant)', value: formatRatio(ratios.p50.memoryOverAiSdk), pass: ratios.p50.memoryOverAiSdk <= 1 },
+    { goal: 'in-memory throughput ≥ 1.0× the AI SDK', value: formatRatio(ratios.throughput.memoryOverAiSdk), pass: ratios.throughput.memoryOverAiSdk >= 1 },
+    { goal: 'in-memory heap per parked run ≤ 1.0× the AI SDK', value: formatRatio(ratios.heap.memoryOverAiSdk), pass: ratios.heap.memoryOverAiSdk <= 1 },
+    { goal: 'file store p50 ≤ 2.0× the AI SDK (fresh tenant)', value: formatRatio(ratios.p50.lowdbOverAiSdk), pass: ratios.p50.lowdbOverAiSdk <= 2 },
+    { goal: `app workload, in-memory: p50 of block ${app.memory.length} / block 1 ≤ 1.25`, value: formatRatio(appFigures.memoryP50LastOverFirst), pass: appFigures.memoryP50LastOverFirst <= 1.25 },
+    { goal: `app workload, file store: p50 of block ${app.lowdb.length} / block 1 ≤ 1.25`, value: formatRatio(appFigures.lowdbP50LastOverFirst), pass: appFigures.lowdbP50LastOverFirst <= 1.25 },
     {
-      goal: '10,000 parked runs held (in-memory)',
-      value: `${memory.heap.held.toLocaleString('en-US')} / ${memory.heap.parked.toLocaleString('en-US')}`,
-      pass: memory.heap.held === 10_000 && memory.heap.parked === 10_000,
+      goal: `app workload, in-memory: p50 with ${alternating.memory.history.toLocaleString('en-US')} runs of history / a new store's, run by run alternately ≤ 1.25`,
+      value: formatRatio(alternating.memory.ratio),
+      pass: alternating.memory.ratio <= 1.25,
     },
+    {
+      goal: `app workload, file store: p50 with ${alternating.lowdb.history.toLocaleString('en-US')} runs of history / a new store's, run by run alternately ≤ 1.25`,
+      value: formatRatio(alternating.lowdb.ratio),
+      pass: alternating.lowdb.ratio <= 1.25,
+    },
+    { goal: `app workload, file store: RSS after block ${app.lowdb.length} ≤ after block 1 + 64 MB`, value: `${appFigures.lowdbRssGrowthMB >= 0 ? '+' : ''}${format(appFigures.lowdbRssGrowthMB)} MB`, pass: appFigures.lowdbRssGrowthMB <= 64 },
     { goal: 'paths + check < 1 s (max_tool_hops 3)', value: `${format(coverage.medianMs)} ms`, pass: coverage.medianMs < 1_000 },
-    { goal: 'lowdb p50 ≤ 3× in-memory p50', value: formatRatio(ratios.p50.lowdbOverMemory), pass: ratios.p50.lowdbOverMemory <= 3 },
   ];
 
   const parkedCell = (heap: HeapSummary) => `${heap.held.toLocaleString('en-US')} / ${heap.parked.toLocaleString('en-US')}`;
+  const order = [memory, lowdb, aiSdk, loop, xstate];
+  const ratioCells = (of: ReturnType<typeof against>) => [of.memoryOverAiSdk, of.lowdbOverAiSdk, of.memoryOverXState, of.memoryOverLoop, of.lowdbOverMemory].map(formatRatio);
   const rows: string[][] = [
-    ['p50 latency, sequential (µs)', ...[memory, lowdb, loop, xstate].map((f) => format(f.latency.p50)), formatRatio(ratios.p50.memoryOverXState), formatRatio(ratios.p50.memoryOverLoop), formatRatio(ratios.p50.lowdbOverMemory)],
-    ['p99 latency, sequential (µs)', ...[memory, lowdb, loop, xstate].map((f) => format(f.latency.p99)), formatRatio(ratios.p99.memoryOverXState), formatRatio(ratios.p99.memoryOverLoop), formatRatio(ratios.p99.lowdbOverMemory)],
-    [
-      'JS heap allocated per run, garbage included (KB)',
-      ...[memory, lowdb, loop, xstate].map((f) => format(f.allocation.meanKbPerRun)),
-      formatRatio(ratios.allocation.memoryOverXState),
-      formatRatio(ratios.allocation.memoryOverLoop),
-      formatRatio(ratios.allocation.lowdbOverMemory),
-    ],
-    [
-      `throughput, ${protocol.throughput.inFlight.toLocaleString('en-US')} in flight (runs/s)`,
-      ...[memory, lowdb, loop, xstate].map((f) => format(f.throughput.median)),
-      formatRatio(ratios.throughput.memoryOverXState),
-      formatRatio(ratios.throughput.memoryOverLoop),
-      formatRatio(ratios.throughput.lowdbOverMemory),
-    ],
-    [
-      `heap per parked in-flight run (KB)`,
-      ...[memory, lowdb, loop, xstate].map((f) => format(f.heap.kbPerRun)),
-      formatRatio(ratios.heap.memoryOverXState),
-      formatRatio(ratios.heap.memoryOverLoop),
-      formatRatio(ratios.heap.lowdbOverMemory),
-    ],
-    ['parked runs held in flight', ...[memory, lowdb, loop, xstate].map((f) => parkedCell(f.heap)), '', '', ''],
-    [`paths + coverage check, max_tool_hops 3 (ms, ${coverage.paths.toLocaleString('en-US')} paths)`, format(coverage.medianMs), '—', '—', '—', '', '', ''],
+    ['p50 latency, sequential (µs)', ...order.map((f) => format(f.latency.p50)), ...ratioCells(ratios.p50)],
+    ['p99 latency, sequential (µs)', ...order.map((f) => format(f.latency.p99)), ...ratioCells(ratios.p99)],
+    ['JS heap allocated per run, garbage included (KB)', ...order.map((f) => format(f.allocation.meanKbPerRun)), ...ratioCells(ratios.allocation)],
+    [`throughput, ${protocol.throughput.inFlight.toLocaleString('en-US')} in flight (runs/s)`, ...order.map((f) => format(f.throughput.median)), ...ratioCells(ratios.throughput)],
+    [`heap per parked in-flight run (KB)`, ...order.map((f) => format(f.heap.kbPerRun)), ...ratioCells(ratios.heap)],
+    ['parked runs held in flight', ...order.map((f) => parkedCell(f.heap)), '', '', '', '', ''],
+    [`paths + coverage check, max_tool_hops 3 (ms, ${coverage.paths.toLocaleString('en-US')} paths)`, format(coverage.medianMs), '—', '—', '—', '—', '', '', '', '', ''],
   ];
-  const header = ['figure', 'runchart in-memory', 'runchart lowdb', 'async loop', 'plain XState', 'in-memory / plain XState', 'in-memory / async loop', 'lowdb / in-memory'];
-  const table = [header, header.map((_, index) => (index === 0 ? '---' : '---:')), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
-  const goalTable = [
-    '| goal | measured | |',
-    '| --- | ---: | :---: |',
-    ...goals.map((goal) => `| ${goal.goal} | ${goal.value} | ${goal.pass ? '✓' : '✗'} |`),
-  ].join('\n');
+  const header = ['figure', 'runchart in-memory', 'runchart lowdb', 'AI SDK', 'async loop', 'plain XState', 'in-memory / AI SDK', 'lowdb / AI SDK', 'in-memory / plain XState', 'in-memory / async loop', 'lowdb / in-memory'];
+  const markdown = (cells: string[][]) => cells.map((row) => `| ${row.join(' | ')} |`).join('\n');
+  const table = markdown([header, header.map((_, index) => (index === 0 ? '---' : '---:')), ...rows]);
+
+  const appHeader = ['block', 'runs', 'in-memory p50 (µs)', 'p99 (µs)', 'RSS (MB)', 'JS heap (MB)', 'file store p50 (µs)', 'p99 (µs)', 'RSS (MB)', 'JS heap (MB)', 'on disk (MB)', 'of it memory (MB)'];
+  const appRows = app.memory.map((block, index) => {
+    const file = app.lowdb[index]!;
+    return [
+      String(index + 1),
+      `${(block.firstRun + 1).toLocaleString('en-US')}–${(block.firstRun + block.runs).toLocaleString('en-US')}`,
+      format(block.p50),
+      format(block.p99),
+      format(block.rssMB),
+      format(block.heapMB),
+      format(file.p50),
+      format(file.p99),
+      format(file.rssMB),
+      format(file.heapMB),
+      format(file.diskMB ?? Number.NaN),
+      format(file.memoryDiskMB ?? Number.NaN),
+    ];
+  });
+  const appTable = markdown([appHeader, appHeader.map((_, index) => (index < 2 ? '---' : '---:')), ...appRows]);
+  const goalTable = markdown([['goal', 'measured', ''], ['---', '---:', ':---:'], ...goals.map((goal) => [goal.goal, goal.value, goal.pass ? '✓' : '✗'])]);
 
   const notes = [
     `One-hop run: an instant fake model asks for \`math_add\` {a:2,b:3}, then answers "2 + 3 = 5"; \`math.add\` from \`defineCapability\`; rules policy; the default telemetry (OTel spans to the global tracer; no SDK registered, so a no-op tracer); structured events off; a fresh request (own tenant) per run.`,
@@ -214,7 +254,8 @@ async function main() {
     `Allocation: V8's used heap before and after each of ${protocol.allocation.measured.toLocaleString('en-US')} more sequential runs (lowdb ${protocol.allocationLowdb.measured.toLocaleString('en-US')}) after the latency runs, the mean over the runs during which no collection ran (about one in fifty: heavier runs are a little likelier to be dropped, so the figure leans low); what the garbage collector has to clear per run. Buffer contents (the bytes of a file append) live outside the JS heap and are not counted. By layer, sampled by V8 with collected objects included: \`npm run bench:alloc\`.`,
     `Throughput: ${protocol.throughput.inFlight.toLocaleString('en-US')} runs started at once, timed until every result is in and background work and store writes are drained; median of ${protocol.throughput.rounds} rounds after a warm-up round (lowdb: ${protocol.throughputLowdb.rounds} rounds, each in a fresh store after ${protocol.throughputLowdb.warmup} warm-up runs).`,
     `Heap: forced GC before and after parking ${protocol.heap.parked.toLocaleString('en-US')} runs at their second model call (lowdb: only ${protocol.heapLowdb.parked.toLocaleString('en-US')}, each run leaving a memory file and lines behind), heapUsed difference / runs; then released and checked.`,
-    `Baselines make the same calls as a runchart run: the same model and tool (JSON and zod parse of the arguments), the rules policy at precheck, tool, output and memory.write, in-memory recall, and the memory write-back started once the result is out (awaited before a throughput round ends, as runchart's background queue is drained); the async loop makes one AbortController per run; plain XState invokes one fresh fromPromise per step (9 per one-hop run).`,
+    `Baselines make the same calls as a runchart run: the same model decisions and tool (the arguments JSON- and zod-parsed), the rules policy at precheck, tool, output and memory.write, in-memory recall, and the memory write-back started once the result is out (awaited before a throughput round ends, as runchart's background queue is drained); the async loop makes one AbortController per run; plain XState invokes one fresh fromPromise per step (9 per one-hop run); the AI SDK (ai@6) runs \`generateText\` with its \`MockLanguageModelV3\`, one \`tool()\` whose \`execute\` takes the tool-stage decision and calls the handler, and \`stopWhen: stepCountIs(${maxToolHops + 1})\`, the policy and memory calls around it.`,
+    `App workload: one tenant, ${protocol.app.people.principals} principals (\`u<i % ${protocol.app.people.principals}>\`), ${protocol.app.people.sessions} sessions (\`s<i % ${protocol.app.people.sessions}>\`), the input drawn from the ${'`bench/questions.txt`'} list by a fixed scramble of the run number; ${protocol.app.blocks} blocks of ${protocol.app.runsPerBlock.toLocaleString('en-US')} sequential runs in one runtime and store; RSS and JS heap after a forced GC at the end of each block; on disk: every file of the store directory. Each run is checked as above, and once its session has had two turns, the history in its prompt must be the session's turns in order. Then, alternately run by run, ${protocol.app.alternating.toLocaleString('en-US')} more runs of the old store and the last ${protocol.app.alternating.toLocaleString('en-US')} of a new store's first block (in-memory: ${format(alternating.memory.oldP50)} against ${format(alternating.memory.newP50)} µs; file store: ${format(alternating.lowdb.oldP50)} against ${format(alternating.lowdb.newP50)} µs): the machine's noise falls on both alike, where blocks minutes apart can meet different loads. Share of runs shown recalled items, block 1 / last: in-memory ${format(100 * app.memory[0]!.recalledShare)}% / ${format(100 * app.memory.at(-1)!.recalledShare)}%, file store ${format(100 * app.lowdb[0]!.recalledShare)}% / ${format(100 * app.lowdb.at(-1)!.recalledShare)}%.`,
   ];
 
   const output = [
@@ -222,7 +263,13 @@ async function main() {
     '',
     `node ${machine.node}${v8Flags.length ? ` ${v8Flags.join(' ')}` : ''} · ${machine.cpus} × ${machine.cpuModel} · ${machine.platform}/${machine.arch}${scale < 1 ? ` · **scale ${scale}: a smoke run, not a measurement**` : ''}`,
     '',
+    '### Fresh tenant per run',
+    '',
     table,
+    '',
+    '### App workload (one tenant, per block of sequential runs)',
+    '',
+    appTable,
     '',
     goalTable,
     '',
@@ -238,13 +285,15 @@ async function main() {
     v8Flags,
     protocol,
     workloads: Object.fromEntries(columns.map((column) => [column.title, figures[column.key]])),
+    app,
+    alternating,
     coverage,
     ratios,
+    appFigures,
     goals: goals.map(({ goal, value, pass }) => ({ goal, value, pass })),
   };
   // Compiled, this file runs from bench/.build/bench/; the results belong beside the sources.
-  const here = dirname(fileURLToPath(import.meta.url));
-  const file = join(basename(dirname(here)) === '.build' ? join(here, '..', '..') : here, resultsName);
+  const file = benchFile(resultsName);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   progress(`wrote ${file}; ${((nowMicros() - began) / 1e6).toFixed(1)} s in all`);
 }

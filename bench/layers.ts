@@ -8,7 +8,7 @@ const layers: [RegExp, string][] = [
   [/\/src\/catalog\//, 'catalog'],
   [/\/(src\/models\/|actors\/model\.actor)/, 'model adapter'],
   [/\/(src\/telemetry\/|actors\/telemetry\.actor)/, 'telemetry'],
-  [/\/src\/store\/directory/, 'lowdb documents (memory write-back)'],
+  [/\/src\/store\/directory/, 'store directory (lock, opening logs)'],
   [/\/src\/store\//, 'run store, journal and queue files'],
   [/\/src\/redaction/, 'redaction'],
   [/\/src\/errors/, 'errors and answer checks (src/errors.ts)'],

@@ -1,5 +1,5 @@
-// A workload alone, for profiling or for two builds side by side: `npx tsc -p bench/tsconfig.json`, then `node --cpu-prof --cpu-prof-dir=bench/profiles bench/.build/bench/profile.js [memory|lowdb|loop|xstate] [runs]`.
-import { workloadsByName as kinds } from './baselines.js';
+// A workload alone, for profiling or for two builds side by side: `npx tsc -p bench/tsconfig.json`, then `node --cpu-prof --cpu-prof-dir=bench/profiles bench/.build/bench/profile.js [memory|lowdb|app-memory|app-lowdb|loop|xstate|ai-sdk] [runs]`.
+import { workloadsByName as kinds } from './catalog.js';
 import { commandLine, measureLatency, progress, quantile } from './measure.js';
 
 const {

@@ -7,6 +7,7 @@ import {
   createRuntime,
   defineCapability,
   type Capability,
+  type ChatMessage,
   type ModelAdapter,
   type ModelRequest,
   type ModelResponse,
@@ -29,10 +30,12 @@ export interface FakeStats {
   parking: boolean;
   /** Releases of parked second calls; held here as a socket would hold its callback. */
   parked: (() => void)[];
+  /** The messages of the latest first call (the one after the user's question): what recall put in front of the model. */
+  firstMessages: readonly ChatMessage[];
 }
 
 export function newStats(): FakeStats {
-  return { modelCalls: 0, toolCalls: 0, parking: false, parked: [] };
+  return { modelCalls: 0, toolCalls: 0, parking: false, parked: [], firstMessages: [] };
 }
 
 const usage = () => ({ inputTokens: 10, outputTokens: 5 });
@@ -48,6 +51,7 @@ export function instantModel(stats: FakeStats): ModelAdapter {
       stats.modelCalls++;
       const last = request.messages[request.messages.length - 1];
       if (last?.role === 'user') {
+        stats.firstMessages = request.messages;
         return Promise.resolve({
           text: null,
           toolCalls: [{ id: 'call_1', name: 'math_add', arguments: '{"a":2,"b":3}' }],
@@ -88,7 +92,7 @@ export const benchRules: PolicyRule[] = [
 ];
 
 /** A fresh request per run; a tenant per run keeps recall's work the same for every run (memory is per tenant). */
-export function requestFor(index: number) {
+export function requestFor(index: number): { input: string; tenantId: string; principalId: string; sessionId?: string } {
   return { input: runInput, tenantId: `tenant-${index}`, principalId: 'user-7' };
 }
 
@@ -137,13 +141,25 @@ export function outcomeOf(result: RunResult): Outcome {
 
 export type StoreKind = 'memory' | 'lowdb';
 
+/** Who asks what: a fresh tenant per run (`requestFor`), or one app's users and sessions (`bench/app.ts`). */
+export interface RequestShape {
+  /** Added to the workload's name. */
+  label: string;
+  request(index: number): ReturnType<typeof requestFor>;
+  /** Checks what the model was shown for the run (its history, say); throws with a message naming the run. */
+  checkPrompt?(index: number, messages: readonly ChatMessage[]): void;
+}
+
+const freshTenants: RequestShape = { label: '', request: requestFor };
+
 /**
  * The one-hop run through `createRuntime`: rules policy, the default telemetry (none given: OTel
  * spans to the global tracer, a no-op without an SDK), structured events off; in-memory stores,
- * or the lowdb defaults in a fresh temporary directory.
+ * or the lowdb defaults in a fresh temporary directory (`dir` on the workload, for its size).
  */
-export function runchartWorkload(store: StoreKind): Workload & { stats: FakeStats; runtime: Runtime } {
-  const name = store === 'memory' ? 'runchart in-memory' : 'runchart lowdb';
+export function runchartWorkload(store: StoreKind, shape: RequestShape = freshTenants): Workload & { stats: FakeStats; runtime: Runtime; dir: string | undefined } {
+  const name = `${store === 'memory' ? 'runchart in-memory' : 'runchart lowdb'}${shape.label}`;
+  const requestOf = shape.request;
   const stats = newStats();
   const dir = store === 'lowdb' ? mkdtempSync(join(tmpdir(), 'runchart-bench-')) : undefined;
   const runtime = createRuntime({
@@ -165,15 +181,17 @@ export function runchartWorkload(store: StoreKind): Workload & { stats: FakeStat
     name,
     stats,
     runtime,
+    dir,
     async run(index) {
       const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
-      check(index, await runtime.run(requestFor(index)));
+      check(index, await runtime.run(requestOf(index)));
       checkCounts(`${name}, run ${index}`, stats, before, 1);
+      shape.checkPrompt?.(index, stats.firstMessages);
     },
     async runMany(count, firstIndex) {
       const before = { modelCalls: stats.modelCalls, toolCalls: stats.toolCalls };
       const handles: RunHandle[] = new Array(count);
-      for (let i = 0; i < count; i++) handles[i] = runtime.start(requestFor(firstIndex + i));
+      for (let i = 0; i < count; i++) handles[i] = runtime.start(requestOf(firstIndex + i));
       const results = await Promise.all(handles.map((handle) => handle.result));
       results.forEach((result, i) => check(firstIndex + i, result));
       checkCounts(`${name}, ${count} runs in flight`, stats, before, count);
@@ -184,7 +202,7 @@ export function runchartWorkload(store: StoreKind): Workload & { stats: FakeStat
       let settled = 0;
       const handles: RunHandle[] = new Array(count);
       for (let i = 0; i < count; i++) {
-        const handle = (handles[i] = runtime.start(requestFor(firstIndex + i)));
+        const handle = (handles[i] = runtime.start(requestOf(firstIndex + i)));
         handle.result.then(
           () => settled++,
           () => settled++,

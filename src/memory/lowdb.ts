@@ -1,123 +1,225 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import MiniSearch from 'minisearch';
+import { z } from 'zod';
 import { RunchartError } from '../errors.js';
-import { readFormerDocument, removeFormerDocument, type JsonDocument, type StoreDirectory } from '../store/directory.js';
+import { readFormerDocument, removeFormerDocument, type StoreDirectory } from '../store/directory.js';
+import { removeLeftoverTemps, type JsonLog, type LinePlace } from '../store/log.js';
 import type { HistoryTurn, MemoryItem, MemoryLayer, MemoryRecord, RecallQuery, RecallResult } from './contract.js';
+import { itemText } from './in-memory.js';
+import { createRecallIndex, type RecallIndex, type RecallStats } from './recall-index.js';
 
-interface StoredItem {
-  key: string;
-  principalId: string;
-  sessionId: string | null;
-  runId: string;
-  input: string;
-  output: string;
-  createdAt: string;
-}
+/** One remembered turn as a tenant's memory file holds it, under its idempotency key. */
+const StoredItem = z.object({
+  key: z.string(),
+  principalId: z.string(),
+  sessionId: z.string().nullable(),
+  runId: z.string(),
+  input: z.string(),
+  output: z.string(),
+  createdAt: z.iso.datetime(),
+});
+type StoredItem = z.infer<typeof StoredItem>;
 
-/** One tenant's memory file: its items by idempotency key. */
+/** The first line of a tenant's memory file: whose it is. */
+const MemoryHeader = z.object({ schemaVersion: z.literal(2), tenantId: z.string() });
+type MemoryHeader = z.infer<typeof MemoryHeader>;
+
+// Items first: all lines but one are items, and a union tries its members in order.
+const MemoryLine = z.union([StoredItem, MemoryHeader]);
+type MemoryLine = z.infer<typeof MemoryLine>;
+
+/** One tenant's memory file of the earlier layout (a lowdb document): its items by idempotency key. */
 export interface TenantMemoryData {
   schemaVersion: 1;
   tenantId: string;
   items: Record<string, StoredItem>;
 }
 
-/** The single memory file of earlier versions, split into one file per tenant when found. */
+/** The single memory file of the layout before that, split into tenants when found. */
 interface FormerMemoryData {
   tenants?: Record<string, { items: Record<string, StoredItem> }>;
 }
 
-/** A tenant's file name: a hash, so any tenant id is a safe name and two never collide on a case-insensitive disk. */
-const nameOf = (tenantId: string) => `${createHash('sha256').update(tenantId).digest('hex').slice(0, 32)}.json`;
+/** A tenant's file name (without extension): a hash, so any tenant id is a safe name and two never collide on a case-insensitive disk. */
+const baseNameOf = (tenantId: string) => createHash('sha256').update(tenantId).digest('hex').slice(0, 32);
+const nameOf = (tenantId: string) => `${baseNameOf(tenantId)}.jsonl`;
 
 /** How many tenants' memory a lowdb memory keeps loaded (read and indexed) unless told otherwise. */
 export const DEFAULT_KEEP_LOADED_TENANTS = 1_000;
 
+/** Of how many tenants, the ones written last, the file stays open (the others open it again for their next write). */
+const OPEN_FILES = 64;
+
+/** What recalls and write-backs have cost so far: `RecallStats` plus what was read and written on disk. */
+export interface FileMemoryStats extends RecallStats {
+  /** Items read back from disk by recalls: the ones returned and the session turns. */
+  itemsRead: number;
+  /** Bytes appended to memory files by write-backs. */
+  bytesWritten: number;
+}
+
+/** A 30-bit hash of an idempotency key (a small integer to V8): keys are checked on disk only when two share one. */
+function keyHash(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let index = 0; index < key.length; index++) hash = Math.imul(hash ^ key.charCodeAt(index), 0x01000193);
+  return hash & 0x3fffffff;
+}
+
+/** One loaded tenant: its file, where each item's line is (by id, the order of the file), its index. */
+interface TenantFile {
+  log: JsonLog<MemoryLine>;
+  /** Set when the file names another tenant (copied in by hand), or none while holding items: never read as this tenant's. */
+  foreign?: string;
+  header: 'written' | 'writing' | 'none';
+  offsets: number[];
+  lengths: number[];
+  /** Item ids by the hash of their key. */
+  keys: Map<number, number | number[]>;
+  /** Writes under way by key: a second write-back of one key waits for the first. */
+  writing: Map<string, Promise<void>>;
+  index: RecallIndex;
+}
+
 /**
- * Memory in lowdb JSON files, one per tenant under `memory/` in the store directory: long-term
- * items ranked for the run's input with MiniSearch (BM25-style full-text search), the session's
- * recent turns, one item per idempotency key. A tenant's file holds only its own items (isolation
- * on disk too), and a write-back stringifies that tenant's file only, not everyone's. The
- * `keepLoadedTenants` tenants used last stay loaded with their indexes; a tenant beyond that is
- * dropped once no call of its is under way and read again on its next call, so a long-lived
- * process holds the tenants it serves now, not every tenant it ever served (of those, only the
- * name of each file is kept).
+ * Memory in files under `memory/` in the store directory, one append-only JSON Lines file per
+ * tenant (a header naming the tenant, then one line per remembered turn), so a tenant's file holds
+ * only its own items and a write-back appends its one line, whatever the history. Long-term items
+ * are ranked for the run's input from an index of terms per principal (BM25, `recall-index.ts`)
+ * that scores the newest matches of the query's rarest terms only; the session's turns come from
+ * the session's own list; both are read back from the file by their places (a few short reads).
+ * What is kept in memory per item is its place, its postings and a hash of its key. The
+ * `keepLoadedTenants` tenants used last stay loaded; a tenant beyond that is dropped once no call
+ * of its is under way and read again on its next call. Files of the earlier layout (one lowdb
+ * document per tenant, and the single `memory.json` before it) are moved into this one at open.
+ * `stats()` says what recalls and write-backs have touched.
  * @example
  * const memory = await createLowdbMemory(await openStoreDirectory('.runchart'), { keepLoadedTenants: 200 });
  */
-export async function createLowdbMemory(directory: StoreDirectory, options: { historyTurns?: number; keepLoadedTenants?: number } = {}): Promise<MemoryLayer> {
+export async function createLowdbMemory(
+  directory: StoreDirectory,
+  options: { historyTurns?: number; keepLoadedTenants?: number } = {},
+): Promise<MemoryLayer & { stats(): FileMemoryStats }> {
   const keepLoaded = options.keepLoadedTenants ?? DEFAULT_KEEP_LOADED_TENANTS;
   if (!Number.isInteger(keepLoaded) || keepLoaded < 1) {
     throw new RunchartError('invalid-input', 'memory', `memory: keepLoadedTenants must be a whole number of tenants, 1 or more (got ${keepLoaded})`);
   }
+  const historyTurns = options.historyTurns ?? 10;
   const folder = join(directory.path, 'memory');
   await mkdir(folder, { recursive: true });
+  await migrateFormer(directory, folder);
+  // Once for every tenant file, not at each load: a folder of many tenants is not listed per tenant.
+  await removeLeftoverTemps(folder, true);
   /** The tenant files on disk: a tenant without one has no memory, and its recall touches no disk. */
-  const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.json')));
-  const historyTurns = options.historyTurns ?? 10;
-  /** Loaded tenant files, the one used last at the end. */
-  const documents = new Map<string, Promise<JsonDocument<TenantMemoryData>>>();
-  /** Calls under way per tenant: a tenant with one is never dropped (a second document of its file would write over the first). */
+  const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.jsonl')));
+  /** Loaded tenants, the one used last at the end. */
+  const loaded = new Map<string, Promise<TenantFile>>();
+  /** The tenants written last, whose files stay open, the one written last at the end. */
+  const openFiles = new Map<string, TenantFile>();
+  const keptOpen = (tenantId: string, tenant: TenantFile) => {
+    openFiles.delete(tenantId);
+    openFiles.set(tenantId, tenant);
+    if (openFiles.size <= OPEN_FILES) return;
+    const [oldest, file] = openFiles.entries().next().value!;
+    openFiles.delete(oldest);
+    file.log.releaseFile();
+  };
+  /** Calls under way per tenant: a tenant with one is never dropped (its file would be read twice, its writes indexed once). */
   const busy = new Map<string, number>();
-  const indexes = new Map<string, MiniSearch<StoredItem>>();
-  /** Per tenant: each principal's sessions, their items oldest first (so a recall reads one session, not the tenant). */
-  const sessions = new Map<string, Map<string, StoredItem[]>>();
-  const sessionKey = (principalId: string, sessionId: string) => `${principalId}\u0000${sessionId}`;
-  /** Puts an item among its session's, by time (write-backs mostly arrive in order: the search starts at the end). */
-  const placeInSession = (bySession: Map<string, StoredItem[]>, item: StoredItem) => {
-    if (item.sessionId === null) return;
-    const key = sessionKey(item.principalId, item.sessionId);
-    let items = bySession.get(key);
-    if (!items) bySession.set(key, (items = []));
-    let at = items.length;
-    while (at > 0 && items[at - 1]!.createdAt > item.createdAt) at--;
-    items.splice(at, 0, item);
-  };
-  /** The tenant's sessions, gathered on first use from its file. */
-  const sessionsFor = (tenantId: string, items: Record<string, StoredItem>) => {
-    let bySession = sessions.get(tenantId);
-    if (!bySession) {
-      bySession = new Map();
-      for (const item of Object.values(items)) placeInSession(bySession, item);
-      sessions.set(tenantId, bySession);
-    }
-    return bySession;
-  };
+  const totals: FileMemoryStats = { recalls: 0, scored: 0, postingsRead: 0, itemsRead: 0, bytesWritten: 0 };
 
-  /** The tenant's file, opened on first use (written with its first item); marked as used last. */
-  const documentFor = (tenantId: string) => {
-    let document = documents.get(tenantId);
-    if (document) {
-      documents.delete(tenantId);
-      documents.set(tenantId, document);
-    } else {
-      const name = nameOf(tenantId);
-      document = directory.open<TenantMemoryData>(`memory/${name}`, () => ({ schemaVersion: 1, tenantId, items: {} }), { isNew: !onDisk.has(name) });
-      document.then(() => onDisk.add(name)).catch(() => documents.delete(tenantId));
-      documents.set(tenantId, document);
+  const placeOf = (tenant: TenantFile, id: number): LinePlace => ({ offset: tenant.offsets[id]!, length: tenant.lengths[id]! });
+
+  /** True when the tenant holds an item under `key` (a hash shared with another key is settled by reading it). */
+  function holds(tenant: TenantFile, key: string): boolean {
+    const found = tenant.keys.get(keyHash(key));
+    if (found === undefined) return false;
+    const ids = typeof found === 'number' ? [found] : found;
+    return tenant.log.readAtSync(ids.map((id) => placeOf(tenant, id))).some((line) => 'key' in line && line.key === key);
+  }
+
+  /** Takes an item that is on disk at `place` into the tenant's places, keys and index. */
+  function take(tenant: TenantFile, item: StoredItem, place: LinePlace): void {
+    const id = tenant.offsets.length;
+    tenant.offsets.push(place.offset);
+    tenant.lengths.push(place.length);
+    const hash = keyHash(item.key);
+    const found = tenant.keys.get(hash);
+    tenant.keys.set(hash, found === undefined ? id : typeof found === 'number' ? [found, id] : [...found, id]);
+    tenant.index.add({ id, principalId: item.principalId, sessionId: item.sessionId, createdAt: item.createdAt, text: `${item.input} ${item.output}` });
+  }
+
+  async function load(tenantId: string): Promise<TenantFile> {
+    const tenant: TenantFile = { log: undefined as never, header: 'none', offsets: [], lengths: [], keys: new Map(), writing: new Map(), index: createRecallIndex({ historyTurns, stats: totals }) };
+    /** Keys seen while reading: a line of a key already read (written twice by hand) is left out. */
+    const seen = new Set<string>();
+    tenant.log = await directory.openLog<MemoryLine>(
+      `memory/${nameOf(tenantId)}`,
+      (line, place) => {
+        if (!('key' in line)) {
+          if (line.tenantId !== tenantId) tenant.foreign = line.tenantId;
+          tenant.header = 'written';
+          return;
+        }
+        if (tenant.header === 'none') tenant.foreign = '(no tenant named)';
+        if (tenant.foreign || seen.has(line.key)) return;
+        seen.add(line.key);
+        take(tenant, line, place);
+      },
+      { schema: MemoryLine, holdOpen: false, removeLeftovers: false, isNew: !onDisk.has(nameOf(tenantId)) },
+    );
+    if (tenant.log.damaged && !tenant.foreign && tenant.header === 'written') {
+      // Rewritten without the lines that could not be read, so they are not reported again at every load.
+      const places = tenant.offsets.map((_, id) => placeOf(tenant, id));
+      let id = -1; // the header comes first, then the items in the order of their ids
+      await tenant.log.compact(
+        () => [{ schemaVersion: 2, tenantId }, ...tenant.log.readAtSync(places)],
+        (_, place) => {
+          if (id >= 0) {
+            tenant.offsets[id] = place.offset;
+            tenant.lengths[id] = place.length;
+          }
+          id++;
+        },
+      );
     }
-    return document;
+    return tenant;
+  }
+
+  /** The tenant, loaded on first use; marked as used last. */
+  const tenantFor = (tenantId: string) => {
+    let tenant = loaded.get(tenantId);
+    if (tenant) {
+      loaded.delete(tenantId);
+      loaded.set(tenantId, tenant);
+    } else {
+      tenant = load(tenantId);
+      tenant.catch(() => loaded.delete(tenantId));
+      loaded.set(tenantId, tenant);
+    }
+    return tenant;
   };
 
   /** Drops the idle tenants used longest ago until at most `keepLoaded` are loaded. */
   const dropBeyondBound = () => {
-    if (documents.size <= keepLoaded) return;
-    for (const tenantId of documents.keys()) {
-      if (documents.size <= keepLoaded) break;
+    if (loaded.size <= keepLoaded) return;
+    for (const [tenantId, tenant] of loaded) {
+      if (loaded.size <= keepLoaded) break;
       if (busy.has(tenantId)) continue;
       // Everything of the tenant is on disk (its calls are done): its next call reads it again.
-      documents.delete(tenantId);
-      indexes.delete(tenantId);
-      sessions.delete(tenantId);
+      loaded.delete(tenantId);
+      void tenant.then((file) => {
+        if (openFiles.get(tenantId) === file) openFiles.delete(tenantId);
+        file.log.close();
+      });
     }
   };
 
   /** Runs one call for a tenant, which is not dropped meanwhile; afterwards, trims to the bound. */
-  async function withTenant<T>(tenantId: string, call: () => Promise<T>): Promise<T> {
+  async function withTenant<T>(tenantId: string, call: (tenant: TenantFile) => Promise<T> | T): Promise<T> {
     busy.set(tenantId, (busy.get(tenantId) ?? 0) + 1);
     try {
-      return await call();
+      return await call(await tenantFor(tenantId));
     } finally {
       const left = busy.get(tenantId)! - 1;
       if (left > 0) busy.set(tenantId, left);
@@ -126,102 +228,137 @@ export async function createLowdbMemory(directory: StoreDirectory, options: { hi
     }
   }
 
-  await migrateFormer(directory, documentFor, dropBeyondBound);
-
-  const newIndex = () =>
-    new MiniSearch<StoredItem>({
-      idField: 'key',
-      fields: ['input', 'output'],
-      storeFields: ['principalId'],
-      searchOptions: { prefix: true, fuzzy: 0.2, combineWith: 'OR' },
-    });
-  /** The tenant's search index, built on first use from its file. */
-  const indexFor = (tenantId: string, items: Record<string, StoredItem>) => {
-    let index = indexes.get(tenantId);
-    if (!index) {
-      index = newIndex();
-      index.addAll(Object.values(items));
-      indexes.set(tenantId, index);
-    }
-    return index;
-  };
-
-  async function recallFrom(query: RecallQuery): Promise<RecallResult> {
-    const document = await documentFor(query.tenantId);
-    const tenant = document.data;
+  function recallFrom(tenant: TenantFile, query: RecallQuery): RecallResult {
     // A file that is not this tenant's (copied in by hand) is never read as theirs.
-    if (tenant.tenantId !== query.tenantId || Object.keys(tenant.items).length === 0) return { items: [], history: [] };
-    const items: MemoryItem[] = query.query.trim()
-      ? indexFor(query.tenantId, tenant.items)
-          .search(query.query, { filter: (result) => result.principalId === query.principalId })
-          .slice(0, query.limit)
-          .map((result) => {
-            const item = tenant.items[result.id as string]!;
-            return { id: item.key, text: `${item.input} → ${item.output}`, score: result.score };
-          })
-      : [];
-    const history: HistoryTurn[] = query.sessionId
-      ? (sessionsFor(query.tenantId, tenant.items).get(sessionKey(query.principalId, query.sessionId)) ?? [])
-          .slice(-historyTurns)
-          .flatMap((item) => [
-            { role: 'user' as const, content: item.input },
-            { role: 'assistant' as const, content: item.output },
-          ])
-      : [];
+    if (tenant.foreign || tenant.offsets.length === 0) return { items: [], history: [] };
+    const found = query.query.trim() ? tenant.index.search(query.principalId, query.query, query.limit) : [];
+    const turns = query.sessionId ? tenant.index.history(query.principalId, query.sessionId) : [];
+    const read = tenant.log.readAtSync([...found.map(({ id }) => placeOf(tenant, id)), ...turns.map((id) => placeOf(tenant, id))]) as StoredItem[];
+    totals.itemsRead += read.length;
+    const items: MemoryItem[] = found.map(({ score }, index) => ({ id: read[index]!.key, text: itemText(read[index]!), score }));
+    const history: HistoryTurn[] = read.slice(found.length).flatMap((item) => [
+      { role: 'user' as const, content: item.input },
+      { role: 'assistant' as const, content: item.output },
+    ]);
     return { items, history };
   }
 
-  async function rememberIn(record: MemoryRecord, idempotencyKey: string): Promise<void> {
-    const document = await documentFor(record.tenantId);
-    if (document.data.tenantId !== record.tenantId) {
-      throw new RunchartError('contract-violation', 'memory', `memory: the file for tenant "${record.tenantId}" belongs to another tenant; move it away`);
+  async function rememberIn(tenantId: string, tenant: TenantFile, item: StoredItem): Promise<void> {
+    if (tenant.foreign) {
+      throw new RunchartError('contract-violation', 'memory', `memory: the file for tenant "${tenantId}" belongs to another tenant; move it away`);
     }
-    if (document.data.items[idempotencyKey]) return;
-    const item: StoredItem = {
-      key: idempotencyKey,
-      principalId: record.principalId,
-      sessionId: record.sessionId ?? null,
-      runId: record.runId,
-      input: record.input,
-      output: record.output,
-      createdAt: record.createdAt,
-    };
-    try {
-      await document.update((data) => {
-        data.items[idempotencyKey] = item;
+    const under = tenant.writing.get(item.key);
+    if (under) return under;
+    if (holds(tenant, item.key)) return;
+    const header = tenant.header === 'none';
+    if (header) {
+      tenant.header = 'writing';
+      void tenant.log.append({ schemaVersion: 2, tenantId }, (place) => {
+        tenant.header = 'written';
+        totals.bytesWritten += place.length + 1;
       });
-    } catch (error) {
-      // Rebuilt from the file, which the failed write left as it was.
-      indexes.delete(record.tenantId);
-      sessions.delete(record.tenantId);
-      throw error;
     }
-    // Indexed once it is on disk; a recall that built the indexes meanwhile may have it already.
-    const index = indexes.get(record.tenantId);
-    if (index && !index.has(item.key)) index.add(item);
-    const bySession = sessions.get(record.tenantId);
-    if (bySession && item.sessionId !== null && !bySession.get(sessionKey(item.principalId, item.sessionId))?.includes(item)) placeInSession(bySession, item);
+    // Indexed once it is on disk, right after the write: a recall never returns a turn the file lacks.
+    const written = tenant.log.append(item, (place) => {
+      totals.bytesWritten += place.length + 1;
+      take(tenant, item, place);
+    });
+    tenant.writing.set(item.key, written);
+    try {
+      await written;
+      onDisk.add(nameOf(tenantId));
+      keptOpen(tenantId, tenant);
+    } catch (error) {
+      if (header && tenant.header === 'writing') tenant.header = 'none';
+      throw error;
+    } finally {
+      tenant.writing.delete(item.key);
+    }
   }
 
   return {
     async recall(query) {
-      if (!documents.has(query.tenantId) && !onDisk.has(nameOf(query.tenantId))) return { items: [], history: [] };
-      return withTenant(query.tenantId, () => recallFrom(query));
+      if (!loaded.has(query.tenantId) && !onDisk.has(nameOf(query.tenantId))) {
+        totals.recalls++;
+        return { items: [], history: [] };
+      }
+      return withTenant(query.tenantId, (tenant) => recallFrom(tenant, query));
     },
-    remember: (record: MemoryRecord, options) => withTenant(record.tenantId, () => rememberIn(record, options.idempotencyKey)),
+    remember: (record: MemoryRecord, options) =>
+      withTenant(record.tenantId, (tenant) =>
+        rememberIn(record.tenantId, tenant, {
+          key: options.idempotencyKey,
+          principalId: record.principalId,
+          sessionId: record.sessionId ?? null,
+          runId: record.runId,
+          input: record.input,
+          output: record.output,
+          createdAt: record.createdAt,
+        }),
+      ),
+    stats: () => ({ ...totals }),
   };
 }
 
-/** Splits the single `memory.json` of earlier versions into tenant files, then removes it. */
-async function migrateFormer(directory: StoreDirectory, documentFor: (tenantId: string) => Promise<JsonDocument<TenantMemoryData>>, afterEach: () => void): Promise<void> {
-  const former = await readFormerDocument<FormerMemoryData>(directory, 'memory.json');
-  if (!former) return;
-  for (const [tenantId, tenant] of Object.entries(former.tenants ?? {})) {
-    const document = await documentFor(tenantId);
-    await document.update((data) => {
-      for (const [key, item] of Object.entries(tenant.items)) data.items[key] ??= item;
-    });
-    afterEach(); // written: the bound on loaded tenants holds while migrating too
+/**
+ * Moves the memory of earlier layouts into tenant files, once, at open: the single `memory.json`
+ * (split by tenant), then each tenant's lowdb document (`memory/<name>.json`, into
+ * `memory/<name>.jsonl`, the same name). Items already in a tenant file are not written twice, so
+ * a move cut short is finished by the next open. Each item is parsed with its schema; a file with
+ * items that are not records keeps them in a `.corrupt-` copy, and is reported.
+ */
+async function migrateFormer(directory: StoreDirectory, folder: string): Promise<void> {
+  const single = await readFormerDocument<FormerMemoryData>(directory, 'memory.json');
+  if (single) {
+    let bad = 0;
+    for (const [tenantId, tenant] of Object.entries(single.tenants ?? {})) bad += await moveInto(directory, nameOf(tenantId), tenantId, tenant?.items);
+    await retireFormer(directory, 'memory.json', bad);
   }
-  await removeFormerDocument(directory, 'memory.json');
+  for (const name of (await readdir(folder)).filter((file) => file.endsWith('.json'))) {
+    const former = `memory/${name}`;
+    const data = await readFormerDocument<Partial<TenantMemoryData>>(directory, former);
+    if (!data) continue; // not JSON: moved aside and reported
+    if (typeof data !== 'object' || data === null || typeof data.tenantId !== 'string') {
+      await retireFormer(directory, former, 1, 'names no tenant');
+      continue;
+    }
+    await retireFormer(directory, former, await moveInto(directory, `${name.slice(0, -'.json'.length)}.jsonl`, data.tenantId, data.items));
+  }
+}
+
+/** Writes a former file's items into a tenant file (header first when it is new); returns how many were not records. */
+async function moveInto(directory: StoreDirectory, name: string, tenantId: string, items: Record<string, unknown> | undefined): Promise<number> {
+  const keys = new Set<string>();
+  let header: string | undefined;
+  const log = await directory.openLog<MemoryLine>(`memory/${name}`, (line) => ('key' in line ? void keys.add(line.key) : void (header = line.tenantId)), {
+    schema: MemoryLine,
+    holdOpen: false,
+    removeLeftovers: false,
+  });
+  let bad = 0;
+  try {
+    const appends: Promise<void>[] = [];
+    if (header === undefined) appends.push(log.append({ schemaVersion: 2, tenantId }));
+    for (const raw of Object.values(items ?? {})) {
+      const parsed = StoredItem.safeParse(raw);
+      if (!parsed.success) bad++;
+      else if (!keys.has(parsed.data.key)) {
+        keys.add(parsed.data.key);
+        appends.push(log.append(parsed.data));
+      }
+    }
+    await Promise.all(appends);
+  } finally {
+    log.close();
+  }
+  return bad;
+}
+
+/** Removes a former file whose records are all moved; one with records that were not is kept aside and reported. */
+async function retireFormer(directory: StoreDirectory, name: string, bad: number, why = `holds ${bad} ${bad === 1 ? 'item that is not a record' : 'items that are not records'}`): Promise<void> {
+  if (bad === 0) return removeFormerDocument(directory, name);
+  const path = join(directory.path, name);
+  const aside = `${path}.corrupt-${Date.now()}`;
+  await rename(path, aside);
+  directory.onWarning(`memory: ${path} ${why}; the rest was moved to the current layout and the file as it was is kept as ${aside}`);
 }

@@ -1,11 +1,11 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { mkdir, open as openFile, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { DataFile } from 'lowdb/node';
 import { RunchartError } from '../errors.js';
-import { openJsonLog, type JsonLog, type JsonLogOptions, type LinePlace } from './log.js';
+import { openJsonLog, parserFor, type JsonLog, type JsonLogOptions, type LinePlace, type OneLogOptions } from './log.js';
 
 /** One JSON file of the store: its data, and writes that are coalesced and all-or-nothing. */
 export interface JsonDocument<Data> {
@@ -27,10 +27,12 @@ export interface StoreDirectory {
   readonly onWarning: (message: string) => void;
   /** Opens a lowdb document; `{ isNew: true }` skips reading a file the caller knows is not there yet. */
   open<Data extends object>(name: string, defaults: () => Data, options?: { isNew?: boolean }): Promise<JsonDocument<Data>>;
-  /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds. */
-  openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void): Promise<JsonLog<Entry>>;
+  /** Opens an append-only JSON Lines file of the store, feeding `read` every record it holds (closing it lets the directory forget it). */
+  openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, options?: OneLogOptions<Entry>): Promise<JsonLog<Entry>>;
   /** Resolves once every log's appends and compactions asked for so far are done. */
   settled(): Promise<void>;
+  /** Has `close` called when the directory closes (files a store keeps open besides its logs). */
+  whenClosed(close: () => void): void;
   /** Closes the logs and releases the lock; nothing must be written afterwards. */
   close(): void;
 }
@@ -105,21 +107,29 @@ export async function openStoreDirectory(path: string, options: StoreDirectoryOp
   const release = takeLock(join(path, 'lock'));
   let closed = false;
   const onWarning = options.onWarning ?? (() => {});
-  const logs: JsonLog<unknown>[] = [];
+  const logs = new Set<JsonLog<unknown>>();
+  const closers: (() => void)[] = [];
   return {
     path,
     onWarning,
     open: (name, defaults, options) => openDocument(join(path, name), defaults, onWarning, options?.isNew ?? false),
-    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
-      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, options);
-      logs.push(log as JsonLog<unknown>);
+    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, logOptions?: OneLogOptions<Entry>) {
+      const log = await openJsonLog<Entry>(join(path, name), read, onWarning, Object.assign({}, options, logOptions));
+      const close = log.close;
+      log.close = () => {
+        logs.delete(log as JsonLog<unknown>);
+        close();
+      };
+      logs.add(log as JsonLog<unknown>);
       return log;
     },
-    settled: async () => void (await Promise.all(logs.map((log) => log.settled()))),
+    settled: async () => void (await Promise.all([...logs].map((log) => log.settled()))),
+    whenClosed: (close) => void closers.push(close),
     close() {
       if (closed) return;
       closed = true;
-      for (const log of logs.splice(0)) log.close();
+      for (const log of [...logs]) log.close();
+      for (const close of closers.splice(0)) close();
       release();
     },
   };
@@ -241,6 +251,7 @@ const readOnlyRefusal = (path: string) =>
 /** The read-only directory: documents and logs as they are on disk now, no lock, no writes. */
 function openReadOnly(path: string, onWarning: (message: string) => void): StoreDirectory {
   const logs: JsonLog<unknown>[] = [];
+  const closers: (() => void)[] = [];
   let closed = false;
   return {
     path,
@@ -261,16 +272,18 @@ function openReadOnly(path: string, onWarning: (message: string) => void): Store
         update: () => Promise.reject(readOnlyRefusal(file)),
       };
     },
-    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void) {
-      const log = await openReadOnlyLog(join(path, name), read, onWarning);
+    async openLog<Entry>(name: string, read: (entry: Entry, place: LinePlace) => void, options?: OneLogOptions<Entry>) {
+      const log = await openReadOnlyLog(join(path, name), read, onWarning, parserFor(options?.schema));
       logs.push(log as JsonLog<unknown>);
       return log;
     },
     settled: async () => {},
+    whenClosed: (close) => void closers.push(close),
     close() {
       if (closed) return;
       closed = true;
       for (const log of logs.splice(0)) log.close();
+      for (const close of closers.splice(0)) close();
     },
   };
 }
@@ -279,17 +292,28 @@ function openReadOnly(path: string, onWarning: (message: string) => void): Store
  * A log read as it is now. Its file stays open, so the places read at open keep pointing at the
  * same bytes even if the writer compacts meanwhile (a compaction renames a new file over the old).
  */
-async function openReadOnlyLog<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void, onWarning: (message: string) => void): Promise<JsonLog<Entry>> {
+async function openReadOnlyLog<Entry>(
+  path: string,
+  read: (entry: Entry, place: LinePlace) => void,
+  onWarning: (message: string) => void,
+  parse: ReturnType<typeof parserFor<Entry>>,
+): Promise<JsonLog<Entry>> {
   let file: FileHandle | undefined;
   try {
     file = await openFile(path, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  if (file) await readCompleteLines(file, path, read, onWarning);
+  const lastLine = file ? await readCompleteLines(file, path, read, onWarning, parse) : 0;
   const handle = file;
+  const parseAt = (place: LinePlace, text: string): Entry => {
+    const parsed = parse(text);
+    if ('entry' in parsed) return parsed.entry;
+    throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} ${parsed.problem}`);
+  };
   return {
     damaged: false,
+    lastLineAtOpen: lastLine,
     appendedSinceCompaction: 0,
     append: () => Promise.reject(readOnlyRefusal(path)),
     compact: async () => {},
@@ -297,21 +321,33 @@ async function openReadOnlyLog<Entry>(path: string, read: (entry: Entry, place: 
       if (!handle) throw new RunchartError('internal', 'store', `store: ${path} was not there when it was opened`);
       const buffer = Buffer.alloc(place.length);
       const { bytesRead } = await handle.read(buffer, 0, place.length, place.offset);
-      try {
-        return JSON.parse(buffer.toString('utf8', 0, bytesRead)) as Entry;
-      } catch (error) {
-        throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} is not JSON`, { cause: error });
-      }
+      return parseAt(place, buffer.toString('utf8', 0, bytesRead));
     },
+    readAtSync(places) {
+      if (places.length === 0) return [];
+      if (!handle) throw new RunchartError('internal', 'store', `store: ${path} was not there when it was opened`);
+      const buffer = Buffer.allocUnsafe(Math.max(...places.map((place) => place.length)));
+      return places.map((place) => parseAt(place, buffer.toString('utf8', 0, readSync(handle.fd, buffer, 0, place.length, place.offset))));
+    },
+    releaseFile: () => {},
     settled: async () => {},
     close: () => void handle?.close().catch(() => {}),
   };
 }
 
-/** Feeds every complete line of the file to `read`, a chunk at a time; a last line without its newline is still being written, and left out. */
-async function readCompleteLines<Entry>(file: FileHandle, path: string, read: (entry: Entry, place: LinePlace) => void, onWarning: (message: string) => void): Promise<void> {
+/**
+ * Feeds every complete record of the file to `read`, a chunk at a time, and returns the number of
+ * its last complete line; a last line without its newline is still being written, and left out.
+ */
+async function readCompleteLines<Entry>(
+  file: FileHandle,
+  path: string,
+  read: (entry: Entry, place: LinePlace) => void,
+  onWarning: (message: string) => void,
+  parse: ReturnType<typeof parserFor<Entry>>,
+): Promise<number> {
   const { size } = await file.stat();
-  const bad: number[] = [];
+  const bad: string[] = [];
   let lineNumber = 0;
   let carried = Buffer.alloc(0);
   let carriedOffset = 0;
@@ -325,18 +361,17 @@ async function readCompleteLines<Entry>(file: FileHandle, path: string, read: (e
     for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
       lineNumber++;
       const text = data.toString('utf8', from, newline);
-      let entry: Entry | undefined;
-      try {
-        if (text.trim()) entry = JSON.parse(text) as Entry;
-      } catch {
-        bad.push(lineNumber);
+      if (text.trim()) {
+        const parsed = parse(text);
+        if ('entry' in parsed) read(parsed.entry, { offset: base + from, length: newline - from });
+        else bad.push(`line ${lineNumber} ${parsed.problem}`);
       }
-      if (entry !== undefined) read(entry, { offset: base + from, length: newline - from });
       from = newline + 1;
     }
     carried = Buffer.from(data.subarray(from));
     carriedOffset = base + from;
     position += bytesRead;
   }
-  if (bad.length) onWarning(`store: ${bad.map((line) => `line ${line}`).join(', ')} of ${path} ${bad.length === 1 ? 'is' : 'are'} not JSON and ${bad.length === 1 ? 'was' : 'were'} skipped (read-only: the file is left as it is)`);
+  if (bad.length) onWarning(`store: ${path}: ${bad.join('; ')}; skipped (read-only: the file is left as it is)`);
+  return lineNumber;
 }

@@ -1,16 +1,20 @@
-import type { BackgroundTask } from '../background/contract.js';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { BackgroundTask } from '../background/contract.js';
 import type { QueuePersistence } from '../background/queue.js';
 import { RunchartError } from '../errors.js';
-import type { ExecutionJournal, JournalEntry } from '../execution/contract.js';
+import { JournalEntry, type ExecutionJournal } from '../execution/contract.js';
 import { createJournalEntries, runOfEntry } from '../execution/journal-entries.js';
-import { isFinalStatus, summaryOf, type PersistedRun, type RunStore, type RunSummary } from './contract.js';
+import { isFinalStatus, PersistedRun, summaryOf, type RunStore } from './contract.js';
 import { readFormerDocument, removeFormerDocument, type StoreDirectory } from './directory.js';
+import { openFinishedIndex, memoryFinishedIndex, type FinishedRun } from './finished-index.js';
 import type { JsonLog, LinePlace } from './log.js';
 
 // Runs, the journal and the queue are written on every step of every run, and a run waits for some
 // of those writes: they are append-only JSON Lines files (the appends of one synchronous stretch in
 // one synchronous write, ~2 µs here, where lowdb's rewrite of a whole document through a temp file
-// and a rename costs ~220 µs). Memory, read far more than written, stays in lowdb documents.
+// and a rename costs ~220 µs). Memory is in append-only files too, one per tenant (src/memory/lowdb.ts).
 
 /** What keeps one log small: the records still live, and the file name for reports. */
 interface Upkeep<Entry> {
@@ -45,36 +49,45 @@ async function keepCompact<Entry, Former>(
   };
 }
 
-/** A finished run as the store keeps it in memory: what a listing shows, and where its line is. */
-interface FinishedRun {
-  summary: RunSummary;
-  place: LinePlace;
-}
+/** Of how many runs finished last a file run store keeps the id, so that a late save of an earlier step of one is dropped without a look-up. */
+const RECENTLY_FINISHED = 10_000;
 
 /**
  * Runs in two append-only files: `runs.jsonl` gets each unfinished run's snapshot after every
  * step (the last line of a run wins; compacted to the unfinished runs as it grows), and
  * `runs-finished.jsonl` one line per finished run, which wins over anything in `runs.jsonl`.
- * Unfinished runs are kept in memory; of a finished run only its summary and the place of its
- * line are, and its snapshot is read from the file when asked for, so a long-lived process
- * does not hold every run it ever finished.
+ * Unfinished runs are kept in memory; finished ones are found through an index on disk
+ * (`finished-index.ts`), and their snapshots read from the file when asked for, so a long-lived
+ * process keeps nothing per finished run (besides the ids of the last 10,000, so that a late save
+ * of an earlier step of one is dropped at once; the runtime saves a run's steps in order, so no
+ * save comes later than that). Every line is parsed as a `PersistedRun` where it is
+ * read; one that is not (`null`, a field missing) is skipped and reported as a torn line is. A
+ * store of the earlier layout (no index yet) is indexed once at open.
  * @example
  * const runStore = await createFileRunStore(directory);
  */
 export async function createFileRunStore(directory: StoreDirectory): Promise<RunStore> {
-  const finished = new Map<string, FinishedRun>();
   const active = new Map<string, PersistedRun>();
-  const keep = (run: PersistedRun, place: LinePlace) => void finished.set(run.runId, { summary: summaryOf(run), place });
-  const finishedLog = await directory.openLog<PersistedRun>('runs-finished.jsonl', keep);
-  const activeLog = await directory.openLog<PersistedRun>('runs.jsonl', (run) => {
-    if (!finished.has(run.runId)) active.set(run.runId, run);
+  /** The runs finished lately, oldest first. */
+  const recent = new Set<string>();
+  const finishedBytes = await stat(join(directory.path, 'runs-finished.jsonl')).then(
+    (found) => found.size,
+    () => 0,
+  );
+  // A reader beside the writer builds its index in memory: the files on disk are the writer's.
+  const index = directory.readOnly ? memoryFinishedIndex() : openFinishedIndex(directory.path, finishedBytes, directory.onWarning);
+  directory.whenClosed(() => index.close());
+  const finishedLog = await directory.openLog<PersistedRun>('runs-finished.jsonl', (run, place) => index.add(summaryOf(run), place), {
+    schema: PersistedRun,
+    from: index.covered,
+    firstLine: index.coveredLines + 1,
   });
-  if (finishedLog.damaged) {
-    // Read back one at a time (the file as it was is still there until the rewrite is renamed over it).
-    const runs: PersistedRun[] = [];
-    for (const { place } of finished.values()) runs.push(await finishedLog.readAt(place));
-    await finishedLog.compact(() => runs, keep);
-  }
+  // Every line past the index was read (good ones indexed, bad ones reported): the next open starts after them.
+  const finishedNow = await stat(join(directory.path, 'runs-finished.jsonl')).then((found) => found.size, () => 0);
+  index.coverUpTo(finishedNow, finishedLog.lastLineAtOpen);
+  const activeLog = await directory.openLog<PersistedRun>('runs.jsonl', (run) => void active.set(run.runId, run), { schema: PersistedRun });
+  // A run with a finished line is finished, whatever runs.jsonl still holds of its steps.
+  for (const runId of [...active.keys()]) if (index.find(runId)) active.delete(runId);
   const compact = await keepCompact(
     directory,
     activeLog,
@@ -82,14 +95,21 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
     {
       file: 'runs.json',
       moveIn: (data: { runs?: Record<string, PersistedRun> }) => {
-        for (const run of Object.values(data.runs ?? {})) if (!finished.has(run.runId) && !active.has(run.runId)) active.set(run.runId, run);
+        for (const run of Object.values(data.runs ?? {})) if (!active.has(run.runId) && !index.find(run.runId)) active.set(run.runId, run);
       },
     },
   );
+  const finish = (run: PersistedRun, place: LinePlace) => {
+    index.add(summaryOf(run), place);
+    recent.delete(run.runId);
+    recent.add(run.runId);
+    if (recent.size > RECENTLY_FINISHED) recent.delete(recent.values().next().value!);
+    active.delete(run.runId);
+  };
   const copy = (run: PersistedRun): PersistedRun => structuredClone(run);
   async function readFinished(runId: string, { summary, place }: FinishedRun): Promise<PersistedRun> {
     const run = await finishedLog.readAt(place);
-    if (run?.runId !== runId || run.status !== summary.status || run.updatedAt !== summary.updatedAt) {
+    if (run.runId !== runId || run.status !== summary.status || run.updatedAt !== summary.updatedAt) {
       throw new RunchartError('internal', 'store', `store: the line of run ${runId} in runs-finished.jsonl holds another record (was the file changed by hand?)`);
     }
     return run;
@@ -97,31 +117,29 @@ export async function createFileRunStore(directory: StoreDirectory): Promise<Run
   return {
     async save(run) {
       if (isFinalStatus(run.status)) {
-        await finishedLog.append(run, (place) => {
-          keep(run, place);
-          active.delete(run.runId);
-        });
+        await finishedLog.append(run, (place) => finish(run, place));
       } else {
         // A finished run stays finished: a late save of an earlier step is dropped.
-        if (finished.has(run.runId)) return;
+        if (recent.has(run.runId)) return;
         await activeLog.append(run, () => {
-          if (!finished.has(run.runId)) active.set(run.runId, run);
+          if (!recent.has(run.runId)) active.set(run.runId, run);
         });
       }
       compact();
     },
     async load(runId) {
-      const done = finished.get(runId);
+      const done = active.has(runId) ? undefined : index.find(runId);
       if (done) return readFinished(runId, done);
       const run = active.get(runId);
       return run && copy(run);
     },
     listActive: async () => [...active.values()].map(copy),
-    list: async ({ tenantId }) => [...[...active.values()].map(summaryOf), ...[...finished.values()].map((run) => run.summary)].filter((run) => run.tenantId === tenantId),
+    list: async ({ tenantId }) => [...[...active.values()].filter((run) => run.tenantId === tenantId).map(summaryOf), ...(await index.list(tenantId))],
   };
 }
 
-type JournalLine = { put: JournalEntry } | { release: string };
+const JournalLine = z.union([z.object({ put: JournalEntry }), z.object({ release: z.string() })]);
+type JournalLine = z.infer<typeof JournalLine>;
 
 /**
  * The execution journal in `journal.jsonl`: what each idempotency key started and finished, and
@@ -139,7 +157,7 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
     if (released.size > 10_000) released.delete(released.values().next().value!);
   };
   const isReleased = (entry: JournalEntry) => released.has(runOfEntry(entry));
-  const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? entries.set(line.put) : forget(line.release)));
+  const log = await directory.openLog<JournalLine>('journal.jsonl', (line) => ('put' in line ? entries.set(line.put) : forget(line.release)), { schema: JournalLine });
   const compact = await keepCompact(
     directory,
     log,
@@ -166,13 +184,11 @@ export async function createFileJournal(directory: StoreDirectory): Promise<Exec
   };
 }
 
-interface StoredTask {
-  task: BackgroundTask;
-  state: 'pending' | 'failed';
-  updatedAt: string;
-}
+const StoredTask = z.object({ task: BackgroundTask, state: z.enum(['pending', 'failed']), updatedAt: z.string() });
+type StoredTask = z.infer<typeof StoredTask>;
 
-type QueueLine = StoredTask | { done: string };
+const QueueLine = z.union([StoredTask, z.object({ done: z.string() })]);
+type QueueLine = z.infer<typeof QueueLine>;
 
 /**
  * Background tasks in `queue.jsonl`, so a restart finishes what was queued: a line per task as it
@@ -182,7 +198,7 @@ type QueueLine = StoredTask | { done: string };
  */
 export async function createFileQueuePersistence(directory: StoreDirectory): Promise<QueuePersistence> {
   const tasks = new Map<string, StoredTask>();
-  const log = await directory.openLog<QueueLine>('queue.jsonl', (line) => ('done' in line ? void tasks.delete(line.done) : void tasks.set(line.task.id, line)));
+  const log = await directory.openLog<QueueLine>('queue.jsonl', (line) => ('done' in line ? void tasks.delete(line.done) : void tasks.set(line.task.id, line)), { schema: QueueLine });
   const compact = await keepCompact(
     directory,
     log,

@@ -1,8 +1,10 @@
-import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, open as openCallback, openSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { copyFile, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import type { ZodType } from 'zod';
 import { RunchartError } from '../errors.js';
 
 /** Where a line sits in its log's file: its first byte and its length in bytes (without the newline). */
@@ -34,10 +36,20 @@ export interface JsonLog<Entry> {
   compact(live: () => readonly Entry[], placed?: (entry: Entry, place: LinePlace) => void): Promise<void>;
   /** Reads back the record at a place that `append`, `compact` or the reading at open reported. */
   readAt(place: LinePlace): Promise<Entry>;
+  /**
+   * Reads back the records at several places at once, synchronously (one open, one read per place):
+   * for the few short lines a call needs right away, which the page cache holds, where a read
+   * through libuv's thread pool would wait behind whatever else is queued there.
+   */
+  readAtSync(places: readonly LinePlace[]): Entry[];
   /** True when lines could not be read at open: compact soon, so they are not copied aside again. */
   readonly damaged: boolean;
+  /** The number of the file's last line at open (a torn one included), counting from `firstLine`; 0 for an empty file. */
+  readonly lastLineAtOpen: number;
   /** Resolves once every append and compaction asked for so far is done. */
   settled(): Promise<void>;
+  /** A log not held open (`holdOpen: false`) closes the descriptor its last write left open; the next write opens it again. */
+  releaseFile(): void;
   /** Closes the file at once; appends still waiting fail. */
   close(): void;
 }
@@ -60,10 +72,75 @@ interface Pending {
  */
 export const DEFAULT_SYNC_COMPACTION_CHARS = 1 << 20;
 
-/** How a log is opened. */
+/** How a store directory's logs are opened. */
 export interface JsonLogOptions {
   /** Up to how many characters a compaction writes its file synchronously (default `DEFAULT_SYNC_COMPACTION_CHARS`). */
   syncCompactionChars?: number;
+}
+
+/** How one log is opened. */
+export interface OneLogOptions<Entry> {
+  /** What a record is: a line that is JSON but not this (`null`, `7`, a field missing) is skipped and reported as a torn one is. */
+  schema?: ZodType<Entry>;
+  /** Reads the lines from this byte on (the start of a line: an index holds those before it). */
+  from?: number;
+  /** The number of the line at `from`, for reports (default 1). */
+  firstLine?: number;
+  /** True: the owner knows there is no such file yet, so it is not looked for. */
+  isNew?: boolean;
+  /**
+   * False: the file is not opened until a write needs it, then opened through libuv's thread pool
+   * (opening a file, above all creating it, costs far more than an append) and held until
+   * `releaseFile`, so the owner of many small logs (one per tenant) bounds how many it holds. Default true.
+   */
+  holdOpen?: boolean;
+  /**
+   * False: the temp files of compactions cut short are not looked for beside the log (the owner of
+   * many logs in one folder removes them once, with `removeLeftoverTemps`). Default true.
+   */
+  removeLeftovers?: boolean;
+}
+
+/** Parses one line's text into a record, or says why it is not one. */
+type LineParser<Entry> = (text: string) => { entry: Entry } | { problem: string };
+
+export function parserFor<Entry>(schema: ZodType<Entry> | undefined): LineParser<Entry> {
+  return (text) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return { problem: 'is not JSON (a write cut short?)' };
+    }
+    if (!schema) return { entry: value as Entry };
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return { entry: parsed.data };
+    if (typeof value !== 'object' || value === null) return { problem: `is not a valid record (got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`})` };
+    return { problem: `is not a valid record (${describeIssue(parsed.error.issues[0])})` };
+  };
+}
+
+type Issue = { code?: string; path: PropertyKey[]; message: string; errors?: Issue[][] };
+
+/** The first thing wrong with a record, naming its field; of a union, the first thing wrong for each kind of record. */
+function describeIssue(issue: Issue | undefined): string {
+  if (!issue) return 'rejected by its schema';
+  if (issue.code === 'invalid_union' && issue.errors?.length) {
+    return issue.errors.map((branch) => describeIssue(branch[0] && Object.assign({}, branch[0], { path: [...issue.path, ...branch[0].path] }))).join(', or ');
+  }
+  return `${issue.path.length ? `${issue.path.map(String).join('.')}: ` : ''}${issue.message}`;
+}
+
+/** The report of the lines a log skipped at open, at most ten of them named. */
+function skippedReport(path: string, bad: readonly BadLine[], aside: string): string {
+  const named = bad.slice(0, 10).map((line) => `line ${line.line} of ${path} ${line.problem}`);
+  const more = bad.length > 10 ? `; and ${bad.length - 10} more lines` : '';
+  return `store: ${named.join('; ')}${more}; ${bad.length === 1 ? 'it was' : 'they were'} skipped; the file as it was is kept as ${aside}`;
+}
+
+interface BadLine {
+  line: number;
+  problem: string;
 }
 
 /**
@@ -73,11 +150,16 @@ export interface JsonLogOptions {
  */
 const tempFor = (path: string) => `${path}.compacting-${process.pid}-${threadId}-${randomBytes(6).toString('hex')}`;
 
-/** Removes the temp files of compactions that a crash (or a close) cut short; the log itself was never touched by them. */
-async function removeLeftoverTemps(path: string): Promise<void> {
-  const prefix = `${basename(path)}.compacting`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  await Promise.all(names.filter((name) => name.startsWith(prefix)).map((name) => unlink(join(dirname(path), name)).catch(() => {})));
+/**
+ * Removes the temp files of compactions that a crash (or a close) cut short, of the log at `path`
+ * or (given a folder and no name) of every log in it; the logs themselves were never touched by them.
+ */
+export async function removeLeftoverTemps(path: string, everyLog = false): Promise<void> {
+  const folder = everyLog ? path : dirname(path);
+  const prefix = everyLog ? undefined : `${basename(path)}.compacting`;
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const leftover = (name: string) => (prefix ? name.startsWith(prefix) : /\.jsonl\.compacting/.test(name));
+  await Promise.all(names.filter(leftover).map((name) => unlink(join(folder, name)).catch(() => {})));
 }
 
 function pending(): Pending {
@@ -90,29 +172,32 @@ function pending(): Pending {
 
 /**
  * Reads a log and opens it for appending. A line that is not JSON (a write cut short by a crash or
- * a full disk) is skipped and reported, and the file as it was is copied aside first, so nothing
- * is lost silently; `damaged` then tells the owner to compact, which leaves the bad lines behind.
+ * a full disk), or not a record of `schema`, is skipped and reported, and the file as it was is
+ * copied aside first, so nothing is lost silently; `damaged` then tells the owner to compact,
+ * which leaves the bad lines behind.
  * @example
- * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn);
+ * const log = await openJsonLog<Entry>('.runchart/journal.jsonl', (entry) => apply(entry), warn, { schema: Entry });
  */
 export async function openJsonLog<Entry>(
   path: string,
   read: (entry: Entry, place: LinePlace) => void,
   onWarning: (message: string) => void,
-  options: JsonLogOptions = {},
+  options: JsonLogOptions & OneLogOptions<Entry> = {},
 ): Promise<JsonLog<Entry>> {
   const syncCompactionChars = options.syncCompactionChars ?? DEFAULT_SYNC_COMPACTION_CHARS;
-  const found = await readLines(path, read);
-  await removeLeftoverTemps(path);
+  const holdOpen = options.holdOpen ?? true;
+  const from = options.from ?? 0;
+  const parse = parserFor(options.schema);
+  const found = options.isNew ? { lines: 0, bad: [], tornTail: false, size: 0, lastLine: 0 } : await readLines(path, read, parse, from, (options.firstLine ?? 1) - 1);
+  if (options.removeLeftovers ?? true) await removeLeftoverTemps(path);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);
-    const { bad } = found;
-    onWarning(`store: ${bad.map((line) => `line ${line}`).join(', ')} of ${path} ${bad.length === 1 ? 'is' : 'are'} not JSON (a write cut short?) and ${bad.length === 1 ? 'was' : 'were'} skipped; the file as it was is kept as ${aside}`);
+    onWarning(skippedReport(path, found.bad, aside));
   }
-  let fd: number | undefined = openSync(path, 'a');
+  let fd: number | undefined = holdOpen ? openSync(path, 'a+') : undefined;
   /** Bytes in the file as far as this log knows: a failed write is cut back to it. */
-  let size = fstatSync(fd).size;
+  let size = fd === undefined ? found.size : fstatSync(fd).size;
   let closed = false;
   /** The file may end inside a line (a crash, a write that could not be cut back): the next write starts a new one. */
   let tornTail = found.tornTail;
@@ -132,40 +217,56 @@ export async function openJsonLog<Entry>(
     fd = undefined;
   };
 
+  /** The bytes of a batch, where its first line starts, and whether every line is ASCII (its length in bytes is its length). */
+  function bytesOf(batch: Pending) {
+    const lead = tornTail ? '\n' : '';
+    const text = `${lead}${batch.lines.join('')}`;
+    const bytes = Buffer.from(text);
+    return { bytes, start: size + lead.length, ascii: bytes.length === text.length };
+  }
+
+  /** After a batch reached the file: the log's counts move on, and each line's `applied` learns its place. */
+  function applied(batch: Pending, written: { bytes: Buffer; start: number; ascii: boolean }) {
+    size += written.bytes.length;
+    tornTail = false;
+    appended += batch.lines.length;
+    let offset = written.start;
+    for (let index = 0; index < batch.lines.length; index++) {
+      const line = batch.lines[index]!;
+      const length = (written.ascii ? line.length : Buffer.byteLength(line)) - 1;
+      batch.applied[index]?.({ offset, length });
+      offset += length + 1;
+    }
+    batch.resolve();
+  }
+
+  const failure = (error: unknown) =>
+    new RunchartError('internal', 'store', `store: writing ${path} failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the change was not applied`, {
+      cause: error,
+      retryable: true,
+    });
+  const noRoom = () => Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
+  const isClosed = () => Object.assign(new Error('the store is closed'), { code: 'ECLOSED' });
+
   function write(batch: Pending) {
     if (collecting === batch) collecting = undefined;
     try {
-      if (closed) throw Object.assign(new Error('the store is closed'), { code: 'ECLOSED' });
+      if (closed) throw isClosed();
       if (fd === undefined) {
         // Reopened after a failure: the file may have been repaired or replaced meanwhile.
-        fd = openSync(path, 'a');
+        fd = openSync(path, 'a+');
         size = fstatSync(fd).size;
       }
       // A synchronous append to the page cache costs ~2 µs here; a write through libuv's thread pool ~30–60 µs.
       // (Nothing is fsynced, as lowdb does not: a killed process loses nothing, a power cut may lose the last lines.)
-      const lead = tornTail ? '\n' : '';
-      const text = `${lead}${batch.lines.join('')}`;
-      const bytes = Buffer.from(text);
-      const start = size + lead.length;
-      // As many bytes as characters: every line is ASCII, and a line's length in bytes is its length.
-      const ascii = bytes.length === text.length;
+      const written = bytesOf(batch);
       // A write may stop short of the end (a disk nearly full, a file size limit) without an error.
-      for (let offset = 0; offset < bytes.length; ) {
-        const written = writeSync(fd, bytes, offset, bytes.length - offset);
-        if (written <= 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
-        offset += written;
+      for (let offset = 0; offset < written.bytes.length; ) {
+        const count = writeSync(fd, written.bytes, offset, written.bytes.length - offset);
+        if (count <= 0) throw noRoom();
+        offset += count;
       }
-      size += bytes.length;
-      tornTail = false;
-      appended += batch.lines.length;
-      let offset = start;
-      for (let index = 0; index < batch.lines.length; index++) {
-        const line = batch.lines[index]!;
-        const length = (ascii ? line.length : Buffer.byteLength(line)) - 1;
-        batch.applied[index]?.({ offset, length });
-        offset += length + 1;
-      }
-      batch.resolve();
+      applied(batch, written);
     } catch (error) {
       // Whatever part of the batch reached the file is cut off again, so no later line is glued to it.
       try {
@@ -174,23 +275,43 @@ export async function openJsonLog<Entry>(
         tornTail = true;
       }
       if (!closed) closeQuietly();
-      batch.reject(
-        new RunchartError('internal', 'store', `store: writing ${path} failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the change was not applied`, {
-          cause: error,
-          retryable: true,
-        }),
-      );
+      batch.reject(failure(error));
     }
+  }
+
+  /**
+   * A log not held open opens its file before a write through libuv's thread pool: opening (the
+   * first time, creating) a file costs far more than an append, and must not hold up the event
+   * loop. The descriptor is then kept until `releaseFile` or a failure.
+   */
+  async function openDetached(): Promise<void> {
+    if (fd !== undefined || closed) return;
+    try {
+      const opened = await openAsync(path, 'a+');
+      if (closed) return closeSync(opened);
+      fd = opened;
+      size = fstatSync(opened).size;
+    } catch {
+      // The write that follows opens it synchronously and reports what is wrong.
+    }
+  }
+
+  /** The record a line read back holds; a line changed by hand since is an error naming its place. */
+  function recordAt(place: LinePlace, text: string): Entry {
+    const parsed = parse(text);
+    if ('entry' in parsed) return parsed.entry;
+    throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} ${parsed.problem.replace(/ \(a write cut short\?\)/, '')} any more (was the file changed by hand?)`);
   }
 
   return {
     damaged: found.bad.length > 0 || found.tornTail,
+    lastLineAtOpen: found.lastLine,
     append(entry, applied) {
       const line = `${JSON.stringify(entry)}\n`;
       if (!collecting) {
         const batch = (collecting = pending());
         // Every append made before the next microtask rides on one write, after the writes (and any compaction) before it.
-        chain = chain.then(() => write(batch));
+        chain = chain.then(() => (holdOpen || fd !== undefined ? write(batch) : openDetached().then(() => write(batch))));
       }
       collecting.lines.push(line);
       collecting.applied.push(applied);
@@ -223,7 +344,7 @@ export async function openJsonLog<Entry>(
           throw error;
         }
         closeQuietly();
-        fd = openSync(path, 'a');
+        if (holdOpen) fd = openSync(path, 'a+');
         size = Buffer.byteLength(text);
         tornTail = false;
         appended = 0;
@@ -247,15 +368,24 @@ export async function openJsonLog<Entry>(
       try {
         const buffer = Buffer.alloc(place.length);
         const { bytesRead } = await file.read(buffer, 0, place.length, place.offset);
-        const text = buffer.toString('utf8', 0, bytesRead);
-        try {
-          return JSON.parse(text) as Entry;
-        } catch (error) {
-          throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} is not JSON any more (was the file changed by hand?)`, { cause: error });
-        }
+        return recordAt(place, buffer.toString('utf8', 0, bytesRead));
       } finally {
         await file.close();
       }
+    },
+    readAtSync(places) {
+      if (places.length === 0) return [];
+      // The descriptor the log holds reads too; without one, the file is opened for these reads.
+      const reader = fd ?? openSync(path, 'r');
+      try {
+        const buffer = Buffer.allocUnsafe(Math.max(...places.map((place) => place.length)));
+        return places.map((place) => recordAt(place, buffer.toString('utf8', 0, readSync(reader, buffer, 0, place.length, place.offset))));
+      } finally {
+        if (reader !== fd) closeSync(reader);
+      }
+    },
+    releaseFile() {
+      if (!holdOpen) closeQuietly();
     },
     settled: () => chain,
     close() {
@@ -266,66 +396,71 @@ export async function openJsonLog<Entry>(
   };
 }
 
+/** `open` of node:fs, for a plain descriptor opened through the thread pool (`fs/promises` gives a FileHandle). */
+const openAsync = promisify(openCallback);
+
 /** How much of a log is read at once when it is opened. */
 const readChunkBytes = 1 << 20;
 
 /**
- * Feeds every line of `path` to `read`, with where it sits, reading the file a chunk at a time:
- * how many lines it held, which were not JSON, whether it ends inside a line.
+ * Feeds every record of `path` from byte `from` on to `read`, with where it sits, reading the file a
+ * chunk at a time: how many lines it held, which were not records, whether it ends inside a line,
+ * and its size.
  */
-async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePlace) => void): Promise<{ lines: number; bad: number[]; tornTail: boolean }> {
+async function readLines<Entry>(
+  path: string,
+  read: (entry: Entry, place: LinePlace) => void,
+  parse: LineParser<Entry>,
+  from: number,
+  lineBefore: number,
+): Promise<{ lines: number; bad: BadLine[]; tornTail: boolean; size: number; lastLine: number }> {
   let size: number;
   try {
     // Only as many bytes as the file holds (a device standing in for a file reads as empty).
     size = (await stat(path)).size;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, bad: [], tornTail: false };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, bad: [], tornTail: false, size: 0, lastLine: 0 };
     throw error;
   }
-  const bad: number[] = [];
-  if (size === 0) return { lines: 0, bad, tornTail: false };
+  const bad: BadLine[] = [];
+  if (size <= from) return { lines: 0, bad, tornTail: false, size, lastLine: lineBefore };
   let lines = 0;
-  let lineNumber = 0;
-  const take = (buffer: Buffer, from: number, to: number, offset: number) => {
+  let lineNumber = lineBefore;
+  const take = (buffer: Buffer, start: number, end: number, offset: number) => {
     lineNumber++;
-    const text = buffer.toString('utf8', from, to);
+    const text = buffer.toString('utf8', start, end);
     if (!text.trim()) return;
     lines++;
-    let entry: Entry;
-    try {
-      entry = JSON.parse(text) as Entry;
-    } catch {
-      bad.push(lineNumber);
-      return;
-    }
-    read(entry, { offset, length: to - from });
+    const parsed = parse(text);
+    if ('problem' in parsed) bad.push({ line: lineNumber, problem: parsed.problem });
+    else read(parsed.entry, { offset, length: end - start });
   };
   const file = await open(path, 'r');
   /** The pieces of a line begun in an earlier chunk (joined once, when the line ends), and where it begins. */
   let carried: Buffer[] = [];
   let carriedOffset = 0;
-  let position = 0;
+  let position = from;
   try {
     while (position < size) {
       const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, size - position));
       const { bytesRead } = await file.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
       const data = chunk.subarray(0, bytesRead);
-      let from = 0;
-      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, from)) {
+      let start = 0;
+      for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10, start)) {
         if (carried.length) {
           const line = Buffer.concat([...carried, data.subarray(0, newline)]);
           take(line, 0, line.length, carriedOffset);
           carried = [];
         } else {
-          take(data, from, newline, position + from);
+          take(data, start, newline, position + start);
         }
-        from = newline + 1;
+        start = newline + 1;
       }
-      if (from < data.length) {
-        if (!carried.length) carriedOffset = position + from;
+      if (start < data.length) {
+        if (!carried.length) carriedOffset = position + start;
         // A copy: the chunk's memory is not kept alive for a few bytes of it.
-        carried.push(Buffer.from(data.subarray(from)));
+        carried.push(Buffer.from(data.subarray(start)));
       }
       position += bytesRead;
     }
@@ -337,5 +472,5 @@ async function readLines<Entry>(path: string, read: (entry: Entry, place: LinePl
     const line = Buffer.concat(carried);
     take(line, 0, line.length, carriedOffset);
   }
-  return { lines, bad, tornTail };
+  return { lines, bad, tornTail, size, lastLine: lineNumber };
 }

@@ -29,6 +29,9 @@ describe('openStoreDirectory({ readOnly: true })', () => {
     await store.save(run('done', 'completed', 3));
     const lock = readFileSync(join(dir, 'lock'), 'utf8');
     const files = readdirSync(dir).sort();
+    // The writer's index of finished runs is the writer's: a reader builds its own in memory.
+    const index = () => ['runs-finished.heads', 'runs-finished.index.jsonl'].map((name) => readFileSync(join(dir, name)).toString('hex'));
+    const indexBefore = index();
 
     const reader = await openStoreDirectory(dir, { readOnly: true });
     const view = await createFileRunStore(reader);
@@ -38,6 +41,8 @@ describe('openStoreDirectory({ readOnly: true })', () => {
     ]);
     expect(await view.load('done')).toEqual(run('done', 'completed', 3));
     expect((await view.listActive()).map((active) => active.runId)).toEqual(['parked']);
+
+    expect(index()).toEqual(indexBefore);
 
     // The writer keeps writing; what the reader read stays readable.
     await store.save(run('later', 'completed', 4));

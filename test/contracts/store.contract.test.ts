@@ -8,6 +8,7 @@ import { createMemoryJournal } from '../../src/execution/gateway.js';
 import { isRunchartError } from '../../src/errors.js';
 import { openStoreDirectory } from '../../src/store/directory.js';
 import { createInMemoryRunStore } from '../../src/store/in-memory.js';
+import type { RunStore } from '../../src/store/contract.js';
 import { createFileJournal, createFileQueuePersistence, createFileRunStore } from '../../src/store/files.js';
 import { openJsonLog, type LinePlace } from '../../src/store/log.js';
 import { tempDir } from '../support/temp.js';
@@ -176,16 +177,24 @@ describe('store files: safety', () => {
     await expect(store.load('done')).rejects.toThrow(/the line of run done in runs-finished\.jsonl holds another record/);
   });
 
-  it('finds every finished run again after a damaged file is compacted at open (a bad line and a run twice, before others)', async () => {
+  it('finds every finished run after a bad line and a run finished twice (the newest line wins), and reports the bad line once', async () => {
     const dir = await tempDir();
     const line = (runId: string, note: string, updatedAt = 1) => JSON.stringify(run({ runId, status: 'completed', updatedAt, snapshot: { value: 'completed', context: { note } } }));
     await writeFile(join(dir, 'runs-finished.jsonl'), `${line('a', 'first a')}\n${line('b', 'bé')}\n{"runId":"cut","sta\n${line('a', 'second a', 2)}\n${line('c', 'c')}\n`);
-    const store = await createFileRunStore(await openStoreDirectory(dir, { onWarning: () => {} }));
-    // Compacted: the bad line and the first "a" are gone, so every later line moved.
-    expect(await linesOf(join(dir, 'runs-finished.jsonl'))).toHaveLength(3);
+    const warnings: string[] = [];
+    const first = await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) });
+    const store = await createFileRunStore(first);
     expect(await store.load('a')).toMatchObject({ updatedAt: 2, snapshot: { context: { note: 'second a' } } });
     expect(await store.load('b')).toMatchObject({ snapshot: { context: { note: 'bé' } } });
     expect(await store.load('c')).toMatchObject({ snapshot: { context: { note: 'c' } } });
+    expect((await store.list({ tenantId: 'acme' })).map((listed) => `${listed.runId}@${listed.updatedAt}`).sort()).toEqual(['a@2', 'b@1', 'c@1']);
+    expect(warnings).toEqual([expect.stringMatching(/line 3 of .*runs-finished\.jsonl is not JSON/)]);
+    // The file is the record and stays as it is; the index covers it, so the next open reads none of it again.
+    expect(await linesOf(join(dir, 'runs-finished.jsonl'))).toHaveLength(5);
+    first.close();
+    const again = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect(await again.load('a')).toMatchObject({ updatedAt: 2 });
+    expect(warnings).toHaveLength(1);
   });
 
   it('finds each finished line again after a restart, across read chunks, text beyond ASCII and a torn line', async () => {
@@ -391,5 +400,106 @@ describe('store files: safety', () => {
     directory.close();
     const again = await createFileRunStore(await openStoreDirectory(dir));
     expect((await again.listActive()).map((stored) => stored.runId)).toEqual(['later']);
+  });
+});
+
+describe('store files: finished runs through an index on disk', () => {
+  const finished = (runId: string, tenantId = 'acme', updatedAt = 1) => run({ runId, tenantId, status: 'completed', updatedAt, snapshot: { value: 'completed', context: { note: `note of ${runId}` } } });
+  const ids = async (store: RunStore, tenantId = 'acme') => (await store.list({ tenantId })).map((listed) => listed.runId).sort();
+
+  it('lists and loads finished runs from disk: an entry changed behind the store\'s back shows in the next listing', async () => {
+    const dir = await tempDir();
+    const store = await createFileRunStore(await openStoreDirectory(dir));
+    for (const runId of ['a', 'b', 'c']) await store.save(finished(runId));
+    expect(await ids(store)).toEqual(['a', 'b', 'c']);
+    const index = join(dir, 'runs-finished.index.jsonl');
+    // The same number of bytes, so every place stays right: only a store that reads the index sees it.
+    await writeFile(index, (await readFile(index, 'utf8')).replace('"status":"completed"', '"status":"cancelled"'));
+    expect((await store.list({ tenantId: 'acme' })).find((listed) => listed.runId === 'a')).toMatchObject({ status: 'cancelled' });
+  });
+
+  it('opens without reading the finished runs the index covers, and finds each of them', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    for (let index = 0; index < 50; index++) await store.save(finished(`r${index}`, index % 2 ? 'acme' : 'globex', index));
+    first.close();
+    // Damage a line the index covers (same length): an open that read the file would report it.
+    const path = join(dir, 'runs-finished.jsonl');
+    const text = await readFile(path, 'utf8');
+    const line = text.split('\n')[10]!;
+    await writeFile(path, text.replace(line, 'x'.repeat(line.length)));
+    const warnings: string[] = [];
+    const again = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect(warnings).toEqual([]);
+    expect((await ids(again, 'acme')).length).toBe(25);
+    expect((await ids(again, 'globex')).length).toBe(25);
+    expect(await again.load('r49')).toMatchObject({ runId: 'r49', tenantId: 'acme', updatedAt: 49, snapshot: { context: { note: 'note of r49' } } });
+    await expect(again.load('r10')).rejects.toThrow(/runs-finished\.jsonl is not JSON any more/);
+    expect(await again.load('missing')).toBeUndefined();
+  });
+
+  it('indexes a store of the earlier layout (no index yet) once at open, and the lines a crash left past the index', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'runs-finished.jsonl');
+    await writeFile(path, `${JSON.stringify(finished('old-1'))}\n${JSON.stringify(finished('old-2', 'globex'))}\n`);
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    expect(await ids(store)).toEqual(['old-1']);
+    expect(await ids(store, 'globex')).toEqual(['old-2']);
+    expect(existsSync(join(dir, 'runs-finished.index.jsonl'))).toBe(true);
+    await store.save(finished('new-1'));
+    first.close();
+    // Written after the index (a process killed between the two writes): found at the next open.
+    await writeFile(path, `${JSON.stringify(finished('late'))}\n`, { flag: 'a' });
+    const again = await createFileRunStore(await openStoreDirectory(dir));
+    expect(await ids(again)).toEqual(['late', 'new-1', 'old-1']);
+    expect(await again.load('late')).toMatchObject({ status: 'completed', snapshot: { context: { note: 'note of late' } } });
+  });
+
+  it('rebuilds an index that does not match the file (reported), and finds everything again', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    for (const runId of ['a', 'b']) await store.save(finished(runId));
+    first.close();
+    // The finished file replaced by a shorter one (restored from a backup): the index covers more than it holds.
+    await writeFile(join(dir, 'runs-finished.jsonl'), `${JSON.stringify(finished('only'))}\n`);
+    const warnings: string[] = [];
+    const again = await createFileRunStore(await openStoreDirectory(dir, { onWarning: (message) => warnings.push(message) }));
+    expect(warnings).toEqual([expect.stringMatching(/index of finished runs .* does not match runs-finished\.jsonl; it is rebuilt/)]);
+    expect(await ids(again)).toEqual(['only']);
+    expect(await again.load('a')).toBeUndefined();
+  });
+
+  it('says where the index is damaged and how to rebuild it', async () => {
+    const dir = await tempDir();
+    const store = await createFileRunStore(await openStoreDirectory(dir));
+    await store.save(finished('a'));
+    const index = join(dir, 'runs-finished.index.jsonl');
+    await writeFile(index, (await readFile(index, 'utf8')).replace('"runId":"a"', '"runId":7  '));
+    await expect(store.list({ tenantId: 'acme' })).rejects.toThrow(/index of finished runs is damaged at byte 0 of .*runs-finished\.index\.jsonl \(not an index entry\); remove it and .*runs-finished\.heads/);
+  });
+
+  it('keeps many runs of many tenants apart, the newest save of a run winning, and drops a late save of an earlier step', async () => {
+    const dir = await tempDir();
+    const first = await openStoreDirectory(dir);
+    const store = await createFileRunStore(first);
+    const tenants = ['acme', 'globex', 'initech'];
+    await Promise.all(Array.from({ length: 3_000 }, (_, index) => store.save(finished(`run-${index}`, tenants[index % 3]!, index))));
+    await store.save(finished('run-7', 'globex', 99_999));
+    await store.save(run({ runId: 'run-2998', tenantId: 'globex', status: 'running' }));
+    expect(await store.listActive()).toEqual([]);
+    first.close();
+    const again = await createFileRunStore(await openStoreDirectory(dir));
+    for (const tenantId of tenants) {
+      const listed = await again.list({ tenantId });
+      expect(listed).toHaveLength(1_000);
+      expect(listed.every((summary) => summary.tenantId === tenantId)).toBe(true);
+    }
+    expect(await again.load('run-7')).toMatchObject({ updatedAt: 99_999 });
+    expect((await again.list({ tenantId: 'globex' })).find((summary) => summary.runId === 'run-7')).toMatchObject({ updatedAt: 99_999 });
+    expect(await again.load('run-2999')).toMatchObject({ tenantId: 'initech', updatedAt: 2_999 });
+    expect(await again.listActive()).toEqual([]);
   });
 });

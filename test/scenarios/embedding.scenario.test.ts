@@ -43,7 +43,7 @@ const rules = [
 ];
 
 describe('the embedded defaults', () => {
-  it('keep runs, the journal and the queue in append-only files and memory in lowdb files under store.dir', async () => {
+  it('keep runs, the journal, the queue and memory in append-only files under store.dir', async () => {
     const dir = await tempDir();
     const runtime = createRuntime({
       config: { store: { dir }, policy: { rules }, telemetry: { emit_structured_events: false } },
@@ -68,7 +68,10 @@ describe('the embedded defaults', () => {
     // The write-back went to the tenant's own memory file.
     const memory = readdirSync(join(dir, 'memory'));
     expect(memory).toHaveLength(1);
-    expect(JSON.parse(readFileSync(join(dir, 'memory', memory[0]!), 'utf8'))).toMatchObject({ tenantId: 'acme', items: { [`${result.runId}:memory.write`]: { input: 'what is 2+3?', output: '5' } } });
+    const [header, item, ...more] = readFileSync(join(dir, 'memory', memory[0]!), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(header).toEqual({ schemaVersion: 2, tenantId: 'acme' });
+    expect(item).toMatchObject({ key: `${result.runId}:memory.write`, input: 'what is 2+3?', output: '5' });
+    expect(more).toEqual([]);
   });
 });
 

@@ -313,10 +313,9 @@ describe('config', () => {
     // Dropped (globex was used after it): a turn added to its file by hand is read with the file.
     for (const name of await readdir(join(dir, 'memory'))) {
       const file = join(dir, 'memory', name);
-      const data = JSON.parse(await readFile(file, 'utf8')) as { tenantId: string; items: Record<string, object> };
-      if (data.tenantId !== 'acme') continue;
-      data.items.manual = { key: 'manual', principalId: 'u', sessionId: 's', runId: 'manual', input: 'added by hand', output: 'noted', createdAt: new Date().toISOString() };
-      await writeFile(file, JSON.stringify(data));
+      if (JSON.parse((await readFile(file, 'utf8')).split('\n')[0]!).tenantId !== 'acme') continue;
+      const manual = { key: 'manual', principalId: 'u', sessionId: 's', runId: 'manual', input: 'added by hand', output: 'noted', createdAt: new Date().toISOString() };
+      await writeFile(file, `${JSON.stringify(manual)}\n`, { flag: 'a' });
     }
     await runtime.run({ input: 'again', tenantId: 'acme', principalId: 'u', sessionId: 's' });
     const contents = model.requests[2]!.messages.map((message) => message.content);
