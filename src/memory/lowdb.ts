@@ -48,9 +48,6 @@ const nameOf = (tenantId: string) => `${baseNameOf(tenantId)}.jsonl`;
 /** How many tenants' memory a lowdb memory keeps loaded (read and indexed) unless told otherwise. */
 export const DEFAULT_KEEP_LOADED_TENANTS = 1_000;
 
-/** Of how many tenants, the ones written last, the file stays open (the others open it again for their next write). */
-const OPEN_FILES = 64;
-
 /** What recalls and write-backs have cost so far: `RecallStats` plus what was read and written on disk. */
 export interface FileMemoryStats extends RecallStats {
   /** Items read back from disk by recalls: the ones returned and the session turns. */
@@ -114,16 +111,6 @@ export async function createLowdbMemory(
   const onDisk = new Set((await readdir(folder)).filter((name) => name.endsWith('.jsonl')));
   /** Loaded tenants, the one used last at the end. */
   const loaded = new Map<string, Promise<TenantFile>>();
-  /** The tenants written last, whose files stay open, the one written last at the end. */
-  const openFiles = new Map<string, TenantFile>();
-  const keptOpen = (tenantId: string, tenant: TenantFile) => {
-    openFiles.delete(tenantId);
-    openFiles.set(tenantId, tenant);
-    if (openFiles.size <= OPEN_FILES) return;
-    const [oldest, file] = openFiles.entries().next().value!;
-    openFiles.delete(oldest);
-    file.log.releaseFile();
-  };
   /** Calls under way per tenant: a tenant with one is never dropped (its file would be read twice, its writes indexed once). */
   const busy = new Map<string, number>();
   const totals: FileMemoryStats = { recalls: 0, scored: 0, postingsRead: 0, itemsRead: 0, bytesWritten: 0 };
@@ -166,7 +153,7 @@ export async function createLowdbMemory(
         seen.add(line.key);
         take(tenant, line, place);
       },
-      { schema: MemoryLine, holdOpen: false, removeLeftovers: false, isNew: !onDisk.has(nameOf(tenantId)) },
+      { schema: MemoryLine, holdOpen: false, removeLeftovers: false },
     );
     if (tenant.log.damaged && !tenant.foreign && tenant.header === 'written') {
       // Rewritten without the lines that could not be read, so they are not reported again at every load.
@@ -208,10 +195,7 @@ export async function createLowdbMemory(
       if (busy.has(tenantId)) continue;
       // Everything of the tenant is on disk (its calls are done): its next call reads it again.
       loaded.delete(tenantId);
-      void tenant.then((file) => {
-        if (openFiles.get(tenantId) === file) openFiles.delete(tenantId);
-        file.log.close();
-      });
+      void tenant.then((file) => file.log.close());
     }
   };
 
@@ -267,7 +251,6 @@ export async function createLowdbMemory(
     try {
       await written;
       onDisk.add(nameOf(tenantId));
-      keptOpen(tenantId, tenant);
     } catch (error) {
       if (header && tenant.header === 'writing') tenant.header = 'none';
       throw error;

@@ -1,5 +1,4 @@
-import { closeSync, fstatSync, ftruncateSync, open as openCallback, openSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { copyFile, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -48,8 +47,6 @@ export interface JsonLog<Entry> {
   readonly lastLineAtOpen: number;
   /** Resolves once every append and compaction asked for so far is done. */
   settled(): Promise<void>;
-  /** A log not held open (`holdOpen: false`) closes the descriptor its last write left open; the next write opens it again. */
-  releaseFile(): void;
   /** Closes the file at once; appends still waiting fail. */
   close(): void;
 }
@@ -86,12 +83,9 @@ export interface OneLogOptions<Entry> {
   from?: number;
   /** The number of the line at `from`, for reports (default 1). */
   firstLine?: number;
-  /** True: the owner knows there is no such file yet, so it is not looked for. */
-  isNew?: boolean;
   /**
-   * False: the file is not opened until a write needs it, then opened through libuv's thread pool
-   * (opening a file, above all creating it, costs far more than an append) and held until
-   * `releaseFile`, so the owner of many small logs (one per tenant) bounds how many it holds. Default true.
+   * False: the file is opened for each write and closed after it, so a process with many small logs
+   * (one per tenant) holds no descriptor for an idle one. Default true.
    */
   holdOpen?: boolean;
   /**
@@ -188,14 +182,14 @@ export async function openJsonLog<Entry>(
   const holdOpen = options.holdOpen ?? true;
   const from = options.from ?? 0;
   const parse = parserFor(options.schema);
-  const found = options.isNew ? { lines: 0, bad: [], tornTail: false, size: 0, lastLine: 0 } : await readLines(path, read, parse, from, (options.firstLine ?? 1) - 1);
+  const found = await readLines(path, read, parse, from, (options.firstLine ?? 1) - 1);
   if (options.removeLeftovers ?? true) await removeLeftoverTemps(path);
   if (found.bad.length) {
     const aside = `${path}.corrupt-${Date.now()}`;
     await copyFile(path, aside);
     onWarning(skippedReport(path, found.bad, aside));
   }
-  let fd: number | undefined = holdOpen ? openSync(path, 'a+') : undefined;
+  let fd: number | undefined = holdOpen ? openSync(path, 'a') : undefined;
   /** Bytes in the file as far as this log knows: a failed write is cut back to it. */
   let size = fd === undefined ? found.size : fstatSync(fd).size;
   let closed = false;
@@ -217,56 +211,41 @@ export async function openJsonLog<Entry>(
     fd = undefined;
   };
 
-  /** The bytes of a batch, where its first line starts, and whether every line is ASCII (its length in bytes is its length). */
-  function bytesOf(batch: Pending) {
-    const lead = tornTail ? '\n' : '';
-    const text = `${lead}${batch.lines.join('')}`;
-    const bytes = Buffer.from(text);
-    return { bytes, start: size + lead.length, ascii: bytes.length === text.length };
-  }
-
-  /** After a batch reached the file: the log's counts move on, and each line's `applied` learns its place. */
-  function applied(batch: Pending, written: { bytes: Buffer; start: number; ascii: boolean }) {
-    size += written.bytes.length;
-    tornTail = false;
-    appended += batch.lines.length;
-    let offset = written.start;
-    for (let index = 0; index < batch.lines.length; index++) {
-      const line = batch.lines[index]!;
-      const length = (written.ascii ? line.length : Buffer.byteLength(line)) - 1;
-      batch.applied[index]?.({ offset, length });
-      offset += length + 1;
-    }
-    batch.resolve();
-  }
-
-  const failure = (error: unknown) =>
-    new RunchartError('internal', 'store', `store: writing ${path} failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the change was not applied`, {
-      cause: error,
-      retryable: true,
-    });
-  const noRoom = () => Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
-  const isClosed = () => Object.assign(new Error('the store is closed'), { code: 'ECLOSED' });
-
   function write(batch: Pending) {
     if (collecting === batch) collecting = undefined;
     try {
-      if (closed) throw isClosed();
+      if (closed) throw Object.assign(new Error('the store is closed'), { code: 'ECLOSED' });
       if (fd === undefined) {
         // Reopened after a failure: the file may have been repaired or replaced meanwhile.
-        fd = openSync(path, 'a+');
+        fd = openSync(path, 'a');
         size = fstatSync(fd).size;
       }
       // A synchronous append to the page cache costs ~2 µs here; a write through libuv's thread pool ~30–60 µs.
       // (Nothing is fsynced, as lowdb does not: a killed process loses nothing, a power cut may lose the last lines.)
-      const written = bytesOf(batch);
+      const lead = tornTail ? '\n' : '';
+      const text = `${lead}${batch.lines.join('')}`;
+      const bytes = Buffer.from(text);
+      const start = size + lead.length;
+      // As many bytes as characters: every line is ASCII, and a line's length in bytes is its length.
+      const ascii = bytes.length === text.length;
       // A write may stop short of the end (a disk nearly full, a file size limit) without an error.
-      for (let offset = 0; offset < written.bytes.length; ) {
-        const count = writeSync(fd, written.bytes, offset, written.bytes.length - offset);
-        if (count <= 0) throw noRoom();
-        offset += count;
+      for (let offset = 0; offset < bytes.length; ) {
+        const written = writeSync(fd, bytes, offset, bytes.length - offset);
+        if (written <= 0) throw Object.assign(new Error('the disk took no more bytes'), { code: 'ENOSPC' });
+        offset += written;
       }
-      applied(batch, written);
+      size += bytes.length;
+      tornTail = false;
+      appended += batch.lines.length;
+      let offset = start;
+      for (let index = 0; index < batch.lines.length; index++) {
+        const line = batch.lines[index]!;
+        const length = (ascii ? line.length : Buffer.byteLength(line)) - 1;
+        batch.applied[index]?.({ offset, length });
+        offset += length + 1;
+      }
+      if (!holdOpen) closeQuietly();
+      batch.resolve();
     } catch (error) {
       // Whatever part of the batch reached the file is cut off again, so no later line is glued to it.
       try {
@@ -275,24 +254,12 @@ export async function openJsonLog<Entry>(
         tornTail = true;
       }
       if (!closed) closeQuietly();
-      batch.reject(failure(error));
-    }
-  }
-
-  /**
-   * A log not held open opens its file before a write through libuv's thread pool: opening (the
-   * first time, creating) a file costs far more than an append, and must not hold up the event
-   * loop. The descriptor is then kept until `releaseFile` or a failure.
-   */
-  async function openDetached(): Promise<void> {
-    if (fd !== undefined || closed) return;
-    try {
-      const opened = await openAsync(path, 'a+');
-      if (closed) return closeSync(opened);
-      fd = opened;
-      size = fstatSync(opened).size;
-    } catch {
-      // The write that follows opens it synchronously and reports what is wrong.
+      batch.reject(
+        new RunchartError('internal', 'store', `store: writing ${path} failed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the change was not applied`, {
+          cause: error,
+          retryable: true,
+        }),
+      );
     }
   }
 
@@ -311,7 +278,7 @@ export async function openJsonLog<Entry>(
       if (!collecting) {
         const batch = (collecting = pending());
         // Every append made before the next microtask rides on one write, after the writes (and any compaction) before it.
-        chain = chain.then(() => (holdOpen || fd !== undefined ? write(batch) : openDetached().then(() => write(batch))));
+        chain = chain.then(() => write(batch));
       }
       collecting.lines.push(line);
       collecting.applied.push(applied);
@@ -344,7 +311,7 @@ export async function openJsonLog<Entry>(
           throw error;
         }
         closeQuietly();
-        if (holdOpen) fd = openSync(path, 'a+');
+        if (holdOpen) fd = openSync(path, 'a');
         size = Buffer.byteLength(text);
         tornTail = false;
         appended = 0;
@@ -375,17 +342,13 @@ export async function openJsonLog<Entry>(
     },
     readAtSync(places) {
       if (places.length === 0) return [];
-      // The descriptor the log holds reads too; without one, the file is opened for these reads.
-      const reader = fd ?? openSync(path, 'r');
+      const reader = openSync(path, 'r');
       try {
         const buffer = Buffer.allocUnsafe(Math.max(...places.map((place) => place.length)));
         return places.map((place) => recordAt(place, buffer.toString('utf8', 0, readSync(reader, buffer, 0, place.length, place.offset))));
       } finally {
-        if (reader !== fd) closeSync(reader);
+        closeSync(reader);
       }
-    },
-    releaseFile() {
-      if (!holdOpen) closeQuietly();
     },
     settled: () => chain,
     close() {
@@ -395,9 +358,6 @@ export async function openJsonLog<Entry>(
     },
   };
 }
-
-/** `open` of node:fs, for a plain descriptor opened through the thread pool (`fs/promises` gives a FileHandle). */
-const openAsync = promisify(openCallback);
 
 /** How much of a log is read at once when it is opened. */
 const readChunkBytes = 1 << 20;
