@@ -329,7 +329,6 @@ async function openReadOnlyLog<Entry>(
       const buffer = Buffer.allocUnsafe(Math.max(...places.map((place) => place.length)));
       return places.map((place) => parseAt(place, buffer.toString('utf8', 0, readSync(handle.fd, buffer, 0, place.length, place.offset))));
     },
-    releaseFile: () => {},
     settled: async () => {},
     close: () => void handle?.close().catch(() => {}),
   };
