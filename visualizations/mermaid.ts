@@ -17,7 +17,8 @@ export function renderMermaid(): string {
         for (const child of children) visit(child, `${indent}  `);
         lines.push(`${indent}}`);
       } else {
-        lines.push(`${indent}state "${node.key}" as ${id(node)}`);
+        // A top-level state is named by its id; Mermaid declares it from its transitions.
+        if (id(node) !== node.key) lines.push(`${indent}state "${node.key}" as ${id(node)}`);
         if (node.type === 'final') edges.push(`  ${id(node)} --> [*]`);
       }
     } else for (const child of children) visit(child, indent);

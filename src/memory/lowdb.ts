@@ -56,7 +56,7 @@ export interface FileMemoryStats extends RecallStats {
   bytesWritten: number;
 }
 
-/** A 30-bit hash of an idempotency key (a small integer to V8): keys are checked on disk only when two share one. */
+/** A 30-bit hash of an idempotency key (a small integer): keys are checked on disk only when two share one. */
 function keyHash(key: string): number {
   let hash = 0x811c9dc5;
   for (let index = 0; index < key.length; index++) hash = Math.imul(hash ^ key.charCodeAt(index), 0x01000193);

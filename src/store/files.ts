@@ -13,8 +13,8 @@ import type { JsonLog, LinePlace } from './log.js';
 
 // Runs, the journal and the queue are written on every step of every run, and a run waits for some
 // of those writes: they are append-only JSON Lines files (the appends of one synchronous stretch in
-// one synchronous write, ~2 µs here, where lowdb's rewrite of a whole document through a temp file
-// and a rename costs ~220 µs). Memory is in append-only files too, one per tenant (src/memory/lowdb.ts).
+// one synchronous write, far cheaper than lowdb's rewrite of a whole document through a temp file
+// and a rename; measured in bench/README.md). Memory is in append-only files too, one per tenant (src/memory/lowdb.ts).
 
 /** What keeps one log small: the records still live, and the file name for reports. */
 interface Upkeep<Entry> {

@@ -220,7 +220,7 @@ export async function openJsonLog<Entry>(
         fd = openSync(path, 'a');
         size = fstatSync(fd).size;
       }
-      // A synchronous append to the page cache costs ~2 µs here; a write through libuv's thread pool ~30–60 µs.
+      // Synchronous: an append to the page cache is far cheaper than a write through libuv's thread pool (bench/README.md).
       // (Nothing is fsynced, as lowdb does not: a killed process loses nothing, a power cut may lose the last lines.)
       const lead = tornTail ? '\n' : '';
       const text = `${lead}${batch.lines.join('')}`;
