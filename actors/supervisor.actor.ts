@@ -3,7 +3,9 @@ import { createActor, type Actor, type ActorLogic, type ActorSystem, type AnySta
 /** What the supervisor is told: start a new run, or bring back a persisted one. */
 export type SupervisorEvent<Machine extends AnyStateMachine> =
   | { type: 'run.spawn'; runId: string; input: InputFrom<Machine> }
-  | { type: 'run.restore'; runId: string; snapshot: Snapshot<unknown> };
+  | { type: 'run.restore'; runId: string; snapshot: Snapshot<unknown> }
+  /** Stops a run here without ending it: it stays as last saved, for another process to take on. */
+  | { type: 'run.release'; runId: string };
 
 /**
  * The supervisor's snapshot: the runs it holds, by run id. The map is the supervisor's own and
@@ -40,6 +42,14 @@ export function runSupervisor<Machine extends AnyStateMachine>(
         options.adopt?.(run, event.runId);
         // Started after this step, as XState starts the actors a machine spawns.
         scope.defer(() => run.start());
+        return snapshot;
+      }
+      if (event.type === 'run.release') {
+        const run = runs.get(event.runId);
+        if (run) {
+          runs.delete(event.runId);
+          scope.stopChild(run);
+        }
         return snapshot;
       }
       const type = (event as EventObject).type;

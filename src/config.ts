@@ -121,10 +121,12 @@ const Store = z
     url: z.string().regex(postgresUrl, postgresUrlHint).optional(),
     /** kind postgres: the schema the tables live in (the job queue's is this name with `_queue` after it). */
     schema: z.string().regex(SCHEMA_NAME, 'a plain schema name: lower-case letters, digits and _, at most 40, not starting with a digit').optional(),
+    /** kind postgres: how long a process holds a run without renewing its lease; a dead worker's runs are taken over after it (default 15000). */
+    lease_ms: z.number().int().min(100).max(3_600_000).optional(),
   })
   .superRefine((store, context) => {
     if (store.kind !== 'postgres') {
-      for (const key of ['url', 'schema'] as const) {
+      for (const key of ['url', 'schema', 'lease_ms'] as const) {
         if (store[key] !== undefined) context.addIssue({ code: 'custom', path: [key], message: `only read with kind postgres; set store.kind: postgres or remove store.${key}` });
       }
       return;
@@ -136,7 +138,7 @@ const Store = z
   })
   .transform((store) =>
     store.kind === 'postgres'
-      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA })
+      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA, lease_ms: store.lease_ms ?? 15_000 })
       : Object.assign({}, store, { kind: store.kind }),
   );
 

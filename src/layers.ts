@@ -14,6 +14,8 @@ import type { RunStore } from './store/contract.js';
 import { openStoreDirectory, type StoreDirectory } from './store/directory.js';
 import { createInMemoryRunStore } from './store/in-memory.js';
 import { createFileJournal, createFileQueuePersistence, createFileRunStore } from './store/files.js';
+import type { RunEventLog } from './runs/events.js';
+import { createFileIdempotencyKeys, createInMemoryIdempotencyKeys, type IdempotencyKeys } from './runs/idempotency.js';
 
 /** The stateful layers of a runtime, and what it takes to open and close them. */
 export interface StatefulLayers {
@@ -29,6 +31,10 @@ export interface StatefulLayers {
   settled(): Promise<void>;
   /** Closes what was opened; a PostgreSQL store's pool closes asynchronously (the promise never rejects). */
   close(): void | Promise<void>;
+  /** Idempotency keys of started runs (`Idempotency-Key` on `POST /v1/runs`). */
+  idempotencyKeys: IdempotencyKeys;
+  /** With store kind postgres: the run event log every process shares (the file and memory stores keep one per process). */
+  events?: RunEventLog;
   /** With store kind postgres: the opened store, for what a worker or dispatcher needs beyond the layers (leases, run jobs, LISTEN/NOTIFY). */
   postgres?: () => Promise<PostgresStore>;
 }
@@ -45,6 +51,8 @@ export interface StatefulOptions {
   warn: (message: string, error?: unknown) => void;
   /** Applied to what the lowdb journal, queue and memory keep: secrets never land on disk. */
   redact?: <T>(value: T) => T;
+  /** With store kind postgres: this process's worker id, the owner of the run leases it takes. */
+  owner?: string;
 }
 
 /** Calls `open` once, on first use, and hands out its result. */
@@ -84,11 +92,13 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     });
 
   const needsDirectory = durable && !(options.memory && options.runStore && options.journal && options.background);
+  const keys = once(async () => createFileIdempotencyKeys(await directory()));
   return {
     memory,
     runStore,
     journal,
     queue,
+    idempotencyKeys: durable ? { claim: async (...args) => (await keys()).claim(...args) } : createInMemoryIdempotencyKeys(),
     ready: async () => {
       if (needsDirectory) await directory();
     },
@@ -143,6 +153,7 @@ function composePostgresLayers(config: RunchartConfig, store: { url: string; sch
       schema: store.schema,
       handlers: backgroundHandlers(memory, options),
       historyTurns: config.memory.history_turns,
+      ...(options.owner ? { owner: options.owner } : {}),
       queue: { onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error) },
       onWarning: options.warn,
     });
@@ -170,6 +181,8 @@ function composePostgresLayers(config: RunchartConfig, store: { url: string; sch
     runStore,
     journal,
     queue,
+    idempotencyKeys: { claim: async (...args) => (await open()).idempotencyKeys.claim(...args) },
+    events: lazyEventLog(open),
     ready: async () => {
       if (needsOpen) await open();
     },
@@ -180,6 +193,35 @@ function composePostgresLayers(config: RunchartConfig, store: { url: string; sch
       await opened?.close().catch((error: unknown) => options.warn('store: closing the PostgreSQL store failed', error));
     },
     postgres: open,
+  };
+}
+
+/** The shared event log, opened on first use; appends keep their order while it opens. */
+function lazyEventLog(open: () => Promise<PostgresStore>): RunEventLog {
+  let opened: RunEventLog | undefined;
+  let queued: Promise<unknown> = Promise.resolve();
+  return {
+    append(scope, kind, data) {
+      if (opened) return opened.append(scope, kind, data);
+      queued = queued.then(async () => (opened = (await open()).events).append(scope, kind, data)).catch(() => {});
+    },
+    read: async (scope, after) => (await open()).events.read(scope, after),
+    follow(scope, after, listener) {
+      let stop: (() => void) | undefined;
+      let stopped = false;
+      void open().then((store) => {
+        if (!stopped) stop = store.events.follow(scope, after, listener);
+      }, () => {});
+      return () => {
+        stopped = true;
+        stop?.();
+      };
+    },
+    flush: async () => {
+      await queued;
+      await opened?.flush();
+    },
+    close: async () => {},
   };
 }
 

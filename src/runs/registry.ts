@@ -6,9 +6,10 @@ import type { RunContext, RunEvent, RunInput, RunSettings } from '../../machines
 import { RunchartError } from '../errors.js';
 import type { ExecutionJournal } from '../execution/contract.js';
 import type { Redaction } from '../redaction.js';
-import { SCHEMA_VERSION, summaryOf, type PersistedRun, type RunStore, type RunSummary } from '../store/contract.js';
+import { SCHEMA_VERSION, summaryOf, type PersistedRun, type RunListFilter, type RunStore, type RunSummary } from '../store/contract.js';
 import { readableRun } from '../store/migrate.js';
 import { persistedSnapshotOf } from '../store/snapshot.js';
+import { loggedFormOf, type RunEventLog } from './events.js';
 import type { RunStreamEvent, RunStreams } from './stream.js';
 
 export type RunActor = ActorRefFrom<RunMachine>;
@@ -46,6 +47,10 @@ export interface RunRegistryOptions {
   redact: <T>(value: T, previous?: Redaction<T>) => T;
   warn: (message: string, error?: unknown) => void;
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /** Where every run's events are logged, with ids, for followers that come later or live in another process. */
+  events?: RunEventLog;
+  /** Told each time a run settles (parks or finishes), once the step is saved. */
+  onSettled?: (runId: string, result: RunResult) => void;
 }
 
 interface LiveRun {
@@ -141,6 +146,7 @@ export function createRunRegistry(options: RunRegistryOptions) {
       reviews: Promise.resolve(),
     };
     live.set(runId, entry);
+    if (options.events) logEvents(options.events, entry);
     let lastStatus = '';
     const settle = (result: RunResult) => {
       const settling = entry.waiters.splice(0);
@@ -150,6 +156,7 @@ export function createRunRegistry(options: RunRegistryOptions) {
         for (const waiter of settling) failure ? waiter.reject(failure) : waiter.resolve(result);
         if (!failure) streams.emit(runId, { type: 'settled', result });
         if (result.status !== 'awaiting_approval' && result.status !== 'running') streams.end(runId);
+        if (!failure) options.onSettled?.(runId, result);
       });
     };
     actor.subscribe({
@@ -179,6 +186,19 @@ export function createRunRegistry(options: RunRegistryOptions) {
     });
   }
 
+  /** Every event of the run goes to the log under the run's tenant (the request's until ingress has accepted it). */
+  function logEvents(log: RunEventLog, entry: LiveRun) {
+    const { actor, runId } = entry.handle;
+    const tenantOf = () => {
+      const { accepted, request } = actor.getSnapshot().context;
+      return accepted.tenantId || String((request as { tenantId?: unknown } | undefined)?.tenantId ?? '');
+    };
+    entry.handle.subscribe((event) => {
+      const { kind, data } = loggedFormOf(event);
+      log.append({ tenantId: tenantOf(), runId }, kind, data);
+    });
+  }
+
   /** A finished run leaves `live`; its last saves are still awaited by `get` and `drain`. */
   function retire(runId: string, entry: LiveRun) {
     live.delete(runId);
@@ -190,8 +210,7 @@ export function createRunRegistry(options: RunRegistryOptions) {
     });
   }
 
-  function start(request: unknown): RunHandle {
-    const runId = options.idFor('run');
+  function start(request: unknown, runId = options.idFor('run')): RunHandle {
     const input: RunInput = { runId, request, settings: options.settings };
     supervisor.send({ type: 'run.spawn', runId, input });
     return live.get(runId)!.handle;
@@ -266,9 +285,26 @@ export function createRunRegistry(options: RunRegistryOptions) {
 
   const allSaves = () => Promise.all([...live.values(), ...finishing.values()].map((entry) => entry.saving));
 
+  /** Stops a live run here without ending it (it stays as last saved) and forgets it; its waiting callers are told. */
+  async function release(runId: string): Promise<void> {
+    const entry = live.get(runId);
+    if (!entry) return;
+    live.delete(runId);
+    supervisor.send({ type: 'run.release', runId });
+    streams.end(runId);
+    await entry.saving;
+    const released = new RunchartError('cancelled', 'runtime', `runtime: run ${runId} was handed on to another process before it settled`);
+    for (const waiter of entry.waiters.splice(0)) waiter.reject(released);
+  }
+
   return {
     start,
     restore,
+    release,
+    /** The run's handle when this process holds it. */
+    handleOf: (runId: string): RunHandle | undefined => live.get(runId)?.handle,
+    /** Resolves once the run's saves asked for so far are done. */
+    saved: async (runId: string) => void (await (live.get(runId) ?? finishing.get(runId))?.saving),
     approve: (runId: string, callId: string, { principalId, tenantId, argsHash }: ReviewOptions) =>
       review(runId, callId, { type: 'tool.approve', callId, principalId, ...(argsHash ? { argsHash } : {}) }, tenantId),
     reject: (runId: string, callId: string, { principalId, tenantId, reason }: ReviewOptions & { reason?: string }) =>
@@ -287,10 +323,18 @@ export function createRunRegistry(options: RunRegistryOptions) {
       const snapshot = readableRun(stored).snapshot as { value: unknown; context: RunContext };
       return toRunResult(snapshot.value, snapshot.context);
     },
-    async list({ tenantId }: { tenantId: string }): Promise<RunSummary[]> {
+    /** The tenant's runs, newest first (ties by run id, descending): those in `status`, after the cursor `after`, at most `limit`. */
+    async list(filter: RunListFilter): Promise<RunSummary[]> {
       await allSaves();
-      // A store of the caller's own written to the earlier contract may still hand back whole runs.
-      return (await runStore.list({ tenantId })).map(summaryOf).sort((a, b) => b.updatedAt - a.updatedAt);
+      // A store that filters (PostgreSQL) is asked to; a store of the caller's own written to the earlier contract may still hand back whole runs.
+      const listed = (await runStore.list(filter)).map(summaryOf);
+      const { status, after, limit } = filter;
+      const newestFirst = (a: RunSummary, b: RunSummary) => b.updatedAt - a.updatedAt || (a.runId < b.runId ? 1 : a.runId > b.runId ? -1 : 0);
+      const page = listed
+        .filter((run) => run.tenantId === filter.tenantId && (!status || status.includes(run.status)))
+        .filter((run) => !after || run.updatedAt < after.updatedAt || (run.updatedAt === after.updatedAt && run.runId < after.runId))
+        .sort(newestFirst);
+      return limit === undefined ? page : page.slice(0, limit);
     },
     /** Resumes every non-final run from the store; one unreadable run does not keep the others from resuming. */
     async recover(): Promise<RunHandle[]> {

@@ -50,6 +50,19 @@ export interface RunStore {
   load(runId: string): Promise<PersistedRun | undefined>;
   /** Runs that are not final: what `runtime.recover()` resumes. */
   listActive(): Promise<PersistedRun[]>;
-  /** The tenant's runs, unfinished and finished, without their snapshots. */
-  list(filter: { tenantId: string }): Promise<RunSummary[]>;
+  /**
+   * The tenant's runs, unfinished and finished, without their snapshots. A store may apply the
+   * rest of the filter (the runtime applies it again, so one that returns all the tenant's runs is right too).
+   */
+  list(filter: RunListFilter): Promise<RunSummary[]>;
+}
+
+/** Which of a tenant's runs a listing shows, newest first. */
+export interface RunListFilter {
+  tenantId: string;
+  /** Only runs in one of these statuses. */
+  status?: RunStatus[];
+  limit?: number;
+  /** Only runs listed after this one (a cursor: the last run of the page before). */
+  after?: { updatedAt: number; runId: string };
 }

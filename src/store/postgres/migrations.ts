@@ -69,6 +69,41 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX memory_history ON {schema}.memory (tenant_id, principal_id, session_id, created_at);
     `,
   },
+  {
+    version: 2,
+    name: 'run events, run inbox and idempotency keys',
+    sql: `
+      -- what a run's listeners hear, in order: written by the worker holding the run, read by any server
+      CREATE TABLE {schema}.run_events (
+        id bigserial PRIMARY KEY,
+        tenant_id text NOT NULL,
+        run_id text NOT NULL,
+        kind text NOT NULL,
+        data jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX run_events_by_run ON {schema}.run_events (run_id, id);
+
+      -- events for a run (approve, reject, cancel) sent by any server, taken by the worker that holds it
+      CREATE TABLE {schema}.run_inbox (
+        id bigserial PRIMARY KEY,
+        tenant_id text NOT NULL,
+        run_id text NOT NULL,
+        event jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX run_inbox_by_run ON {schema}.run_inbox (run_id, id);
+
+      -- an Idempotency-Key of POST /v1/runs and the run it started
+      CREATE TABLE {schema}.idempotency_keys (
+        tenant_id text NOT NULL,
+        key text NOT NULL,
+        run_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, key)
+      );
+    `,
+  },
 ];
 
 /** The transaction-scoped advisory lock every runchart process takes before it touches a schema. */

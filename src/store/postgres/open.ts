@@ -3,6 +3,9 @@ import type { ExecutionJournal } from '../../execution/contract.js';
 import type { MemoryLayer } from '../../memory/contract.js';
 import { createPostgresMemory } from '../../memory/postgres.js';
 import { openDatabase, type Database } from './db.js';
+import type { RunEventLog } from '../../runs/events.js';
+import type { IdempotencyKeys } from '../../runs/idempotency.js';
+import { createPostgresEventLog, createPostgresIdempotencyKeys, createPostgresInbox, type PostgresInbox } from './events.js';
 import { createPostgresJournal } from './journal.js';
 import { migrate } from './migrations.js';
 import { openPostgresQueue, type PostgresQueue, type PostgresQueueOptions } from './queue.js';
@@ -29,6 +32,11 @@ export interface PostgresStore {
   journal: Required<ExecutionJournal>;
   memory: MemoryLayer;
   queue: PostgresQueue;
+  /** Run events any server can follow, written by the process holding the run. */
+  events: RunEventLog;
+  /** Events for a run sent by any server to the process holding it. */
+  inbox: PostgresInbox;
+  idempotencyKeys: IdempotencyKeys;
   close(): Promise<void>;
 }
 
@@ -48,14 +56,19 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   try {
     await migrate(db);
     const queue = await openPostgresQueue(db, { handlers: options.handlers, ...options.queue, ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
+    const events = createPostgresEventLog(db, options.onWarning ? { onWarning: options.onWarning } : {});
     return {
       db,
       runStore: createPostgresRunStore(db, options.owner ? { owner: options.owner } : {}),
       journal: createPostgresJournal(db),
       memory: createPostgresMemory(db, options.historyTurns === undefined ? {} : { historyTurns: options.historyTurns }),
       queue,
+      events,
+      inbox: createPostgresInbox(db),
+      idempotencyKeys: createPostgresIdempotencyKeys(db),
       async close() {
         await queue.close();
+        await events.close();
         await db.close();
       },
     };

@@ -1,16 +1,8 @@
 import { checked, RunchartError } from '../../errors.js';
-import { isFinalStatus, PersistedRun, RunSummary, type RunStatus, type RunStore } from '../contract.js';
+import { isFinalStatus, PersistedRun, RunSummary, type RunListFilter, type RunStore } from '../contract.js';
 import { fromJsonb, toJsonb, type Database } from './db.js';
 
-/** Which of a tenant's runs a listing shows, newest first. */
-export interface RunListFilter {
-  tenantId: string;
-  /** Only runs in one of these statuses. */
-  status?: RunStatus[];
-  limit?: number;
-  /** Only runs listed after this one (a cursor: the last run of the page before). */
-  after?: { updatedAt: number; runId: string };
-}
+export type { RunListFilter };
 
 /** What asking for a run's lease answers. */
 export type RunLease =
@@ -36,7 +28,17 @@ export interface RunLeases {
   /** Gives the run up (a worker shutting down), so another takes it at once rather than after the lease. */
   release(request: Omit<RunLeaseRequest, 'leaseMs'>): Promise<void>;
   /** Takes up to `limit` unfinished runs whose leases ran out (their workers died), oldest lapse first; two callers never get the same run. */
-  takeOverExpired(request: { owner: string; leaseMs: number; limit: number }): Promise<{ run: PersistedRun; previousOwner: string; until: number }[]>;
+  takeOverExpired(request: {
+    owner: string;
+    leaseMs: number;
+    limit: number;
+    /**
+     * Also take unfinished runs nobody holds whose last save is this old: a run handed back at a
+     * worker's shutdown, submitted but never dispatched, or started by a process that died before
+     * leasing it. `previousOwner` is null for those.
+     */
+    orphanedMs?: number;
+  }): Promise<{ run: PersistedRun; previousOwner: string | null; until: number }[]>;
 }
 
 /** The PostgreSQL run store: the `RunStore` contract, tenant-scoped reads and listings, and leases. */
@@ -171,18 +173,19 @@ export function createPostgresRunStore(db: Database, options: { owner?: string }
       async release({ tenantId, runId, owner: holder }) {
         await db.query(`UPDATE ${runs} SET lease_owner = NULL, lease_expires_at = NULL WHERE tenant_id = $1 AND run_id = $2 AND lease_owner = $3`, [tenantId, runId, holder]);
       },
-      async takeOverExpired({ owner: holder, leaseMs, limit }) {
+      async takeOverExpired({ owner: holder, leaseMs, limit, orphanedMs }) {
+        const orphaned = orphanedMs === undefined ? '' : ` OR (lease_owner IS NULL AND ${active} AND saved_at <= now() - $4 * interval '1 millisecond')`;
         // SKIP LOCKED: two workers sweeping at once split the lapsed runs between them.
-        const rows = await db.query<RunRow & { previous_owner: string; lease_expires_at: Date }>(
+        const rows = await db.query<RunRow & { previous_owner: string | null; lease_expires_at: Date }>(
           `WITH lapsed AS (
              SELECT run_id, lease_owner FROM ${runs}
-             WHERE lease_owner IS NOT NULL AND ${active} AND lease_expires_at <= now()
-             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED
+             WHERE (lease_owner IS NOT NULL AND ${active} AND lease_expires_at <= now())${orphaned}
+             ORDER BY coalesce(lease_expires_at, saved_at) LIMIT $3 FOR UPDATE SKIP LOCKED
            )
            UPDATE ${runs} AS r SET lease_owner = $1, lease_expires_at = ${lease(2)}
            FROM lapsed WHERE r.run_id = lapsed.run_id
            RETURNING ${columnsOf('r')}, lapsed.lease_owner AS previous_owner, r.lease_expires_at`,
-          [holder, leaseMs, limit],
+          orphanedMs === undefined ? [holder, leaseMs, limit] : [holder, leaseMs, limit, orphanedMs],
         );
         return rows.map((row) => ({ run: toRun(row), previousOwner: row.previous_owner, until: epoch(row.lease_expires_at) }));
       },
