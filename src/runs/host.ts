@@ -65,25 +65,30 @@ export function createRunHost(options: RunHostOptions) {
   }
 
   async function renewAll() {
+    for (const entry of [...hosted.values()]) if (entry.leased) await renew(entry);
+  }
+
+  /** Extends the run's lease; false (and the run let go here) when another worker has taken it over. */
+  async function renew(entry: Hosted): Promise<boolean> {
     const store = await options.store();
-    for (const entry of [...hosted.values()]) {
-      if (!entry.leased) continue;
-      const kept = await store.runStore.leases.renew({ ...entry.scope, owner, leaseMs }).catch((error: unknown) => {
-        warn(`runtime: renewing the lease of run ${entry.scope.runId} failed; trying again`, error);
-        return true;
-      });
-      if (kept || hosted.get(entry.scope.runId) !== entry) continue;
-      // Another worker took the run over (this one was too slow to renew): it is no longer ours to step.
-      hosted.delete(entry.scope.runId);
-      if (runs.handleOf(entry.scope.runId)) warn(`runtime: the lease of run ${entry.scope.runId} was lost to another worker; it goes on there`);
-      await runs.release(entry.scope.runId);
-    }
+    const kept = await store.runStore.leases.renew({ ...entry.scope, owner, leaseMs }).catch((error: unknown) => {
+      warn(`runtime: renewing the lease of run ${entry.scope.runId} failed; trying again`, error);
+      return true;
+    });
+    if (kept || hosted.get(entry.scope.runId) !== entry) return kept;
+    // Another worker took the run over (this one was too slow to renew): it is no longer ours to step.
+    hosted.delete(entry.scope.runId);
+    if (runs.handleOf(entry.scope.runId)) warn(`runtime: the lease of run ${entry.scope.runId} was lost to another worker; it goes on there`);
+    await runs.release(entry.scope.runId);
+    return false;
   }
 
   /** Takes the run's inbox mail and applies it in order; an approval's outcome is logged as a `review` event for whoever sent it. */
   function takeMail(entry: Hosted) {
     entry.mail = entry.mail.then(async () => {
       const store = await options.store();
+      // Mail is for the holder: a process that lost the lease and has not noticed yet leaves it.
+      if (entry.leased && !(await renew(entry))) return;
       const mail = await store.inbox.take(entry.scope);
       for (const { id, event } of mail) apply(store, entry.scope, id, event);
     }).catch((error: unknown) => warn(`runtime: the inbox of run ${entry.scope.runId} could not be read; its events wait for the next look`, error));
@@ -91,8 +96,10 @@ export function createRunHost(options: RunHostOptions) {
 
   function apply(store: PostgresStore, scope: RunScope, requestId: number, event: Record<string, unknown>) {
     const handle = runs.handleOf(scope.runId);
+    // Let go meanwhile (the lease was lost): the review must not bring the run back here.
+    if (!handle) return void store.events.append(scope, 'review', { requestId, error: { kind: 'internal', layer: 'runtime', message: `runtime: run "${scope.runId}" changed workers while the event was delivered; send it again` } });
     if (event.type === 'run.cancel') {
-      handle?.cancel(typeof event.reason === 'string' ? event.reason : undefined);
+      handle.cancel(typeof event.reason === 'string' ? event.reason : undefined);
       return;
     }
     const review = event as { type: 'tool.approve' | 'tool.reject'; callId: string; principalId: string; argsHash?: string; reason?: string };
@@ -113,6 +120,11 @@ export function createRunHost(options: RunHostOptions) {
     const entry = holding(scope);
     entry.leased = true;
     let handle = runs.handleOf(run.runId);
+    // Finished here a moment ago, its last save still in flight: the lease read an older row.
+    if (!handle && runs.holds(run.runId)) {
+      hosted.delete(run.runId);
+      return undefined;
+    }
     if (!handle) {
       try {
         handle = runs.restore(run);

@@ -14,6 +14,12 @@ import type { RunStreamEvent, RunStreams } from './stream.js';
 
 export type RunActor = ActorRefFrom<RunMachine>;
 
+/** A string field of a request not yet accepted, or '' when it has none. */
+function requested(request: unknown, field: 'tenantId' | 'principalId'): string {
+  const value = (request as Record<string, unknown> | null | undefined)?.[field];
+  return typeof value === 'string' ? value : '';
+}
+
 /** A started run: its id, its actor, its first settled result, and a way to cancel it. */
 export interface RunHandle {
   runId: string;
@@ -95,8 +101,9 @@ export function createRunRegistry(options: RunRegistryOptions) {
     return {
       schemaVersion: SCHEMA_VERSION,
       runId: context.runId,
-      tenantId: context.accepted.tenantId,
-      principalId: context.accepted.principalId,
+      // Before ingress has accepted it, a run is stored under the identity its request names.
+      tenantId: context.accepted.tenantId || requested(context.request, 'tenantId'),
+      principalId: context.accepted.principalId || requested(context.request, 'principalId'),
       status: statusOf(snapshot.value),
       updatedAt: now(),
       snapshot: redacted,
@@ -303,6 +310,8 @@ export function createRunRegistry(options: RunRegistryOptions) {
     release,
     /** The run's handle when this process holds it. */
     handleOf: (runId: string): RunHandle | undefined => live.get(runId)?.handle,
+    /** True while the run is live here or finished here with its last saves still being written. */
+    holds: (runId: string): boolean => live.has(runId) || finishing.has(runId),
     /** Resolves once the run's saves asked for so far are done. */
     saved: async (runId: string) => void (await (live.get(runId) ?? finishing.get(runId))?.saving),
     approve: (runId: string, callId: string, { principalId, tenantId, argsHash }: ReviewOptions) =>
