@@ -91,6 +91,8 @@ export interface SubmittedRun {
 /** The runtime: starts runs, approves parked calls, resumes runs after a restart. */
 export interface Runtime {
   readonly config: RunchartConfig;
+  /** True when every run's events are logged with ids (`eventLog`, or a shared store): `follow` then replays a run from its start. */
+  readonly logsEvents: boolean;
   run(request: unknown): Promise<RunResult>;
   start(request: unknown): RunHandle;
   approve(runId: string, callId: string, options: ReviewOptions): Promise<RunResult>;
@@ -327,6 +329,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
 
   return {
     config,
+    logsEvents: events !== undefined,
     start: (request) => start(request),
     run: (request) => start(request).result,
     approve: (runId, callId, review) =>
@@ -369,11 +372,16 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
     },
     follow(runId, { tenantId, after = 0 }, listener) {
       if (events) {
-        const stop = events.follow({ tenantId, runId }, after, (logged) => {
+        // The log may replay synchronously, before `follow` returns a way to stop.
+        let ended = false;
+        let stop: (() => void) | undefined;
+        stop = events.follow({ tenantId, runId }, after, (logged) => {
+          if (ended) return;
           listener(logged);
-          if (endsRun(logged)) stop();
+          if (endsRun(logged)) (ended = true), stop?.();
         });
-        return stop;
+        if (ended) stop();
+        return () => ((ended = true), stop?.());
       }
       // No log: the live run's events from now on, numbered from `after`.
       const handle = runs.handleOf(runId);

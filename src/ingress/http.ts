@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { RunResult } from '../../machines/run/result.js';
 import type { RunchartConfig } from '../config.js';
 import { describeIssues, isRunchartError, RunchartError } from '../errors.js';
-import type { RunHandle, Runtime } from '../runtime.js';
+import type { LoggedRunEvent, Runtime } from '../runtime.js';
 import { newTraceId, parseRunRequest, parseTraceparent, type RunRequest } from './request.js';
 
 /**
@@ -67,9 +67,17 @@ export interface HttpIngress {
 }
 
 const example = '{"input": "what is 2+3?"}';
-const routes = 'GET /healthz, POST /v1/runs, GET /v1/runs/:id, POST /v1/runs/:id/approvals/:callId';
+const routes = 'GET /healthz, POST /v1/runs, GET /v1/runs, GET /v1/runs/:id, GET /v1/runs/:id/events, POST /v1/runs/:id/cancel, POST /v1/runs/:id/approvals/:callId';
+/** How often an idle event stream sends a comment, so proxies keep it open. */
+const HEARTBEAT_MS = 15_000;
+const RUN_STATUSES = ['running', 'awaiting_approval', 'completed', 'denied', 'failed', 'cancelled'] as const;
 /** After the grace period, how long stopped requests get to write their 503 before connections are cut. */
 const FLUSH_MS = 1_000;
+
+const CancelBody = z.strictObject({
+  /** Recorded with the cancellation. */
+  reason: z.string().min(1).max(2_000).optional(),
+});
 
 const ApprovalBody = z.strictObject({
   decision: z.enum(['approve', 'reject']),
@@ -172,15 +180,79 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   });
 
   app.post('/v1/runs', async (c) => {
-    const request = runRequestFrom(await readJson(c, http.max_body_bytes), c.get('caller'), c.req.header('traceparent'), runtime.config);
+    const body = await readJson(c, http.max_body_bytes);
+    const background = takeBackground(body);
+    const request = runRequestFrom(body, c.get('caller'), c.req.header('traceparent'), runtime.config);
+    const idempotencyKey = idempotencyKeyOf(c.req.header('idempotency-key'));
     if (stopping.rung) refuse(503, 'unavailable', 'the server shut down before the run could start; retry after the restart');
-    const handle = runtime.start(request);
-    track(handle.result);
-    if (c.req.header('accept')?.includes('text/event-stream')) return eventStream(handle, stopping);
-    const result = await unlessStopped(handle.result, handle.runId);
+    const submitted = await track(runtime.submit(request, idempotencyKey === undefined ? {} : { idempotencyKey }));
+    const { runId } = submitted;
+    if (submitted.existing) c.header('idempotent-replayed', 'true');
+    if (background) {
+      c.header('location', `/v1/runs/${runId}`);
+      return c.json({ runId, status: 'running', location: `/v1/runs/${runId}`, existing: submitted.existing }, 202);
+    }
+    if (c.req.header('accept')?.includes('text/event-stream')) {
+      return eventStream(runId, (listener) => runtime.follow(runId, { tenantId: request.tenantId }, listener), stopping, { untilSettled: true, headers: submitted.existing ? { 'idempotent-replayed': 'true' } : {} });
+    }
+    const result = await unlessStopped(track(submitted.result()), runId);
     // The runtime parses again and may still refuse the request (ingress checks beyond the schema).
     if (result.status === 'failed' && result.error?.kind === 'invalid-input' && result.error.layer === 'ingress') refuse(400, 'invalid-input', result.error.message);
     return c.json(result, 200);
+  });
+
+  app.get('/v1/runs', async (c) => {
+    const { tenantId } = c.get('caller');
+    const statusText = c.req.query('status');
+    const status = statusText === undefined ? undefined : statusText.split(',').map((value) => value.trim());
+    for (const value of status ?? []) {
+      if (!(RUN_STATUSES as readonly string[]).includes(value)) refuse(400, 'invalid-input', `status: "${value.slice(0, 40)}" is not a run status; use one or more of ${RUN_STATUSES.join(', ')}, separated by commas`);
+    }
+    const limitText = c.req.query('limit') ?? '20';
+    const limit = Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) refuse(400, 'invalid-input', `limit: "${limitText.slice(0, 20)}" is not a whole number from 1 to 100`);
+    const cursor = c.req.query('cursor');
+    const after = cursor === undefined ? undefined : parseCursor(cursor);
+    const page = await runtime.list({ tenantId, ...(status ? { status: status as (typeof RUN_STATUSES)[number][] } : {}), limit: limit + 1, ...(after ? { after } : {}) });
+    const runs = page.slice(0, limit);
+    const last = runs.at(-1);
+    return c.json({ runs, nextCursor: page.length > limit && last ? cursorOf(last) : null }, 200);
+  });
+
+  app.get('/v1/runs/:id/events', async (c) => {
+    const runId = c.req.param('id');
+    const { tenantId } = c.get('caller');
+    const lastId = c.req.header('last-event-id') ?? c.req.query('after');
+    const after = lastId === undefined ? 0 : Number(lastId);
+    if (!Number.isInteger(after) || after < 0) refuse(400, 'invalid-input', `Last-Event-ID: "${String(lastId).slice(0, 20)}" is not an event id; send the id of the last event you received`);
+    const current = await runtime.get(runId, { tenantId });
+    if (!current) refuse(404, 'not-found', notFoundMessage(runId));
+    return eventStream(runId, (listener) => runtime.follow(runId, { tenantId, after }, listener), stopping, {
+      untilSettled: false,
+      // A finished run whose events this server no longer has: its result, once.
+      ...(isFinal(current.status) ? { ifSilent: current } : {}),
+    });
+  });
+
+  app.post('/v1/runs/:id/cancel', async (c) => {
+    const runId = c.req.param('id');
+    const { tenantId } = c.get('caller');
+    const hasBody = (c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined;
+    const body = hasBody ? await readJson(c, http.max_body_bytes) : {};
+    rejectIdentityFields(body);
+    const parsed = CancelBody.safeParse(body);
+    if (!parsed.success) refuse(400, 'invalid-input', `the cancel is invalid: ${describeIssues(parsed.error)}; send no body, or {"reason": "…"}`);
+    const current = await runtime.get(runId, { tenantId });
+    if (!current) refuse(404, 'not-found', notFoundMessage(runId));
+    if (isFinal(current.status)) refuse(409, 'conflict', `run "${runId}" is ${current.status}; there is nothing to cancel`);
+    try {
+      await runtime.cancel(runId, { tenantId, ...(parsed.data.reason ? { reason: parsed.data.reason } : {}) });
+    } catch (error) {
+      if (isRunchartError(error) && error.kind === 'invalid-input') refuse(409, 'conflict', error.message);
+      throw error;
+    }
+    c.header('location', `/v1/runs/${runId}`);
+    return c.json({ runId, status: 'cancelling', location: `/v1/runs/${runId}` }, 202);
   });
 
   app.get('/v1/runs/:id', async (c) => {
@@ -236,6 +308,7 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
     listening = true;
     const port = listenOptions.port ?? http.port;
     const host = listenOptions.host ?? http.host;
+    if (!runtime.logsEvents) warn('http: the runtime logs no run events (createRuntime({ eventLog: true })), so event streams start at the moment they are opened and cannot resume from Last-Event-ID');
     if (http.api_keys.length === 0) warn('http: no API keys are configured (http.api_keys), so every /v1 request is refused with 401; make one with `runchart key`');
     // Our own Request/Response globals stay in place: an embedding host may rely on them.
     const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
@@ -433,46 +506,104 @@ function createStopBell() {
   };
 }
 
-function eventStream(handle: RunHandle, stopped: ReturnType<typeof createStopBell>): Response {
+/**
+ * A run's events as server-sent events: `id:` (resume with `Last-Event-ID`), `event:` its kind
+ * (`state.enter`, `decision`, `tool.call`, …, `delta`, `settled`) and `data:` its JSON. Ends after
+ * the first `settled` (`untilSettled`) or the final one; an `error` event when shutdown cuts it.
+ */
+function eventStream(
+  runId: string,
+  follow: (listener: (event: LoggedRunEvent) => void) => () => void,
+  stopped: ReturnType<typeof createStopBell>,
+  options: { untilSettled: boolean; ifSilent?: RunResult; headers?: Record<string, string> },
+): Response {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let finished = false;
-  const send = (event: string, data: unknown) => {
-    if (!finished) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+  const write = (text: string) => {
+    if (!finished) controller.enqueue(encoder.encode(text));
   };
+  const send = (event: string, data: unknown, id?: number) => write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  let unfollow = () => {};
+  let forgetStop = () => {};
+  let heartbeat: NodeJS.Timeout | undefined;
+  let silence: NodeJS.Timeout | undefined;
   const end = () => {
     if (finished) return false;
     finished = true;
-    unsubscribe();
+    unfollow();
     forgetStop();
+    clearInterval(heartbeat);
+    clearTimeout(silence);
     return true;
   };
   const finish = () => void (end() && controller.close());
-  const settle = (result: RunResult) => (send('settled', result), finish());
-  const onStop = () => (send('error', errorBody('unavailable', stoppedMessage(handle.runId))), finish());
-  let unsubscribe = () => {};
-  let forgetStop = () => {};
+  const onStop = () => (send('error', errorBody('unavailable', stoppedMessage(runId))), finish());
 
   const stream = new ReadableStream<Uint8Array>({
     start(streamController) {
       controller = streamController;
-      unsubscribe = handle.subscribe((event) => {
-        if (event.type === 'mark') send('mark', event.mark);
-        else if (event.type === 'delta') send('delta', { text: event.text });
-        else settle(event.result);
+      let heard = false;
+      unfollow = follow((event) => {
+        heard = true;
+        send(event.kind, event.data, event.id);
+        if (event.kind === 'settled' && (options.untilSettled || isFinal((event.data as RunResult).status))) finish();
       });
-      // The result settles the stream too: a run whose save failed rejects without a `settled` event.
-      handle.result.then(settle, (error: unknown) => {
-        if (closedRuntime(error)) return onStop();
-        send('error', errorBody('internal', isRunchartError(error) ? error.message : 'the run failed; the server log has the details'));
-        finish();
-      });
+      // Replayed to its end already: nothing to wait for.
+      if (finished) return unfollow();
       forgetStop = stopped.whenRung(onStop);
+      heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);
+      heartbeat.unref();
+      if (options.ifSilent) {
+        const result = options.ifSilent;
+        silence = setTimeout(() => {
+          if (!heard) (send('settled', result), finish());
+        }, 250);
+      }
     },
     // The client went away; the run goes on and can be fetched with GET /v1/runs/:id.
     cancel: () => void end(),
   });
-  return new Response(stream, { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' } });
+  return new Response(stream, {
+    status: 200,
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no', ...(options.headers ?? {}) },
+  });
+}
+
+function isFinal(status: string): boolean {
+  return status === 'completed' || status === 'denied' || status === 'failed' || status === 'cancelled';
+}
+
+/** The `background` field of a run request (taken out of the body, which then holds the run request alone). */
+function takeBackground(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('background' in body)) return false;
+  const { background } = body as { background: unknown };
+  delete (body as { background?: unknown }).background;
+  if (typeof background !== 'boolean') refuse(400, 'invalid-input', `background: must be true or false (got ${JSON.stringify(background)?.slice(0, 40)}); true answers 202 at once with the run's id`);
+  return background;
+}
+
+/** The `Idempotency-Key` header: 1 to 255 visible ASCII characters. */
+function idempotencyKeyOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const key = header.trim();
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) refuse(400, 'invalid-input', 'Idempotency-Key: use 1 to 255 visible ASCII characters (a UUID is a good key); the same key returns the run it first started');
+  return key;
+}
+
+/** The opaque cursor of a listing page: where the next page starts. */
+function cursorOf(run: { updatedAt: number; runId: string }): string {
+  return Buffer.from(JSON.stringify([run.updatedAt, run.runId])).toString('base64url');
+}
+
+function parseCursor(cursor: string): { updatedAt: number; runId: string } {
+  try {
+    const [updatedAt, runId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof updatedAt === 'number' && typeof runId === 'string') return { updatedAt, runId };
+  } catch {
+    // refused below
+  }
+  refuse(400, 'invalid-input', 'cursor: not a cursor this server gave out; pass the "nextCursor" of the page before, unchanged');
 }
 
 /** The runtime closed under a waiting caller (shutdown); the run stays resumable. */

@@ -28,6 +28,7 @@ async function serve(options: { model?: ModelAdapter; steps?: ScriptedStep[]; ht
     model,
     capabilities: [refund.capability],
     ...(options.runStore ? { runStore: options.runStore } : {}),
+    eventLog: true,
   });
   const warnings: string[] = [];
   const ingress = createHttpIngress({ runtime, onWarning: (message) => void warnings.push(message), ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}) });
@@ -320,7 +321,9 @@ describe('http ingress', () => {
 
     expect(events.at(-1)).toMatchObject({ event: 'settled', data: { status: 'awaiting_approval', tenantId: 'acme', principalId: 'clerk' } });
     expect(events.filter((event) => event.event === 'settled')).toHaveLength(1);
-    const marks = events.filter((event) => event.event === 'mark').map((event) => event.data as { kind: string; state?: string });
+    // Each event is named by its kind; a mark's data is the mark.
+    const marks = events.filter((event) => !['delta', 'settled', 'error'].includes(event.event)).map((event) => event.data as { kind: string; state?: string });
+    expect(marks.every((mark, index) => mark.kind === events[index]!.event)).toBe(true);
     expect(marks.filter((mark) => mark.kind === 'state.enter').map((mark) => mark.state)).toEqual(expect.arrayContaining(['ingress', 'policy', 'modelStep']));
     expect(marks.some((mark) => mark.kind === 'decision')).toBe(true);
   });
