@@ -85,6 +85,11 @@ const Telemetry = z.strictObject({
 const Execution = z.strictObject({
   gateway_required: z.literal(true, 'every tool runs through the gateway; remove the key or set it to true').default(true),
   concurrency: z.number().int().min(1).max(1024).default(16),
+  /**
+   * ES modules, relative to the config file, each exporting `capabilities` (an array made with
+   * `defineCapability`): read by the `runchart` CLI (`run`, `serve`, `worker`), beside the built-in ones.
+   */
+  capability_modules: z.array(z.string().min(1)).default([]),
 });
 
 const Limits = z.strictObject({
@@ -123,10 +128,12 @@ const Store = z
     schema: z.string().regex(SCHEMA_NAME, 'a plain schema name: lower-case letters, digits and _, at most 40, not starting with a digit').optional(),
     /** kind postgres: how long a process holds a run without renewing its lease; a dead worker's runs are taken over after it (default 15000). */
     lease_ms: z.number().int().min(100).max(3_600_000).optional(),
+    /** kind postgres: connections this process keeps open to the server (one more listens); default 10. */
+    max_connections: z.number().int().min(2).max(1_000).optional(),
   })
   .superRefine((store, context) => {
     if (store.kind !== 'postgres') {
-      for (const key of ['url', 'schema', 'lease_ms'] as const) {
+      for (const key of ['url', 'schema', 'lease_ms', 'max_connections'] as const) {
         if (store[key] !== undefined) context.addIssue({ code: 'custom', path: [key], message: `only read with kind postgres; set store.kind: postgres or remove store.${key}` });
       }
       return;
@@ -138,7 +145,7 @@ const Store = z
   })
   .transform((store) =>
     store.kind === 'postgres'
-      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA, lease_ms: store.lease_ms ?? 15_000 })
+      ? Object.assign({}, store, { kind: store.kind, url: store.url ?? process.env.DATABASE_URL!, schema: store.schema ?? DEFAULT_POSTGRES_SCHEMA, lease_ms: store.lease_ms ?? 15_000, max_connections: store.max_connections ?? 10 })
       : Object.assign({}, store, { kind: store.kind }),
   );
 

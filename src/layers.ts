@@ -134,7 +134,7 @@ function backgroundHandlers(memory: MemoryLayer, options: StatefulOptions): Reco
  * The stateful layers on PostgreSQL: opened on first use (connect, migrate, start the queue's
  * worker), so `createRuntime` stays synchronous; the pg driver is loaded only then.
  */
-function composePostgresLayers(config: RunchartConfig, store: { url: string; schema: string }, options: StatefulOptions): StatefulLayers {
+function composePostgresLayers(config: RunchartConfig, store: { url: string; schema: string; max_connections: number }, options: StatefulOptions): StatefulLayers {
   let opened: PostgresStore | undefined;
   let closed = false;
   let opening: Promise<PostgresStore> | undefined;
@@ -153,6 +153,7 @@ function composePostgresLayers(config: RunchartConfig, store: { url: string; sch
       schema: store.schema,
       handlers: backgroundHandlers(memory, options),
       historyTurns: config.memory.history_turns,
+      maxConnections: store.max_connections,
       ...(options.owner ? { owner: options.owner } : {}),
       queue: { onGiveUp: (task, error) => options.warn(`background: task ${task.id} (${task.kind}) gave up`, error) },
       onWarning: options.warn,

@@ -149,6 +149,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const policy = options.policy ?? createRulesPolicy(config.policy.rules);
   // Only the built-in rules can be read ahead; a policy of the caller's own is theirs to know.
   if (!options.policy) for (const { message } of unreachableCapabilities(config.policy.rules, catalog.list().map((capability) => capability.name))) warn(message);
+  if (config.execution.capability_modules.length > 0) warn('execution.capability_modules is read by the runchart CLI only; an embedded runtime takes createRuntime({ capabilities })');
   const hooks = options.hooks ?? {};
   const layers = composeStatefulLayers(config, {
     redact: createRedactor(config.telemetry.redact_patterns),

@@ -1,8 +1,11 @@
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { InspectionEvent } from 'xstate';
 import type { RunResult } from '../../machines/run/result.js';
+import type { Capability } from '../catalog/contract.js';
 import { mathCapabilities } from '../catalog/math.js';
 import { notesCapability } from '../catalog/notes.js';
 import { createCatalog } from '../catalog/registry.js';
@@ -15,6 +18,7 @@ import type { ModelAdapter } from '../models/contract.js';
 import { demoModel } from '../models/demo.js';
 import { createRunRedactor } from '../redaction.js';
 import { createRuntime } from '../runtime.js';
+import { describeServer } from '../store/postgres/db.js';
 import { openStoreDirectory } from '../store/directory.js';
 import { combineTelemetry } from '../telemetry/contract.js';
 import { createTelemetry } from '../telemetry/create.js';
@@ -106,7 +110,7 @@ async function holdBridge(io: CliIO, inspector: InspectorConnection | undefined,
 }
 
 /** The runtime that `run`, `approve`, `reject` and `serve` use: the config found, the model, the math and notes capabilities, the store. */
-async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean }) {
+async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean; service?: boolean; workerId?: string }) {
   const { config: resolved, source } = await resolveConfig(options);
   const line = (text: string) => io.out(`${text}\n`);
   const { model, demo } = await modelFor(process.env);
@@ -114,12 +118,16 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
     ...resolved,
     // The demo model answers whatever model is named; name it so that the output does not claim another.
     runtime: { ...resolved.runtime, default_model: demo ? 'offline-demo' : (process.env.OPENAI_MODEL ?? resolved.runtime.default_model) },
+    // Loaded here, below; the runtime is handed the capabilities themselves.
+    execution: { ...resolved.execution, capability_modules: [] },
   };
   const modelName = demo ? 'offline demo model (set OPENAI_API_KEY or OPENAI_BASE_URL for a real one)' : `${config.runtime.default_model} at ${process.env.OPENAI_BASE_URL ?? 'api.openai.com'}`;
-  if (!options.json) line(`runchart: config from ${source}; store ${config.store.kind === 'lowdb' ? config.store.dir : 'in memory'}; model: ${modelName}`);
+  const storeName =
+    config.store.kind === 'lowdb' ? config.store.dir : config.store.kind === 'postgres' ? `PostgreSQL schema ${config.store.schema} at ${describeServer(config.store.url)}` : 'in memory';
+  if (!options.json) line(`runchart: config from ${source}; store ${storeName}; model: ${modelName}`);
   const inspector = options.inspect ? await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined) : undefined;
   if (inspector?.pageUrl) line(`watch runs in the Stately inspector: open ${inspector.pageUrl} (it needs the internet; offline: runchart runs show <runId> --html run.html)`);
-  const capabilities = [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl'))];
+  const capabilities = [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl')), ...(await capabilitiesFrom(resolved.execution.capability_modules, source))];
   // Every run is recorded for the viewer, redacted like the saved snapshots; the oldest recordings go beyond telemetry.keep_recordings.
   const recorder =
     config.store.kind === 'lowdb' && config.telemetry.record_runs
@@ -144,8 +152,36 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
       createTelemetry({ config, logger: stderrEventLogger() }),
     ),
     onWarning: (message) => io.err(`runchart: warning: ${message}\n`),
+    // A service's streams replay a run from its start and resume where a client left off.
+    ...(options.service ? { eventLog: true } : {}),
+    ...(options.workerId ? { workerId: options.workerId } : {}),
   });
   return { runtime, line, config, inspector };
+}
+
+/** The capabilities of `execution.capability_modules`, each module resolved against the config file's folder. */
+async function capabilitiesFrom(modules: readonly string[], source: string): Promise<Capability[]> {
+  const base = source.endsWith('.yaml') || source.endsWith('.yml') || source.endsWith('.json') ? dirname(resolve(source)) : process.cwd();
+  const found: Capability[] = [];
+  for (const module of modules) {
+    const path = resolve(base, module);
+    let loaded: { capabilities?: unknown; default?: unknown };
+    try {
+      loaded = (await import(pathToFileURL(path).href)) as typeof loaded;
+    } catch (error) {
+      throw new RunchartError('invalid-input', 'runtime', `execution.capability_modules: ${module} (${path}) could not be loaded: ${(error as Error).message}; check the path, relative to ${base}`, { cause: error });
+    }
+    const list = loaded.capabilities ?? loaded.default;
+    const valid = Array.isArray(list) && list.every((entry) => typeof entry === 'object' && entry !== null && typeof (entry as Capability).name === 'string' && typeof (entry as Capability).handler === 'function');
+    if (!valid) throw new RunchartError('invalid-input', 'runtime', `execution.capability_modules: ${module} exports no capabilities; export \`const capabilities = [defineCapability({ … })]\``);
+    found.push(...(list as Capability[]));
+  }
+  return found;
+}
+
+/** A worker id for this process: host, pid and a few random characters. */
+function newWorkerId(): string {
+  return `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 6)}`;
 }
 
 /**
@@ -235,10 +271,21 @@ export async function review(io: CliIO, verb: 'approve' | 'reject', runId: strin
   }
 }
 
-export async function serve(io: CliIO, options: CommonOptions & { port?: number; host?: string }) {
-  const { runtime, line, config } = await openRuntime(io, { ...options, quiet: true });
-  const resumed = await runtime.recover();
-  if (resumed.length) line(`resumed ${resumed.length} unfinished run(s) from the store`);
+export async function serve(io: CliIO, options: CommonOptions & { port?: number; host?: string; worker?: boolean; concurrency?: number }) {
+  const { config: found } = await resolveConfig(options);
+  if (options.worker === false && found.store.kind !== 'postgres') {
+    throw new RunchartError('invalid-input', 'runtime', `--no-worker: the ${found.store.kind} store runs its runs in the process that serves them; use store.kind: postgres for servers that only accept runs and workers that run them`);
+  }
+  const workerId = newWorkerId();
+  const { runtime, line, config } = await openRuntime(io, { ...options, quiet: true, service: true, workerId });
+  if (options.worker !== false) {
+    const resumed = await runtime.recover();
+    if (resumed.length) line(`resumed ${resumed.length} unfinished run(s) from the store`);
+    if (config.store.kind === 'postgres') {
+      runtime.work({ concurrency: options.concurrency ?? 8 });
+      line(`runchart: this server works runs too, as ${workerId} (up to ${options.concurrency ?? 8} at once; --no-worker to only accept them)`);
+    }
+  }
   const operatorToken = newOperatorToken();
   const ingress = createHttpIngress({
     runtime,
@@ -266,6 +313,31 @@ export async function serve(io: CliIO, options: CommonOptions & { port?: number;
     io.err(`runchart: ${String(error)}\n`);
   } finally {
     record?.remove();
+    process.off('SIGINT', force);
+    process.off('SIGTERM', force);
+  }
+}
+
+/** `runchart worker`: takes dispatched runs (and those of workers that died) from the shared PostgreSQL store until stopped. */
+export async function worker(io: CliIO, options: CommonOptions & { concurrency?: number }) {
+  const { config: found } = await resolveConfig(options);
+  if (found.store.kind !== 'postgres') {
+    throw new RunchartError('invalid-input', 'runtime', `worker: the ${found.store.kind} store is held by one process, which runs its own runs; a worker needs store.kind: postgres (with store.url or DATABASE_URL)`);
+  }
+  const workerId = newWorkerId();
+  const { runtime, line } = await openRuntime(io, { ...options, quiet: true, service: true, workerId });
+  const concurrency = options.concurrency ?? 8;
+  const resumed = await runtime.recover();
+  runtime.work({ concurrency });
+  const stopped = untilSignal();
+  line(`runchart worker ${workerId}: taking runs, up to ${concurrency} at once${resumed.length ? `; took over ${resumed.length} unfinished run(s)` : ''} — stop with Ctrl-C (runs in flight are handed to another worker)`);
+  await stopped;
+  const force = () => process.exit(ExitCode.failed);
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  try {
+    await runtime.close();
+  } finally {
     process.off('SIGINT', force);
     process.off('SIGTERM', force);
   }

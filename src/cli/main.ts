@@ -32,6 +32,12 @@ const port = (value: string) => {
   return number;
 };
 
+const positive = (value: string) => {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1 || number > 1024) throw new InvalidArgumentError('use a whole number from 1 to 1024');
+  return number;
+};
+
 /** The model `run` and `serve` use, as the environment decides it (no config read, so help stays fast). */
 function modelInUse(env: NodeJS.ProcessEnv): string {
   if (!env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) return 'the offline demo model (no OPENAI_API_KEY or OPENAI_BASE_URL is set)';
@@ -104,13 +110,22 @@ export function createProgram(io: CliIO, env: NodeJS.ProcessEnv = process.env) {
 
   program
     .command('serve')
-    .description(`Serve runs over HTTP: POST /v1/runs, GET /v1/runs/:id, POST /v1/runs/:id/approvals/:callId, GET /healthz. Model: ${modelInUse(env)}.`)
+    .description(`Serve runs over HTTP: POST /v1/runs, GET /v1/runs, GET /v1/runs/:id, GET /v1/runs/:id/events, POST /v1/runs/:id/cancel, POST /v1/runs/:id/approvals/:callId, GET /healthz. Model: ${modelInUse(env)}.`)
     .option('--port <n>', 'port (default: http.port of the config, 8787)', port)
     .option('--host <host>', 'interface to listen on (default: http.host of the config, 127.0.0.1)')
     .addOption(configOption())
     .addOption(storeOption())
     .option('--inspect [url]', 'show every run in the Stately inspector (a local bridge page, or the ws:// URL of an inspector server)')
+    .option('--no-worker', 'store kind postgres: only accept runs; "runchart worker" processes run them')
+    .option('--concurrency <n>', 'store kind postgres: runs this server works at once (default 8)', positive)
     .action(async (options) => (await commands()).serve(io, options));
+
+  program
+    .command('worker')
+    .description('Run runs from a shared PostgreSQL store (store.kind: postgres): runs any server accepted, runs resumed after an approval, and runs of workers that died.')
+    .option('--concurrency <n>', 'runs worked at once (default 8)', positive)
+    .addOption(configOption())
+    .action(async (options) => (await commands()).worker(io, options));
 
   const runs = program.command('runs').description('List and show stored runs (also while "runchart serve" holds the store).');
   runs

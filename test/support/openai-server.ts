@@ -79,13 +79,14 @@ afterEach(async () => {
 });
 
 /**
- * Starts a Chat Completions server on 127.0.0.1 (port 0) that answers request N with `script[N]`.
+ * Starts a Chat Completions server on 127.0.0.1 (port 0) that answers request N with `script[N]`
+ * (or with what `script(body, N)` decides, for a model whose answers follow the conversation).
  * Every server is closed after the test, sockets and all.
  * @example
  * const server = await startOpenAIServer([faults.rateLimited(), { json: fixture('chat-answer') }]);
  * const model = openaiModel({ baseURL: server.url, apiKey: 'test-key' });
  */
-export async function startOpenAIServer(script: ServerStep[]): Promise<OpenAIServer> {
+export async function startOpenAIServer(script: ServerStep[] | ((body: ChatCompletionsBody, index: number) => ServerStep)): Promise<OpenAIServer> {
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
   const waiting: { count: number; resolve: () => void }[] = [];
@@ -121,7 +122,7 @@ export async function startOpenAIServer(script: ServerStep[]): Promise<OpenAISer
     });
     for (const waiter of waiting.filter((waiter) => requests.length >= waiter.count)) waiter.resolve();
 
-    const step = script[index];
+    const step = typeof script === 'function' ? script(recorded.body, index) : script[index];
     if (request.method !== 'POST' || request.url !== '/v1/chat/completions') {
       extra.push(`${request.method} ${request.url}`);
       return sendJson(response, 404, { error: { message: `test server: no route ${request.method} ${request.url}`, type: 'invalid_request_error', param: null, code: null } });
@@ -148,7 +149,7 @@ export async function startOpenAIServer(script: ServerStep[]): Promise<OpenAISer
     disconnected: (index) => disconnectOf(index).promise,
     verify() {
       const problems = [...extra];
-      if (requests.length < script.length) problems.push(`${script.length - requests.length} of ${script.length} scripted responses were never requested`);
+      if (Array.isArray(script) && requests.length < script.length) problems.push(`${script.length - requests.length} of ${script.length} scripted responses were never requested`);
       if (problems.length) throw new Error(`openai test server: ${problems.join('; ')}`);
     },
     close() {
