@@ -117,7 +117,7 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
   const config: RunchartConfig = {
     ...resolved,
     // The demo model answers whatever model is named; name it so that the output does not claim another.
-    runtime: { ...resolved.runtime, default_model: demo ? 'offline-demo' : (process.env.OPENAI_MODEL ?? resolved.runtime.default_model) },
+    runtime: { ...resolved.runtime, default_model: demo ? 'offline-demo' : (process.env.OPENAI_MODEL || resolved.runtime.default_model) },
     // Loaded here, below; the runtime is handed the capabilities themselves.
     execution: { ...resolved.execution, capability_modules: [] },
   };
