@@ -353,7 +353,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
         const existing = await layers.idempotencyKeys.claim(tenantId, idempotencyKey, runId);
         if (existing !== undefined) return { runId: existing, existing: true, result: () => firstResult({ tenantId, runId: existing }) };
       }
-      if (host) await host.submit(runId, { ...(request as object), tenantId, principalId });
+      if (host) await host.submit(runId, Object.assign({}, request, { tenantId, principalId }));
       else runId = start(request, runId).runId;
       return { runId, existing: false, result: () => firstResult({ tenantId, runId }) };
     },

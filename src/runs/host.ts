@@ -46,6 +46,8 @@ interface Hosted {
 export function createRunHost(options: RunHostOptions) {
   const { runs, owner, leaseMs, warn } = options;
   const hosted = new Map<string, Hosted>();
+  const holderOf = (scope: RunScope) => ({ tenantId: scope.tenantId, runId: scope.runId, owner });
+  const leaseOf = (scope: RunScope) => ({ tenantId: scope.tenantId, runId: scope.runId, owner, leaseMs });
   let renewing: NodeJS.Timeout | undefined;
   let listening: Promise<() => Promise<void>> | undefined;
   let closed = false;
@@ -71,7 +73,7 @@ export function createRunHost(options: RunHostOptions) {
   /** Extends the run's lease; false (and the run let go here) when another worker has taken it over. */
   async function renew(entry: Hosted): Promise<boolean> {
     const store = await options.store();
-    const kept = await store.runStore.leases.renew({ ...entry.scope, owner, leaseMs }).catch((error: unknown) => {
+    const kept = await store.runStore.leases.renew(leaseOf(entry.scope)).catch((error: unknown) => {
       warn(`runtime: renewing the lease of run ${entry.scope.runId} failed; trying again`, error);
       return true;
     });
@@ -131,7 +133,7 @@ export function createRunHost(options: RunHostOptions) {
       } catch (error) {
         hosted.delete(run.runId);
         warn(`runtime: run ${run.runId} could not be restored; it is left for another worker`, error);
-        await (await options.store()).runStore.leases.release({ ...scope, owner });
+        await (await options.store()).runStore.leases.release(holderOf(scope));
         return undefined;
       }
     }
@@ -150,7 +152,7 @@ export function createRunHost(options: RunHostOptions) {
   /** The job of a dispatched run: lease it and hold it, unless another process holds it (that one takes its mail). */
   async function take(scope: RunScope): Promise<void> {
     const store = await options.store();
-    const lease = await store.runStore.leases.acquire({ ...scope, owner, leaseMs });
+    const lease = await store.runStore.leases.acquire(leaseOf(scope));
     if (lease.status === 'acquired') {
       // The job lasts until the run first settles: the queue's concurrency counts running runs.
       await (await host(lease.run))?.result.catch(() => undefined);
@@ -167,7 +169,7 @@ export function createRunHost(options: RunHostOptions) {
       void (async () => {
         await runs.saved(scope.runId);
         const store = await options.store();
-        const lease = await store.runStore.leases.acquire({ ...scope, owner, leaseMs });
+        const lease = await store.runStore.leases.acquire(leaseOf(scope));
         if (lease.status === 'acquired') entry.leased = true;
         else if (lease.status === 'held') {
           hosted.delete(scope.runId);
@@ -180,7 +182,7 @@ export function createRunHost(options: RunHostOptions) {
     async claim(scope: RunScope): Promise<boolean> {
       if (runs.handleOf(scope.runId)) return true;
       const store = await options.store();
-      const lease = await store.runStore.leases.acquire({ ...scope, owner, leaseMs });
+      const lease = await store.runStore.leases.acquire(leaseOf(scope));
       return lease.status === 'acquired' && (await host(lease.run)) !== undefined;
     },
 
@@ -281,7 +283,7 @@ export function createRunHost(options: RunHostOptions) {
       if (store) {
         for (const { scope, leased, parked } of left) {
           if (!leased) continue;
-          await store.runStore.leases.release({ ...scope, owner }).catch((error: unknown) => warn(`runtime: the lease of run ${scope.runId} could not be released; it lapses after ${leaseMs} ms`, error));
+          await store.runStore.leases.release(holderOf(scope)).catch((error: unknown) => warn(`runtime: the lease of run ${scope.runId} could not be released; it lapses after ${leaseMs} ms`, error));
           if (!parked) await store.queue.dispatchRun(scope).catch(() => {});
         }
         await store.events.flush();

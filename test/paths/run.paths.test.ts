@@ -312,7 +312,8 @@ describe('the enumeration', () => {
     expect(second.map((path) => path.events)).toEqual(first.map((path) => path.events));
   });
 
-  it.each([0, 1])('finds the state sequences getSimplePaths finds, with max_tool_hops %i', (maxToolHops) => {
+  // getSimplePaths walks every simple path of the whole graph: seconds alone, longer beside the cluster test's processes.
+  it.each([0, 1])('finds the state sequences getSimplePaths finds, with max_tool_hops %i', { timeout: 180_000 }, (maxToolHops) => {
     const oracle = simplePathStates({ maxToolHops });
     expect(oracle.endings).toEqual(new Set(['"completed"', '"denied"', '"failed"', '"cancelled"']));
     expect(new Set(enumerateRunPaths({ maxToolHops }).map((path) => joined(path.states)))).toEqual(oracle.sequences);

@@ -213,7 +213,7 @@ describe('parseConfig errors', () => {
     );
     // Nothing near: no guess, but still the keys to choose from.
     const far = configErrorOf(() => parseConfig({ store: { zzzzzzzz: 1 } })).message;
-    expect(far).toContain('store.zzzzzzzz: unknown key; remove it or check its spelling (store takes kind, dir, keep_finished_runs, url, schema)');
+    expect(far).toContain('store.zzzzzzzz: unknown key; remove it or check its spelling (store takes kind, dir, keep_finished_runs, url, schema, lease_ms, max_connections)');
   });
 
   it('keeps 200 run recordings unless telemetry.keep_recordings says otherwise', () => {
