@@ -51,6 +51,8 @@ export function createRunHost(options: RunHostOptions) {
   let renewing: NodeJS.Timeout | undefined;
   let listening: Promise<() => Promise<void>> | undefined;
   let closed = false;
+  /** Runs started here whose leases are being asked for. */
+  const adopting = new Set<Promise<void>>();
 
   function holding(scope: RunScope): Hosted {
     let entry = hosted.get(scope.runId);
@@ -166,8 +168,9 @@ export function createRunHost(options: RunHostOptions) {
     /** A run started in this process: leased once its first save is in, and held here while it lives. */
     adopt(scope: RunScope) {
       const entry = holding(scope);
-      void (async () => {
+      const leasing = (async () => {
         await runs.saved(scope.runId);
+        if (closed) return;
         const store = await options.store();
         const lease = await store.runStore.leases.acquire(leaseOf(scope));
         if (lease.status === 'acquired') entry.leased = true;
@@ -176,6 +179,8 @@ export function createRunHost(options: RunHostOptions) {
           await runs.release(scope.runId);
         }
       })().catch((error: unknown) => warn(`runtime: run ${scope.runId} could not be leased; a worker takes it over once it has been idle for the lease time`, error));
+      adopting.add(leasing);
+      void leasing.finally(() => adopting.delete(leasing));
     },
 
     /** Takes the run into this process when nobody else holds it (its lease is free or lapsed); true when it is live here now. */
@@ -275,6 +280,8 @@ export function createRunHost(options: RunHostOptions) {
 
     /** Lets every run held here go (after the registry stopped them): leases released and running runs dispatched again, so another worker takes them at once. */
     async close() {
+      // A lease asked for before closing is held (and so let go below) once the ask is answered.
+      await Promise.allSettled([...adopting]);
       closed = true;
       clearInterval(renewing);
       const store = await options.store().catch(() => undefined);

@@ -13,6 +13,12 @@ export interface Database {
   /** Where the server is, for messages: host, port and database, without credentials. */
   readonly where: string;
   query<Row extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
+  /**
+   * A query whose commit does not wait for the server's disk (`synchronous_commit = off`): for
+   * writes that a crash of the database server may lose without losing anything a caller was told
+   * (run events, the steps of a run between two settled points). A crash of this process loses nothing more.
+   */
+  relaxed<Row extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<Row[]>;
   /** Runs `work` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (query: Database['query']) => Promise<T>): Promise<T>;
   /** Calls `onMessage` with each payload sent on `channel` by any process; resolves once listening. */
@@ -58,19 +64,31 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const failed = (doing: string, error: unknown) =>
     new RunchartError('upstream', 'store', `store: PostgreSQL at ${where} failed ${doing}: ${(error as Error).message || String(error)}`, { cause: error, retryable: true });
   const config = { connectionString: options.url, application_name: options.applicationName ?? 'runchart' };
-  const pool = new pg.Pool({ max: options.maxConnections ?? 10, ...config });
+  const size = options.maxConnections ?? 10;
+  const pool = new pg.Pool({ max: size, ...config });
+  const relaxedPool = new pg.Pool({ max: Math.max(2, Math.ceil(size / 3)), ...config, options: '-c synchronous_commit=off' });
   // An idle connection that breaks (a server restart) is reported; the pool makes a new one.
   pool.on('error', (error) => warn(`store: a PostgreSQL connection to ${where} broke`, error));
+  relaxedPool.on('error', (error) => warn(`store: a PostgreSQL connection to ${where} broke`, error));
   try {
     await pool.query('SELECT 1');
   } catch (error) {
     await pool.end().catch(() => {});
+    await relaxedPool.end().catch(() => {});
     throw new RunchartError('upstream', 'store', `store: cannot connect to PostgreSQL at ${where}: ${(error as Error).message || String(error)}; check store.url (or DATABASE_URL) and that the server runs`, { cause: error, retryable: true });
   }
 
   const query = async <Row extends object>(text: string, values?: unknown[]): Promise<Row[]> => {
     try {
       return (await pool.query(text, values)).rows as Row[];
+    } catch (error) {
+      throw failed(`a query (${firstWords(text)})`, error);
+    }
+  };
+
+  const relaxed = async <Row extends object>(text: string, values?: unknown[]): Promise<Row[]> => {
+    try {
+      return (await relaxedPool.query(text, values)).rows as Row[];
     } catch (error) {
       throw failed(`a query (${firstWords(text)})`, error);
     }
@@ -118,6 +136,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     schema: options.schema,
     where,
     query,
+    relaxed,
     async transaction(work) {
       let client: pg.PoolClient;
       try {
@@ -169,6 +188,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       listeners.clear();
       const client = await listener?.catch(() => undefined);
       await client?.end().catch(() => {});
+      await relaxedPool.end();
       await pool.end();
     },
   };

@@ -43,9 +43,9 @@ export function createPostgresEventLog(db: Database, options: PostgresEventLogOp
     const values: unknown[] = [];
     const rows = batch.map(({ scope, kind, data }) => `($${values.push(scope.tenantId)}, $${values.push(scope.runId)}, $${values.push(kind)}, $${values.push(toJsonb(data))}::jsonb)`);
     try {
-      await db.query(`INSERT INTO ${table} (tenant_id, run_id, kind, data) VALUES ${rows.join(', ')}`, values);
+      await db.relaxed(`INSERT INTO ${table} (tenant_id, run_id, kind, data) VALUES ${rows.join(', ')}`, values);
       const runs = [...new Set(batch.map(({ scope }) => scope.runId))];
-      await db.query(`SELECT pg_notify($1, run_id) FROM unnest($2::text[]) AS run_id`, [channel, runs]);
+      await db.relaxed(`SELECT pg_notify($1, run_id) FROM unnest($2::text[]) AS run_id`, [channel, runs]);
       for (const runId of runs) wake(runId);
     } catch (error) {
       warn(`store: ${batch.length} run events could not be written; listeners miss them`, error);

@@ -122,7 +122,8 @@ export function createPostgresRunStore(db: Database, options: { owner?: string }
 
   return {
     async save(run) {
-      const saved = await db.query(
+      // A step between two settled points may be lost with the database server (the run resumes from the one before); a parked or finished run is on disk before its result is released.
+      const saved = await (run.status === 'running' ? db.relaxed : db.query)(
         `INSERT INTO ${runs} AS r (run_id, tenant_id, principal_id, status, schema_version, snapshot, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
          ON CONFLICT (run_id) DO UPDATE SET
