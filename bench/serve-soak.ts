@@ -1,0 +1,136 @@
+// A busy `runchart serve`: `npx tsx bench/serve-soak.ts [waves] [concurrency] [idle seconds] [--no-record]`.
+// Starts the server as a child process on a temporary store with the default config (plus an API
+// key), sends `waves` waves of `concurrency` concurrent `POST /v1/runs`, and prints the child's
+// resident set (VmRSS of /proc/<pid>/status) after each wave and after the idle time.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { generateApiKey } from '../src/ingress/http.js';
+
+const cliChild = fileURLToPath(new URL('../test/support/cli-child.ts', import.meta.url));
+
+/** What a soak measures. */
+export interface SoakOptions {
+  waves: number;
+  concurrency: number;
+  /** How long the server sits idle after the last wave before the last measurement. */
+  idleMs: number;
+  /** `telemetry.record_runs`; the default config records every run. */
+  recordRuns?: boolean;
+  /** Told after each measurement (the benchmark prints it). */
+  onMeasure?: (label: string, rssMb: number, failed: number) => void;
+}
+
+/** The figures of one soak: RSS in MB after each wave and after idling, and requests that did not answer 200. */
+export interface SoakResult {
+  afterWave: number[];
+  afterIdle: number;
+  failed: number;
+  /** How many runs answered 200 with status completed. */
+  completed: number;
+}
+
+/** The resident set of a process in MB, from `/proc/<pid>/status`. */
+export function residentMb(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`bench: no VmRSS in /proc/${pid}/status (is this Linux, and is the process alive?)`);
+  return Number(match[1]) / 1024;
+}
+
+async function startServe(dir: string, recordRuns: boolean): Promise<{ child: ChildProcess; url: string; key: string }> {
+  const { key, sha256 } = generateApiKey();
+  const config = join(dir, 'runchart.yaml');
+  await writeFile(
+    config,
+    [
+      'telemetry:',
+      '  emit_structured_events: false',
+      ...(recordRuns ? [] : ['  record_runs: false']),
+      'http:',
+      `  api_keys: [{ sha256: "${sha256}", tenant: acme, principal: ops }]`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', cliChild, 'serve', '--port', '0', '--config', config, '--store', join(dir, 'store')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '', NO_COLOR: '1' },
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (chunk: Buffer) => void (err += chunk.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /serving on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`bench: serve exited (${code}) before serving:\n${out}\n${err}`)));
+  });
+  return { child, url, key };
+}
+
+async function wave(url: string, key: string, concurrency: number): Promise<{ completed: number; failed: number }> {
+  const answers = await Promise.allSettled(
+    Array.from({ length: concurrency }, async () => {
+      const response = await fetch(`${url}/v1/runs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ input: 'what is 2+3?' }),
+      });
+      const body = (await response.json()) as { status?: string };
+      return response.status === 200 && body.status === 'completed';
+    }),
+  );
+  const completed = answers.filter((answer) => answer.status === 'fulfilled' && answer.value).length;
+  return { completed, failed: concurrency - completed };
+}
+
+/**
+ * Starts `runchart serve` in a child process on a temporary store, sends waves of concurrent runs
+ * and measures the child's RSS after each wave and after idling; stops the child and removes the store.
+ * @example
+ * const { afterWave } = await soakServe({ waves: 4, concurrency: 200, idleMs: 1000 });
+ */
+export async function soakServe(options: SoakOptions): Promise<SoakResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'runchart-soak-'));
+  const { child, url, key } = await startServe(dir, options.recordRuns ?? true);
+  const afterWave: number[] = [];
+  let failed = 0;
+  let completed = 0;
+  try {
+    options.onMeasure?.('started', residentMb(child.pid!), 0);
+    for (let index = 0; index < options.waves; index++) {
+      const answered = await wave(url, key, options.concurrency);
+      failed += answered.failed;
+      completed += answered.completed;
+      afterWave.push(residentMb(child.pid!));
+      options.onMeasure?.(`after wave ${index + 1}`, afterWave[index]!, failed);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.idleMs));
+    const afterIdle = residentMb(child.pid!);
+    options.onMeasure?.(`after ${options.idleMs / 1000} s idle`, afterIdle, failed);
+    return { afterWave, afterIdle, failed, completed };
+  } finally {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const words = process.argv.slice(2);
+  const recordRuns = !words.includes('--no-record');
+  const [waves = 5, concurrency = 1000, idleSeconds = 60] = words.filter((word) => !word.startsWith('--')).map(Number);
+  console.log(`serve soak: ${waves} waves of ${concurrency} concurrent runs, then ${idleSeconds} s idle; record_runs: ${recordRuns}`);
+  await soakServe({
+    waves,
+    concurrency,
+    idleMs: idleSeconds * 1000,
+    recordRuns,
+    onMeasure: (label, rssMb, failedSoFar) => console.log(`${label.padEnd(18)} RSS ${rssMb.toFixed(0).padStart(5)} MB   requests not completed: ${failedSoFar}`),
+  });
+}
