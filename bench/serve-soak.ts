@@ -1,13 +1,16 @@
 // A busy `runchart serve`: `npx tsx bench/serve-soak.ts [waves] [concurrency] [idle seconds] [--no-record]`.
 // Starts the server as a child process on a temporary store with the default config (plus an API
 // key), sends `waves` waves of `concurrency` concurrent `POST /v1/runs`, and prints the child's
-// resident set (VmRSS of /proc/<pid>/status) after each wave and after the idle time.
+// resident set (VmRSS of /proc/<pid>/status) after each wave and after the idle time. Before each
+// measurement a full garbage collection runs in the child (through its inspector, `--inspect`),
+// so what is measured is what the server holds, not garbage V8 has not collected yet.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { WebSocket } from 'ws';
 import { generateApiKey } from '../src/ingress/http.js';
 
 const cliChild = fileURLToPath(new URL('../test/support/cli-child.ts', import.meta.url));
@@ -21,16 +24,20 @@ export interface SoakOptions {
   /** `telemetry.record_runs`; the default config records every run. */
   recordRuns?: boolean;
   /** Told after each measurement (the benchmark prints it). */
-  onMeasure?: (label: string, rssMb: number, failed: number) => void;
+  onMeasure?: (label: string, rssMb: number, heapMb: number, failed: number) => void;
 }
 
 /** The figures of one soak: RSS in MB after each wave and after idling, and requests that did not answer 200. */
 export interface SoakResult {
   afterWave: number[];
+  /** The child's V8 heap in use (MB) after each wave, after the same collection. */
+  heapAfterWave: number[];
   afterIdle: number;
   failed: number;
   /** How many runs answered 200 with status completed. */
   completed: number;
+  /** The warnings the server printed (`runchart: warning: …` on stderr), such as recording lines dropped. */
+  warnings: string[];
 }
 
 /** The resident set of a process in MB, from `/proc/<pid>/status`. */
@@ -40,7 +47,43 @@ export function residentMb(pid: number): number {
   return Number(match[1]) / 1024;
 }
 
-async function startServe(dir: string, recordRuns: boolean): Promise<{ child: ChildProcess; url: string; key: string }> {
+/** The child's inspector: a full collection on demand, and the heap in use after it. */
+interface ChildInspector {
+  collect(): Promise<number>;
+  close(): void;
+}
+
+async function connectChildInspector(url: string): Promise<ChildInspector> {
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    socket.once('open', resolve);
+    socket.once('error', reject);
+  });
+  let next = 0;
+  const call = (method: string, params: object = {}) =>
+    new Promise<unknown>((resolve, reject) => {
+      const id = ++next;
+      const answer = (data: Buffer) => {
+        const message = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: { message: string } };
+        if (message.id !== id) return;
+        socket.off('message', answer);
+        if (message.error) reject(new Error(`bench: the child's inspector refused ${method}: ${message.error.message}`));
+        else resolve(message.result);
+      };
+      socket.on('message', answer);
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  return {
+    async collect() {
+      await call('HeapProfiler.collectGarbage');
+      const result = (await call('Runtime.evaluate', { expression: 'process.memoryUsage().heapUsed', returnByValue: true })) as { result: { value: number } };
+      return result.result.value / 2 ** 20;
+    },
+    close: () => socket.close(),
+  };
+}
+
+async function startServe(dir: string, recordRuns: boolean): Promise<{ child: ChildProcess; url: string; key: string; inspector: ChildInspector; stderr: () => string }> {
   const { key, sha256 } = generateApiKey();
   const config = join(dir, 'runchart.yaml');
   await writeFile(
@@ -54,13 +97,19 @@ async function startServe(dir: string, recordRuns: boolean): Promise<{ child: Ch
       '',
     ].join('\n'),
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', cliChild, 'serve', '--port', '0', '--config', config, '--store', join(dir, 'store')], {
+  const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', '--import', 'tsx', cliChild, 'serve', '--port', '0', '--config', config, '--store', join(dir, 'store')], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, OPENAI_API_KEY: '', OPENAI_BASE_URL: '', NO_COLOR: '1' },
   });
   let out = '';
   let err = '';
-  child.stderr!.on('data', (chunk: Buffer) => void (err += chunk.toString()));
+  const inspectorUrl = new Promise<string>((resolve) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+      const match = /Debugger listening on (ws:\/\/\S+)/.exec(err);
+      if (match) resolve(match[1]!);
+    });
+  });
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
@@ -69,7 +118,7 @@ async function startServe(dir: string, recordRuns: boolean): Promise<{ child: Ch
     });
     child.on('exit', (code) => reject(new Error(`bench: serve exited (${code}) before serving:\n${out}\n${err}`)));
   });
-  return { child, url, key };
+  return { child, url, key, inspector: await connectChildInspector(await inspectorUrl), stderr: () => err };
 }
 
 async function wave(url: string, key: string, concurrency: number): Promise<{ completed: number; failed: number }> {
@@ -96,24 +145,29 @@ async function wave(url: string, key: string, concurrency: number): Promise<{ co
  */
 export async function soakServe(options: SoakOptions): Promise<SoakResult> {
   const dir = await mkdtemp(join(tmpdir(), 'runchart-soak-'));
-  const { child, url, key } = await startServe(dir, options.recordRuns ?? true);
+  const { child, url, key, inspector, stderr } = await startServe(dir, options.recordRuns ?? true);
   const afterWave: number[] = [];
+  const heapAfterWave: number[] = [];
   let failed = 0;
   let completed = 0;
   try {
-    options.onMeasure?.('started', residentMb(child.pid!), 0);
+    options.onMeasure?.('started', residentMb(child.pid!), await inspector.collect(), 0);
     for (let index = 0; index < options.waves; index++) {
       const answered = await wave(url, key, options.concurrency);
       failed += answered.failed;
       completed += answered.completed;
+      heapAfterWave.push(await inspector.collect());
       afterWave.push(residentMb(child.pid!));
-      options.onMeasure?.(`after wave ${index + 1}`, afterWave[index]!, failed);
+      options.onMeasure?.(`after wave ${index + 1}`, afterWave[index]!, heapAfterWave[index]!, failed);
     }
     await new Promise((resolve) => setTimeout(resolve, options.idleMs));
+    const heap = await inspector.collect();
     const afterIdle = residentMb(child.pid!);
-    options.onMeasure?.(`after ${options.idleMs / 1000} s idle`, afterIdle, failed);
-    return { afterWave, afterIdle, failed, completed };
+    options.onMeasure?.(`after ${options.idleMs / 1000} s idle`, afterIdle, heap, failed);
+    const warnings = stderr().split('\n').filter((line) => line.startsWith('runchart: warning:') && !line.includes('no rule allows it'));
+    return { afterWave, heapAfterWave, afterIdle, failed, completed, warnings };
   } finally {
+    inspector.close();
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
     await exited;
@@ -126,11 +180,13 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const recordRuns = !words.includes('--no-record');
   const [waves = 5, concurrency = 1000, idleSeconds = 60] = words.filter((word) => !word.startsWith('--')).map(Number);
   console.log(`serve soak: ${waves} waves of ${concurrency} concurrent runs, then ${idleSeconds} s idle; record_runs: ${recordRuns}`);
-  await soakServe({
+  const { warnings } = await soakServe({
     waves,
     concurrency,
     idleMs: idleSeconds * 1000,
     recordRuns,
-    onMeasure: (label, rssMb, failedSoFar) => console.log(`${label.padEnd(18)} RSS ${rssMb.toFixed(0).padStart(5)} MB   requests not completed: ${failedSoFar}`),
+    onMeasure: (label, rssMb, heapMb, failedSoFar) =>
+      console.log(`${label.padEnd(18)} RSS ${rssMb.toFixed(0).padStart(5)} MB   heap ${heapMb.toFixed(0).padStart(5)} MB   requests not completed: ${failedSoFar}`),
   });
+  for (const warning of warnings) console.log(warning);
 }
