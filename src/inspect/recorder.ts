@@ -1,4 +1,5 @@
-import { appendFile, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { appendFileSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StatelyInspectionEvent } from '@statelyai/inspect';
 import type { InspectionEvent } from 'xstate';
@@ -48,8 +49,6 @@ export interface RunRecorder {
 
 /** Lines waiting to be written, across all runs, beyond which new lines are dropped (see `createRunRecorder`). */
 const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
-/** How many recordings are appended to at once. */
-const PARALLEL_WRITES = 8;
 
 /** JSON for anything XState hands us: snapshots through their `toJSON`, errors with their message, no functions. */
 function replacer(_key: string, value: unknown): unknown {
@@ -94,11 +93,11 @@ interface LiveRun {
  * actor, which spawns every run, is in none). A run restored in another process appends to its file.
  *
  * Each event is converted as it is emitted (nothing holds an actor after its event) and appended
- * at once, the appends of one moment batched per file, so a killed process loses at most the
- * lines being written. The run machine's definition is written once per recording. Model text
+ * within the same turn of the event loop, one append per file and turn, so a killed process
+ * loses at most that turn's lines. The run machine's definition is written once per recording. Model text
  * (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check allows
- * it. When the disk falls behind by more than 32 MB of lines, further lines are dropped (with
- * one `onError` until the backlog is written) rather than held without bound.
+ * it. Past 32 MB of lines in one turn, further lines of that turn are dropped (with one
+ * `onError`) rather than held without bound.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
  * const runtime = createRuntime({ inspect: recorder.inspect });
@@ -116,7 +115,7 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const queued = new Map<string, string[]>();
   let queuedBytes = 0;
   let dropped = 0;
-  let writing: Promise<void> | undefined;
+  let pending: NodeJS.Immediate | undefined;
   let madeFolder = false;
   /** With `keep`: the recordings in the folder, the one written longest ago first (read from the folder once). */
   let kept: Map<string, true> | undefined;
@@ -155,7 +154,7 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   function enqueue(runId: string, line: string) {
     if (queuedBytes + line.length > MAX_QUEUED_BYTES) {
       if (dropped++ === 0) {
-        onError(`inspect: the recordings in ${folder} fall behind the runs by more than ${MAX_QUEUED_BYTES >> 20} MB; lines are dropped until the disk catches up (runchart runs show <runId> --html builds the page from the stored run)`, undefined);
+        onError(`inspect: more than ${MAX_QUEUED_BYTES >> 20} MB of recording lines wait for ${folder}; lines are dropped until they are written (runchart runs show <runId> --html builds the page from the stored run)`, undefined);
       }
       return;
     }
@@ -163,52 +162,43 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
     const lines = queued.get(runId);
     if (lines) lines.push(line);
     else queued.set(runId, [line]);
-    writing ??= write();
+    pending ??= setImmediate(write);
   }
 
-  /** Appends what is queued, batch after batch, until nothing is left. */
-  async function write() {
-    // Lines of the same synchronous step go out in one append per file.
-    await Promise.resolve();
+  /**
+   * Appends what is queued, one append per recording. Synchronous on purpose: the lines reach the
+   * file (the page cache) within one turn of the event loop, so a process killed with SIGKILL
+   * loses at most that turn's lines, and no backlog waits behind the thread pool's other work
+   * (the store's writes and fsyncs).
+   */
+  function write() {
+    if (pending) clearImmediate(pending);
+    pending = undefined;
+    const batches = [...queued];
+    queued.clear();
+    queuedBytes = 0;
+    dropped = 0;
+    if (batches.length === 0) return;
     try {
-      if (!madeFolder) {
-        await mkdir(folder, { recursive: true });
-        madeFolder = true;
-      }
-      while (queued.size > 0) {
-        const batches = [...queued];
-        queued.clear();
-        for (let index = 0; index < batches.length; index += PARALLEL_WRITES) {
-          await Promise.all(batches.slice(index, index + PARALLEL_WRITES).map(([runId, lines]) => append(runId, lines)));
-        }
-        if (options.keep !== undefined) await prune(batches.map(([runId]) => `${runId}.jsonl`), options.keep);
-      }
+      if (!madeFolder) mkdirSync(folder, { recursive: true });
+      madeFolder = true;
     } catch (error) {
-      onError(`inspect: cannot create ${folder}`, error);
-      for (const lines of queued.values()) for (const line of lines) queuedBytes -= line.length;
-      queued.clear();
-    } finally {
-      writing = undefined;
-      // The backlog is written: a later one is reported again.
-      dropped = 0;
+      return onError(`inspect: cannot create ${folder}; check that the store directory is writable`, error);
     }
-  }
-
-  async function append(runId: string, lines: string[]) {
-    const path = join(folder, `${runId}.jsonl`);
-    const text = `${lines.join('\n')}\n`;
-    try {
-      await appendFile(path, text);
-    } catch (error) {
-      onError(`inspect: cannot write ${path}`, error);
-    } finally {
-      for (const line of lines) queuedBytes -= line.length;
+    for (const [runId, lines] of batches) {
+      const path = join(folder, `${runId}.jsonl`);
+      try {
+        appendFileSync(path, `${lines.join('\n')}\n`);
+      } catch (error) {
+        onError(`inspect: cannot write ${path}`, error);
+      }
     }
+    if (options.keep !== undefined) prune(batches.map(([runId]) => `${runId}.jsonl`), options.keep);
   }
 
   /** Moves the recordings just written to the newest end, and removes the oldest beyond `keep`. */
-  async function prune(written: string[], keep: number) {
-    kept ??= await recordingsByAge(folder);
+  function prune(written: string[], keep: number) {
+    kept ??= recordingsByAge(folder);
     for (const name of written) {
       kept.delete(name);
       kept.set(name, true);
@@ -216,9 +206,11 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
     while (kept.size > keep) {
       const oldest = kept.keys().next().value!;
       kept.delete(oldest);
-      await unlink(join(folder, oldest)).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') onError(`inspect: cannot remove the old recording ${join(folder, oldest)}`, error);
-      });
+      try {
+        unlinkSync(join(folder, oldest));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onError(`inspect: cannot remove the old recording ${join(folder, oldest)}`, error);
+      }
     }
   }
 
@@ -232,15 +224,27 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
       }
     },
     async flush() {
-      while (writing) await writing;
+      write();
     },
   };
 }
 
 /** The recordings in `folder`, the one modified longest ago first. */
-async function recordingsByAge(folder: string): Promise<Map<string, true>> {
-  const names = (await readdir(folder).catch(() => [] as string[])).filter((name) => name.endsWith('.jsonl'));
-  const dated = await Promise.all(names.map(async (name) => ({ name, at: await stat(join(folder, name)).then((entry) => entry.mtimeMs, () => 0) })));
+function recordingsByAge(folder: string): Map<string, true> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(folder).filter((name) => name.endsWith('.jsonl'));
+  } catch {
+    // No folder yet: nothing to keep.
+  }
+  const modified = (name: string) => {
+    try {
+      return statSync(join(folder, name)).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const dated = names.map((name) => ({ name, at: modified(name) }));
   dated.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : 1));
   return new Map(dated.map(({ name }) => [name, true]));
 }
