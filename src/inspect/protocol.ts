@@ -9,7 +9,7 @@ export type ProtocolEvent =
   | { type: '@xstate.event'; sessionId: string; sourceId?: string; event: unknown; rootId: string; id: null; _version: string }
   | { type: '@xstate.snapshot'; sessionId: string; event: unknown; snapshot: unknown; rootId: string; id: null; _version: string };
 
-type Logic = { config?: unknown };
+type Logic = { config?: unknown; root?: unknown };
 type Actor = AnyActorRef & { logic?: Logic; options?: { input?: unknown; snapshot?: unknown }; _parent?: AnyActorRef };
 
 /** A machine's config as JSON, without its functions. */
@@ -40,7 +40,8 @@ export interface ProtocolConverter {
 export function createProtocolConverter(): ProtocolConverter {
   const definitions = new WeakMap<object, string>();
   const definitionFor = (logic: Logic | undefined, name: string, wanted: (logic: object) => boolean): string | undefined => {
-    if (!logic || typeof logic.config !== 'object' || logic.config === null) return JSON.stringify({ id: name });
+    // Only a state machine (it has a root state node) has a definition worth drawing.
+    if (!logic || logic.root === undefined || typeof logic.config !== 'object' || logic.config === null) return JSON.stringify({ id: name });
     if (!wanted(logic)) return undefined;
     let definition = definitions.get(logic);
     if (definition === undefined) definitions.set(logic, (definition = definitionOf(logic.config)));

@@ -37,6 +37,8 @@ export interface RunRecorderOptions {
    * run's recording would pass it, the ones written longest ago are removed. Unset: all are kept.
    */
   keep?: number;
+  /** How many bytes of lines may wait for the end of a turn before further lines are dropped; defaults to 32 MB. */
+  maxQueuedBytes?: number;
 }
 
 /** Records runs for the offline viewer and the Stately inspector. */
@@ -48,7 +50,7 @@ export interface RunRecorder {
 }
 
 /** Lines waiting to be written, across all runs, beyond which new lines are dropped (see `createRunRecorder`). */
-const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+const DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 
 /** JSON for anything XState hands us: snapshots through their `toJSON`, errors with their message, no functions. */
 function replacer(_key: string, value: unknown): unknown {
@@ -96,7 +98,7 @@ interface LiveRun {
  * within the same turn of the event loop, one append per file and turn, so a killed process
  * loses at most that turn's lines. The run machine's definition is written once per recording. Model text
  * (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check allows
- * it. Past 32 MB of lines in one turn, further lines of that turn are dropped (with one
+ * it. Past `maxQueuedBytes` (32 MB) of lines in one turn, further lines of that turn are dropped (with one
  * `onError`) rather than held without bound.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
@@ -108,6 +110,7 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const redact = options.redact ?? createRedactor([]);
   const onError = options.onError ?? (() => {});
   const folder = join(options.dir, 'inspect');
+  const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
   const converter = createProtocolConverter();
   /** Run actor session id → what is known of the run, while the run is live. */
   const live = new Map<string, LiveRun>();
@@ -152,9 +155,9 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   }
 
   function enqueue(runId: string, line: string) {
-    if (queuedBytes + line.length > MAX_QUEUED_BYTES) {
+    if (queuedBytes + line.length > maxQueuedBytes) {
       if (dropped++ === 0) {
-        onError(`inspect: more than ${MAX_QUEUED_BYTES >> 20} MB of recording lines wait for ${folder}; lines are dropped until they are written (runchart runs show <runId> --html builds the page from the stored run)`, undefined);
+        onError(`inspect: more than ${maxQueuedBytes} bytes of recording lines wait for ${folder}; lines are dropped until they are written (runchart runs show <runId> --html builds the page from the stored run)`, undefined);
       }
       return;
     }
