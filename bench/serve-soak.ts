@@ -1,9 +1,10 @@
-// A busy `runchart serve`: `npx tsx bench/serve-soak.ts [waves] [concurrency] [idle seconds] [--no-record]`.
+// A busy `runchart serve`: `npx tsx bench/serve-soak.ts [waves] [concurrency] [idle seconds] [--no-record] [--no-gc]`.
 // Starts the server as a child process on a temporary store with the default config (plus an API
 // key), sends `waves` waves of `concurrency` concurrent `POST /v1/runs`, and prints the child's
 // resident set (VmRSS of /proc/<pid>/status) after each wave and after the idle time. Before each
 // measurement a full garbage collection runs in the child (through its inspector, `--inspect`),
-// so what is measured is what the server holds, not garbage V8 has not collected yet.
+// so what is measured is what the server holds, not garbage V8 has not collected yet (`--no-gc`
+// measures without it, as an operator watching the process sees it).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -23,6 +24,8 @@ export interface SoakOptions {
   idleMs: number;
   /** `telemetry.record_runs`; the default config records every run. */
   recordRuns?: boolean;
+  /** False: measure without a full collection first (RSS as an operator sees it, garbage included). */
+  collectGarbage?: boolean;
   /** Told after each measurement (the benchmark prints it). */
   onMeasure?: (label: string, rssMb: number, heapMb: number, failed: number) => void;
 }
@@ -34,6 +37,8 @@ export interface SoakResult {
   heapAfterWave: number[];
   afterIdle: number;
   failed: number;
+  /** The requests that did not complete, by reason (`HTTP 503`, `ECONNRESET`, …). */
+  failures: Record<string, number>;
   /** How many runs answered 200 with status completed. */
   completed: number;
   /** The warnings the server printed (`runchart: warning: …` on stderr), such as recording lines dropped. */
@@ -53,7 +58,7 @@ interface ChildInspector {
   close(): void;
 }
 
-async function connectChildInspector(url: string): Promise<ChildInspector> {
+async function connectChildInspector(url: string, collectGarbage: boolean): Promise<ChildInspector> {
   const socket = new WebSocket(url);
   await new Promise((resolve, reject) => {
     socket.once('open', resolve);
@@ -75,7 +80,7 @@ async function connectChildInspector(url: string): Promise<ChildInspector> {
     });
   return {
     async collect() {
-      await call('HeapProfiler.collectGarbage');
+      if (collectGarbage) await call('HeapProfiler.collectGarbage');
       const result = (await call('Runtime.evaluate', { expression: 'process.memoryUsage().heapUsed', returnByValue: true })) as { result: { value: number } };
       return result.result.value / 2 ** 20;
     },
@@ -83,7 +88,7 @@ async function connectChildInspector(url: string): Promise<ChildInspector> {
   };
 }
 
-async function startServe(dir: string, recordRuns: boolean): Promise<{ child: ChildProcess; url: string; key: string; inspector: ChildInspector; stderr: () => string }> {
+async function startServe(dir: string, recordRuns: boolean, collectGarbage: boolean): Promise<{ child: ChildProcess; url: string; key: string; inspector: ChildInspector; stderr: () => string }> {
   const { key, sha256 } = generateApiKey();
   const config = join(dir, 'runchart.yaml');
   await writeFile(
@@ -118,10 +123,17 @@ async function startServe(dir: string, recordRuns: boolean): Promise<{ child: Ch
     });
     child.on('exit', (code) => reject(new Error(`bench: serve exited (${code}) before serving:\n${out}\n${err}`)));
   });
-  return { child, url, key, inspector: await connectChildInspector(await inspectorUrl), stderr: () => err };
+  return { child, url, key, inspector: await connectChildInspector(await inspectorUrl, collectGarbage), stderr: () => err };
 }
 
-async function wave(url: string, key: string, concurrency: number): Promise<{ completed: number; failed: number }> {
+/** Why a request did not complete: `HTTP <status>`, `status <run status>`, or the network error's code. */
+function reasonOf(answer: PromiseSettledResult<string>): string {
+  if (answer.status === 'fulfilled') return answer.value;
+  const error = answer.reason as { cause?: { code?: string }; message?: string };
+  return error.cause?.code ?? error.message ?? 'unknown';
+}
+
+async function wave(url: string, key: string, concurrency: number): Promise<{ completed: number; reasons: Map<string, number> }> {
   const answers = await Promise.allSettled(
     Array.from({ length: concurrency }, async () => {
       const response = await fetch(`${url}/v1/runs`, {
@@ -130,11 +142,18 @@ async function wave(url: string, key: string, concurrency: number): Promise<{ co
         body: JSON.stringify({ input: 'what is 2+3?' }),
       });
       const body = (await response.json()) as { status?: string };
-      return response.status === 200 && body.status === 'completed';
+      if (response.status !== 200) return `HTTP ${response.status}`;
+      return body.status === 'completed' ? 'completed' : `status ${body.status}`;
     }),
   );
-  const completed = answers.filter((answer) => answer.status === 'fulfilled' && answer.value).length;
-  return { completed, failed: concurrency - completed };
+  const reasons = new Map<string, number>();
+  for (const answer of answers) {
+    const reason = reasonOf(answer);
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+  }
+  const completed = reasons.get('completed') ?? 0;
+  reasons.delete('completed');
+  return { completed, reasons };
 }
 
 /**
@@ -145,17 +164,21 @@ async function wave(url: string, key: string, concurrency: number): Promise<{ co
  */
 export async function soakServe(options: SoakOptions): Promise<SoakResult> {
   const dir = await mkdtemp(join(tmpdir(), 'runchart-soak-'));
-  const { child, url, key, inspector, stderr } = await startServe(dir, options.recordRuns ?? true);
+  const { child, url, key, inspector, stderr } = await startServe(dir, options.recordRuns ?? true, options.collectGarbage ?? true);
   const afterWave: number[] = [];
   const heapAfterWave: number[] = [];
   let failed = 0;
   let completed = 0;
+  const failures = new Map<string, number>();
   try {
     options.onMeasure?.('started', residentMb(child.pid!), await inspector.collect(), 0);
     for (let index = 0; index < options.waves; index++) {
       const answered = await wave(url, key, options.concurrency);
-      failed += answered.failed;
       completed += answered.completed;
+      for (const [reason, count] of answered.reasons) {
+        failed += count;
+        failures.set(reason, (failures.get(reason) ?? 0) + count);
+      }
       heapAfterWave.push(await inspector.collect());
       afterWave.push(residentMb(child.pid!));
       options.onMeasure?.(`after wave ${index + 1}`, afterWave[index]!, heapAfterWave[index]!, failed);
@@ -165,7 +188,7 @@ export async function soakServe(options: SoakOptions): Promise<SoakResult> {
     const afterIdle = residentMb(child.pid!);
     options.onMeasure?.(`after ${options.idleMs / 1000} s idle`, afterIdle, heap, failed);
     const warnings = stderr().split('\n').filter((line) => line.startsWith('runchart: warning:') && !line.includes('no rule allows it'));
-    return { afterWave, heapAfterWave, afterIdle, failed, completed, warnings };
+    return { afterWave, heapAfterWave, afterIdle, failed, failures: Object.fromEntries(failures), completed, warnings };
   } finally {
     inspector.close();
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -178,15 +201,18 @@ export async function soakServe(options: SoakOptions): Promise<SoakResult> {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const words = process.argv.slice(2);
   const recordRuns = !words.includes('--no-record');
+  const collectGarbage = !words.includes('--no-gc');
   const [waves = 5, concurrency = 1000, idleSeconds = 60] = words.filter((word) => !word.startsWith('--')).map(Number);
-  console.log(`serve soak: ${waves} waves of ${concurrency} concurrent runs, then ${idleSeconds} s idle; record_runs: ${recordRuns}`);
-  const { warnings } = await soakServe({
+  console.log(`serve soak: ${waves} waves of ${concurrency} concurrent runs, then ${idleSeconds} s idle; record_runs: ${recordRuns}; ${collectGarbage ? 'measured after a full collection' : 'measured without collecting first'}`);
+  const { warnings, failures } = await soakServe({
     waves,
     concurrency,
     idleMs: idleSeconds * 1000,
     recordRuns,
+    collectGarbage,
     onMeasure: (label, rssMb, heapMb, failedSoFar) =>
       console.log(`${label.padEnd(18)} RSS ${rssMb.toFixed(0).padStart(5)} MB   heap ${heapMb.toFixed(0).padStart(5)} MB   requests not completed: ${failedSoFar}`),
   });
+  for (const [reason, count] of Object.entries(failures)) console.log(`not completed: ${count} × ${reason}`);
   for (const warning of warnings) console.log(warning);
 }
