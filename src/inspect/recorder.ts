@@ -95,11 +95,11 @@ interface LiveRun {
  * actor, which spawns every run, is in none). A run restored in another process appends to its file.
  *
  * Each event is converted as it is emitted (nothing holds an actor after its event) and appended
- * within the same turn of the event loop, one append per file and turn, so a killed process
- * loses at most that turn's lines. The run machine's definition is written once per recording. Model text
- * (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check allows
- * it. Past `maxQueuedBytes` (32 MB) of lines in one turn, further lines of that turn are dropped (with one
- * `onError`) rather than held without bound.
+ * within the same turn of the event loop, one append per file and turn, so a killed process loses
+ * at most that turn's lines. The run machine's definition is written once per recording. Model
+ * text (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check
+ * allows it. Past `maxQueuedBytes` (32 MB) of lines in one turn, the rest of that turn's lines are
+ * dropped, with one `onError`, rather than held without bound. See docs/recordings.md.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
  * const runtime = createRuntime({ inspect: recorder.inspect });
@@ -112,8 +112,8 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const folder = join(options.dir, 'inspect');
   const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
   const converter = createProtocolConverter();
-  /** Run actor session id → what is known of the run, while the run is live. */
-  const live = new Map<string, LiveRun>();
+  /** Run actor → what is known of the run; weak, so a run stopped anywhere (even while active) is forgotten with its actor. */
+  const live = new WeakMap<object, LiveRun>();
   /** Lines not written yet, per run, in order. */
   const queued = new Map<string, string[]>();
   let queuedBytes = 0;
@@ -124,10 +124,10 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   let kept: Map<string, true> | undefined;
 
   function liveRunOf(run: Inspected): LiveRun {
-    let found = live.get(run.sessionId);
+    let found = live.get(run);
     if (!found) {
       const restored = run.options?.snapshot?.context;
-      live.set(run.sessionId, (found = { runId: runIdOf(run)!, defined: new WeakSet(), allowed: isOutputAllowed(restored) }));
+      live.set(run, (found = { runId: runIdOf(run)!, defined: new WeakSet(), allowed: isOutputAllowed(restored) }));
     }
     return found;
   }
@@ -136,11 +136,8 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
     const run = runActorOf(event.actorRef as unknown as Inspected);
     if (!run) return; // the runtime's own actor, or an actor system that is not a run
     const state = liveRunOf(run);
-    const isRunSnapshot = event.type === '@xstate.snapshot' && event.actorRef === (run as unknown);
-    if (isRunSnapshot) {
-      if (!state.allowed) state.allowed = isOutputAllowed((event.snapshot as { context?: unknown }).context);
-      // The run's last events (its children stopping) follow in the same synchronous step; then forget it.
-      if (event.snapshot.status !== 'active') queueMicrotask(() => live.delete(run.sessionId));
+    if (!state.allowed && event.type === '@xstate.snapshot' && event.actorRef === (run as unknown)) {
+      state.allowed = isOutputAllowed((event.snapshot as { context?: unknown }).context);
     }
     const converted = converter.convert(event, (logic) => {
       if (state.defined.has(logic)) return false;
