@@ -5,7 +5,7 @@ import { soakServe } from '../../bench/serve-soak.js';
 // waves of runs than after the first. Each figure is taken after a full garbage collection in the
 // server (through its inspector), so what is compared is what the server keeps, not garbage.
 // Before the recorder converted and wrote events as they came, the figures after the four waves
-// were RSS 125 → 192 MB and heap 41 → 103 MB (bench/README.md, "serve soak").
+// were RSS 125 → 192 MB and heap 41 → 103 MB (bench/README.md, "Serve soak").
 const waves = 4;
 const concurrency = 200;
 /** RSS after the last wave may pass RSS after the first by this share. */
