@@ -37,7 +37,7 @@ export interface RunRecorderOptions {
    * run's recording would pass it, the ones written longest ago are removed. Unset: all are kept.
    */
   keep?: number;
-  /** How many bytes of lines may wait for the end of a turn before further lines are dropped; defaults to 32 MB. */
+  /** How many bytes of lines may wait to be written before further lines are dropped; defaults to 32 MB. */
   maxQueuedBytes?: number;
 }
 
@@ -95,11 +95,12 @@ interface LiveRun {
  * actor, which spawns every run, is in none). A run restored in another process appends to its file.
  *
  * Each event is converted as it is emitted (nothing holds an actor after its event) and appended
- * within the same turn of the event loop, one append per file and turn, so a killed process loses
- * at most that turn's lines. The run machine's definition is written once per recording. Model
+ * right after the step that emitted it (one append per file, in a microtask queued by the step's
+ * first event), so a step's lines are on disk before the run store writes that step's snapshot,
+ * and a killed process loses at most the lines of the step it was in. The run machine's definition is written once per recording. Model
  * text (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check
- * allows it. Past `maxQueuedBytes` (32 MB) of lines in one turn, the rest of that turn's lines are
- * dropped, with one `onError`, rather than held without bound. See docs/recordings.md.
+ * allows it. Past `maxQueuedBytes` (32 MB) of lines waiting at once, the rest are dropped, with
+ * one `onError`, rather than held without bound. See docs/recordings.md.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
  * const runtime = createRuntime({ inspect: recorder.inspect });
@@ -118,7 +119,7 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const queued = new Map<string, string[]>();
   let queuedBytes = 0;
   let dropped = 0;
-  let pending: NodeJS.Immediate | undefined;
+  let pending = false;
   let madeFolder = false;
   /** With `keep`: the recordings in the folder, the one written longest ago first (read from the folder once). */
   let kept: Map<string, true> | undefined;
@@ -162,18 +163,19 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
     const lines = queued.get(runId);
     if (lines) lines.push(line);
     else queued.set(runId, [line]);
-    pending ??= setImmediate(write);
+    if (!pending) {
+      pending = true;
+      queueMicrotask(write);
+    }
   }
 
   /**
    * Appends what is queued, one append per recording. Synchronous on purpose: the lines reach the
-   * file (the page cache) within one turn of the event loop, so a process killed with SIGKILL
-   * loses at most that turn's lines, and no backlog waits behind the thread pool's other work
-   * (the store's writes and fsyncs).
+   * file (the page cache) before the store's write of the same step, which is queued after this
+   * microtask, and no backlog waits behind the thread pool's other work (the store's syncs).
    */
   function write() {
-    if (pending) clearImmediate(pending);
-    pending = undefined;
+    pending = false;
     const batches = [...queued];
     queued.clear();
     queuedBytes = 0;

@@ -168,7 +168,7 @@ describe('createRunRecorder as the run goes', () => {
     for (const actor of actors) if (!machines.includes(actor)) expect(JSON.parse(actor.definition as string)).toEqual({ id: actor.name });
   });
 
-  it('has a parked run on disk within a turn, with no flush', async () => {
+  it('has a parked run on disk as soon as it parks, with no flush', async () => {
     const dir = await tempDir();
     const { runtime } = recordedRuntime(dir, { rules: [allowRuns, mathNeedsApproval], steps: [{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }] });
     const parked = await runtime.run({ input: 'what is 2+3?', tenantId: 'acme', principalId: 'user-7' });
@@ -179,7 +179,7 @@ describe('createRunRecorder as the run goes', () => {
     await runtime.close();
   });
 
-  it('drops lines past maxQueuedBytes with one warning, and records the next turns again', async () => {
+  it('drops lines past maxQueuedBytes with one warning, and still writes what fits', async () => {
     const { createRuntime } = await import('../../src/index.js');
     const { createRunRecorder } = await import('../../src/inspect/recorder.js');
     const { scriptedModel } = await import('../../src/testing/index.js');
@@ -192,7 +192,7 @@ describe('createRunRecorder as the run goes', () => {
     await runtime.close();
     expect(warnings.length).toBeGreaterThan(0);
     expect(warnings.every((warning) => /more than 2000 bytes of recording lines wait/.test(warning))).toBe(true);
-    // A turn that drops warns once; what fits in a turn is still written.
+    // Each time lines pile up past the bound it warns once; what fits is still written.
     const lines = parseRecording(await readFile(recordingPath(dir, result.runId), 'utf8'));
     expect(lines.length).toBeGreaterThan(0);
   });
