@@ -19,7 +19,7 @@ function definitionOf(config: unknown): string {
 
 /**
  * Converts XState inspection events to the Stately inspection protocol at once, as they are
- * emitted: nothing is deferred, so no actor (and no run) is held after its event. A machine's
+ * emitted: nothing is deferred, so no actor (and no run) is held after its event. A state
  * machine's definition is turned into JSON once per machine, and given only when `wantsDefinition`
  * says so (a recording needs it once); other logic is named by its id alone.
  */
@@ -54,8 +54,8 @@ export function createProtocolConverter(): ProtocolConverter {
         case '@xstate.actor': {
           const config = actor.logic?.config as { id?: string } | undefined;
           const name = actor.id === actor.sessionId && typeof config === 'object' && config?.id ? config.id : actor.id;
-          // The actor has no snapshot yet when XState announces it: its input (or the snapshot it is restored from) stands in.
           const definition = definitionFor(actor.logic, name, wantsDefinition);
+          // The actor has no snapshot yet when XState announces it: its input (or the snapshot it is restored from) stands in.
           const snapshot = actor.options?.snapshot ?? { status: 'active', ...(actor.options?.input === undefined ? {} : { input: actor.options.input }) };
           return {
             type: '@xstate.actor',
