@@ -52,7 +52,7 @@ export function completeRecording(recording: string, stored: StoredRun): Complet
   );
   if (reached && unreadable === 0) return { text: recording, note: null };
 
-  const why = lines.length === 0 ? 'there is no recording of it' : reached ? `${unreadable} lines of its recording could not be read` : 'its recording ends before the state the store holds';
+  const why = lines.length === 0 ? 'there is no recording of it' : reached ? `${unreadable} line${unreadable === 1 ? '' : 's'} of its recording could not be read` : 'its recording ends before the state the store holds';
   const note = `The recording of this run is incomplete (${why}); the last state, context and decisions shown come from the run's stored snapshot.`;
   const at = Math.max(stored.updatedAt, ...lines.map((line) => line.timestamp));
   const sessionId = runs.at(-1)?.sessionId ?? `stored:${stored.runId}`;
