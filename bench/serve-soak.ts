@@ -7,6 +7,7 @@
 // measures without it, as an operator watching the process sees it).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,29 +127,38 @@ async function startServe(dir: string, recordRuns: boolean, collectGarbage: bool
   return { child, url, key, inspector: await connectChildInspector(await inspectorUrl, collectGarbage), stderr: () => err };
 }
 
-/** Why a request did not complete: `HTTP <status>`, `status <run status>`, or the network error's code. */
-function reasonOf(answer: PromiseSettledResult<string>): string {
-  if (answer.status === 'fulfilled') return answer.value;
-  const error = answer.reason as { cause?: { code?: string }; message?: string };
-  return error.cause?.code ?? error.message ?? 'unknown';
+/** One `POST /v1/runs` over `agent`: the HTTP status and the run's status. */
+function postRun(url: string, key: string, agent: Agent): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ input: 'what is 2+3?' });
+    const sent = request(`${url}/v1/runs`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: `Bearer ${key}` } }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => void (text += chunk));
+      response.on('end', () => {
+        if (response.statusCode !== 200) return resolve(`HTTP ${response.statusCode}`);
+        const status = (JSON.parse(text) as { status?: string }).status;
+        resolve(status === 'completed' ? 'completed' : `status ${status}`);
+      });
+      response.on('error', reject);
+    });
+    sent.on('error', reject);
+    sent.end(body);
+  });
 }
 
+/**
+ * One wave of concurrent runs, each on a connection of its own; the connections are closed after
+ * the wave, so none sits idle through a measurement and is reset by the server's keep-alive
+ * timeout just as the next wave picks it up.
+ */
 async function wave(url: string, key: string, concurrency: number): Promise<{ completed: number; reasons: Map<string, number> }> {
-  const answers = await Promise.allSettled(
-    Array.from({ length: concurrency }, async () => {
-      const response = await fetch(`${url}/v1/runs`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-        body: JSON.stringify({ input: 'what is 2+3?' }),
-      });
-      const body = (await response.json()) as { status?: string };
-      if (response.status !== 200) return `HTTP ${response.status}`;
-      return body.status === 'completed' ? 'completed' : `status ${body.status}`;
-    }),
-  );
+  const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
+  const answers = await Promise.allSettled(Array.from({ length: concurrency }, () => postRun(url, key, agent)));
+  agent.destroy();
   const reasons = new Map<string, number>();
   for (const answer of answers) {
-    const reason = reasonOf(answer);
+    const reason = answer.status === 'fulfilled' ? answer.value : ((answer.reason as NodeJS.ErrnoException).code ?? String(answer.reason));
     reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
   }
   const completed = reasons.get('completed') ?? 0;
