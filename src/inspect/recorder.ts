@@ -97,9 +97,9 @@ interface LiveRun {
  * Each event is converted as it is emitted (nothing holds an actor after its event) and appended
  * right after the step that emitted it (one append per file, in a microtask queued by the step's
  * first event), so a step's lines are on disk before the run store writes that step's snapshot,
- * and a killed process loses at most the lines of the step it was in. The run machine's definition is written once per recording. Model
- * text (assistant messages, the answer) is replaced by `WITHHELD` until the run's output check
- * allows it. Past `maxQueuedBytes` (32 MB) of lines waiting at once, the rest are dropped, with
+ * and a killed process loses at most the lines of the step it was in. The run machine's
+ * definition is written once per recording. Model text (assistant messages, the answer) is
+ * replaced by `WITHHELD` until the run's output check allows it. Past `maxQueuedBytes` (32 MB) of lines waiting at once, the rest are dropped, with
  * one `onError`, rather than held without bound. See docs/recordings.md.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
