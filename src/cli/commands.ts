@@ -13,13 +13,17 @@ import { loadConfig, parseConfig, type RunchartConfig } from '../config.js';
 import { isRunchartError, RunchartError } from '../errors.js';
 import { createHttpIngress, generateApiKey } from '../ingress/http.js';
 import { newTraceId } from '../ingress/request.js';
+import { completeRecording, type StoredRun } from '../inspect/fallback.js';
 import { createRunRecorder, readRecording } from '../inspect/recorder.js';
 import type { ModelAdapter } from '../models/contract.js';
 import { demoModel } from '../models/demo.js';
 import { createRunRedactor } from '../redaction.js';
 import { createRuntime } from '../runtime.js';
-import { describeServer } from '../store/postgres/db.js';
+import type { RunStore } from '../store/contract.js';
+import { describeServer } from '../store/postgres/where.js';
 import { openStoreDirectory } from '../store/directory.js';
+import { createFileRunStore } from '../store/files.js';
+import { readableRun } from '../store/migrate.js';
 import { combineTelemetry } from '../telemetry/contract.js';
 import { createTelemetry } from '../telemetry/create.js';
 import { stderrEventLogger } from '../telemetry/pino.js';
@@ -191,8 +195,10 @@ function newWorkerId(): string {
 async function openReader(options: CommonOptions) {
   const { config } = await resolveConfig(options);
   const storeDirectory = config.store.kind === 'lowdb' ? await openStoreDirectory(resolve(config.store.dir), { readOnly: true }) : undefined;
-  const runtime = createRuntime({ config, ...(storeDirectory ? { storeDirectory } : {}) });
-  return { runtime, config };
+  // Kept beside the runtime, so that `runs show --html` can read a run's stored snapshot.
+  const runStore: RunStore | undefined = storeDirectory ? await createFileRunStore(storeDirectory) : undefined;
+  const runtime = createRuntime({ config, ...(storeDirectory ? { storeDirectory } : {}), ...(runStore ? { runStore } : {}) });
+  return { runtime, config, runStore };
 }
 
 export async function run(io: CliIO, input: string, options: CommonOptions & { tenant: string; principal: string; session?: string; traceparent?: string }) {
@@ -369,21 +375,31 @@ export async function replay(io: CliIO, runId: string, options: CommonOptions) {
 }
 
 export async function showRun(io: CliIO, runId: string, options: CommonOptions & { tenant: string; html?: string }) {
-  const { runtime, config } = await openReader(options);
+  const { runtime, config, runStore } = await openReader(options);
   const line = (text: string) => io.out(`${text}\n`);
   const result = await runtime.get(runId, { tenantId: options.tenant });
+  const stored = result && options.html ? await runStore?.load(runId) : undefined;
   await runtime.close();
   if (!result) throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" for tenant "${options.tenant}"; list them with "runchart runs list --tenant ${options.tenant}"`);
   if (options.html) {
-    const recording = await readFile(join(config.store.dir, 'inspect', `${runId}.jsonl`), 'utf8').catch(() => {
+    const path = join(config.store.dir, 'inspect', `${runId}.jsonl`);
+    const recorded = await readFile(path, 'utf8').catch(() => undefined);
+    let recording = recorded;
+    if (stored) {
+      // A recording cut short (a killed process) or never written is completed from the stored run.
+      const completed = completeRecording(recorded ?? '', readableRun(stored) as StoredRun);
+      recording = completed.text;
+      if (completed.note) io.err(`runchart: note: ${completed.note}\n`);
+    }
+    if (recording === undefined) {
       throw new RunchartError(
         'invalid-input',
         'runtime',
         `runtime: run "${runId}" has no recording under ${join(config.store.dir, 'inspect')} (telemetry.record_runs was off, it ran elsewhere, or telemetry.keep_recordings removed it)`,
       );
-    });
+    }
     const { writeViewerPage } = await import('../../visualizations/viewer.js');
-    await writeViewerPage({ recording, out: options.html });
+    await writeViewerPage({ recording, out: options.html, source: `${runId}.jsonl` });
     line(`wrote ${options.html}: open it in a browser`);
     return;
   }

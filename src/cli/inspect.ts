@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createInspector } from '@statelyai/inspect';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { InspectionEvent } from 'xstate';
 import { RunchartError } from '../errors.js';
+import { createProtocolConverter } from '../inspect/protocol.js';
 
 /** A live connection to the Stately inspector. */
 export interface InspectorConnection {
@@ -171,20 +171,17 @@ export async function connectInspector(target: string | undefined): Promise<Insp
       // An event that cannot be sent is lost to the inspector only; the run goes on.
     }
   };
-  // The inspector converts XState's events (actors, events, snapshots) to its protocol, on a timer per event.
-  const inspector = createInspector({ send }, { serializationDepthLimit: 64 });
-  let pending = 0;
+  // Converted as they are emitted: no timer per event holds an actor (and its run) until it fires.
+  const converter = createProtocolConverter();
   return {
     inspect: (event) => {
-      pending++;
-      inspector.inspect.next?.(event);
-      setTimeout(() => pending--, 0);
+      const converted = converter.convert(event, () => true);
+      if (converted) send({ ...converted, createdAt: String(Date.now()) });
     },
     send,
     pageUrl: bridge ? `http://localhost:${bridge.port}` : null,
     async close() {
-      // Let the inspector's timers convert what was emitted, and the socket write it out.
-      for (let waited = 0; pending > 0 && waited < 100; waited++) await new Promise((resolve) => setTimeout(resolve, 1));
+      // Let the socket write out what was sent.
       if (socket.readyState === WebSocket.OPEN && socket.bufferedAmount > 0) await new Promise((resolve) => setTimeout(resolve, 50));
       await new Promise<void>((resolve) => {
         if (socket.readyState === WebSocket.CLOSED) return resolve();

@@ -1,10 +1,13 @@
-import { appendFile, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { appendFileSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect';
+import type { StatelyInspectionEvent } from '@statelyai/inspect';
 import type { InspectionEvent } from 'xstate';
 import { z } from 'zod';
 import { RunchartError } from '../errors.js';
 import { createRedactor } from '../redaction.js';
+import { createProtocolConverter } from './protocol.js';
+import { isOutputAllowed, withholdModelText } from './withhold.js';
 
 /** One line of a recording: a Stately inspection protocol event, the run it belongs to, and when XState emitted it. */
 export const RecordedEvent = z.looseObject({
@@ -34,6 +37,8 @@ export interface RunRecorderOptions {
    * run's recording would pass it, the ones written longest ago are removed. Unset: all are kept.
    */
   keep?: number;
+  /** How many bytes of lines may wait to be written before further lines are dropped; defaults to 32 MB. */
+  maxQueuedBytes?: number;
 }
 
 /** Records runs for the offline viewer and the Stately inspector. */
@@ -44,7 +49,8 @@ export interface RunRecorder {
   flush(): Promise<void>;
 }
 
-const recorded = new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot']);
+/** Lines waiting to be written, across all runs, beyond which new lines are dropped (see `createRunRecorder`). */
+const DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 
 /** JSON for anything XState hands us: snapshots through their `toJSON`, errors with their message, no functions. */
 function replacer(_key: string, value: unknown): unknown {
@@ -55,7 +61,7 @@ function replacer(_key: string, value: unknown): unknown {
 }
 const plain = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value, replacer)) as T));
 
-type Inspected = { sessionId: string; _parent?: Inspected; options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } }; getSnapshot?: () => { context?: { runId?: unknown } } };
+type Inspected = { sessionId: string; _parent?: Inspected; options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } } };
 
 /** The run id of a run actor: from its input when it starts, from its snapshot when it is restored. */
 function runIdOf(actorRef: Inspected): string | undefined {
@@ -73,12 +79,28 @@ function runActorOf(actorRef: Inspected): Inspected | undefined {
   return run;
 }
 
+/** What the recorder knows of a live run actor. */
+interface LiveRun {
+  runId: string;
+  /** The machines whose definition this run's recording has (written once per recording and process). */
+  defined: WeakSet<object>;
+  /** Set once the run's output check allows: model text is recorded from then on. */
+  allowed: boolean;
+}
+
 /**
  * Records each run's inspection events as JSONL in the Stately inspection protocol
- * (`@xstate.actor`, `@xstate.event`, `@xstate.snapshot`, converted by `@statelyai/inspect`),
- * one file per run at `<dir>/inspect/<runId>.jsonl`: the run and the actor of each layer call it
- * makes (the runtime's actor, which spawns every run, is in none). A run restored in another
- * process appends to its file.
+ * (`@xstate.actor`, `@xstate.event`, `@xstate.snapshot`), one file per run at
+ * `<dir>/inspect/<runId>.jsonl`: the run and the actor of each layer call it makes (the runtime's
+ * actor, which spawns every run, is in none). A run restored in another process appends to its file.
+ *
+ * Each event is converted as it is emitted (nothing holds an actor after its event) and appended
+ * right after the step that emitted it (one append per file, in a microtask queued by the step's
+ * first event), so a step's lines are on disk before the run store writes that step's snapshot,
+ * and a killed process loses at most the lines of the step it was in. The run machine's
+ * definition is written once per recording. Model text (assistant messages, the answer) is
+ * replaced by `WITHHELD` until the run's output check allows it. Past `maxQueuedBytes` (32 MB) of lines waiting at once, the rest are dropped, with
+ * one `onError`, rather than held without bound. See docs/recordings.md.
  * @example
  * const recorder = createRunRecorder({ dir: '.runchart' });
  * const runtime = createRuntime({ inspect: recorder.inspect });
@@ -89,67 +111,96 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
   const redact = options.redact ?? createRedactor([]);
   const onError = options.onError ?? (() => {});
   const folder = join(options.dir, 'inspect');
-  /** Run actor session id → run id, while the run is live. */
-  const runOfSession = new Map<string, string>();
-  /**
-   * The inspector converts each event on a timer, one timer per event, in the order given.
-   * This queue holds what only the moment of emission knows (the time, the run), in the same order.
-   */
-  const emitted: { timestamp: number; runId: string }[] = [];
-  const buffers = new Map<string, string[]>();
-  let writing: Promise<void> = Promise.resolve();
-  let scheduled = false;
+  const maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+  const converter = createProtocolConverter();
+  /** Run actor → what is known of the run; weak, so a run stopped anywhere (even while active) is forgotten with its actor. */
+  const live = new WeakMap<object, LiveRun>();
+  /** Lines not written yet, per run, in order. */
+  const queued = new Map<string, string[]>();
+  let queuedBytes = 0;
+  let dropped = 0;
+  let pending = false;
   let madeFolder = false;
   /** With `keep`: the recordings in the folder, the one written longest ago first (read from the folder once). */
   let kept: Map<string, true> | undefined;
 
-  const inspector = createInspector(
-    {
-      send(event) {
-        try {
-          receive(event);
-        } catch (error) {
-          onError('inspect: an inspection event could not be recorded', error);
-        }
-      },
-    },
-    // The run's context is plain JSON of moderate depth; keep all of it.
-    { serializationDepthLimit: 64 },
-  );
+  function liveRunOf(run: Inspected): LiveRun {
+    let found = live.get(run);
+    if (!found) {
+      const restored = run.options?.snapshot?.context;
+      live.set(run, (found = { runId: runIdOf(run)!, defined: new WeakSet(), allowed: isOutputAllowed(restored) }));
+    }
+    return found;
+  }
 
-  function receive(event: StatelyInspectionEvent) {
-    const meta = emitted.shift();
-    if (!meta) return;
-    const line = redact(plain({ timestamp: meta.timestamp, runId: meta.runId, ...event, createdAt: String(meta.timestamp) }));
-    const buffer = buffers.get(meta.runId);
-    if (buffer) buffer.push(JSON.stringify(line));
-    else buffers.set(meta.runId, [JSON.stringify(line)]);
-    if (!scheduled) {
-      scheduled = true;
-      writing = writing.then(write);
+  function record(event: InspectionEvent) {
+    const run = runActorOf(event.actorRef as unknown as Inspected);
+    if (!run) return; // the runtime's own actor, or an actor system that is not a run
+    const state = liveRunOf(run);
+    if (!state.allowed && event.type === '@xstate.snapshot' && event.actorRef === (run as unknown)) {
+      state.allowed = isOutputAllowed((event.snapshot as { context?: unknown }).context);
+    }
+    const converted = converter.convert(event, (logic) => {
+      if (state.defined.has(logic)) return false;
+      state.defined.add(logic);
+      return true;
+    });
+    if (!converted) return;
+    const timestamp = now();
+    let line = plain({ timestamp, runId: state.runId, ...converted, createdAt: String(timestamp) });
+    if (!state.allowed) line = withholdModelText(line);
+    enqueue(state.runId, JSON.stringify(redact(line)));
+  }
+
+  function enqueue(runId: string, line: string) {
+    if (queuedBytes + line.length > maxQueuedBytes) {
+      if (dropped++ === 0) {
+        onError(`inspect: more than ${maxQueuedBytes} bytes of recording lines wait for ${folder}; lines are dropped until they are written (runchart runs show <runId> --html builds the page from the stored run)`, undefined);
+      }
+      return;
+    }
+    queuedBytes += line.length;
+    const lines = queued.get(runId);
+    if (lines) lines.push(line);
+    else queued.set(runId, [line]);
+    if (!pending) {
+      pending = true;
+      queueMicrotask(write);
     }
   }
 
-  async function write() {
-    scheduled = false;
-    const batches = [...buffers].map(([runId, lines]) => [runId, lines.splice(0)] as const);
-    buffers.clear();
+  /**
+   * Appends what is queued, one append per recording. Synchronous on purpose: the lines reach the
+   * file (the page cache) before the store's write of the same step, which is queued after this
+   * microtask, and no backlog waits behind the thread pool's other work (the store's syncs).
+   */
+  function write() {
+    pending = false;
+    const batches = [...queued];
+    queued.clear();
+    queuedBytes = 0;
+    dropped = 0;
+    if (batches.length === 0) return;
     try {
-      if (!madeFolder) await mkdir(folder, { recursive: true });
+      if (!madeFolder) mkdirSync(folder, { recursive: true });
       madeFolder = true;
     } catch (error) {
-      return onError(`inspect: cannot create ${folder}`, error);
+      return onError(`inspect: cannot create ${folder}; check that the store directory is writable`, error);
     }
     for (const [runId, lines] of batches) {
       const path = join(folder, `${runId}.jsonl`);
-      await appendFile(path, `${lines.join('\n')}\n`).catch((error: unknown) => onError(`inspect: cannot write ${path}`, error));
+      try {
+        appendFileSync(path, `${lines.join('\n')}\n`);
+      } catch (error) {
+        onError(`inspect: cannot write ${path}`, error);
+      }
     }
-    if (options.keep !== undefined) await prune(batches.map(([runId]) => `${runId}.jsonl`), options.keep);
+    if (options.keep !== undefined) prune(batches.map(([runId]) => `${runId}.jsonl`), options.keep);
   }
 
   /** Moves the recordings just written to the newest end, and removes the oldest beyond `keep`. */
-  async function prune(written: string[], keep: number) {
-    kept ??= await recordingsByAge(folder);
+  function prune(written: string[], keep: number) {
+    kept ??= recordingsByAge(folder);
     for (const name of written) {
       kept.delete(name);
       kept.set(name, true);
@@ -157,54 +208,45 @@ export function createRunRecorder(options: RunRecorderOptions): RunRecorder {
     while (kept.size > keep) {
       const oldest = kept.keys().next().value!;
       kept.delete(oldest);
-      await unlink(join(folder, oldest)).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') onError(`inspect: cannot remove the old recording ${join(folder, oldest)}`, error);
-      });
+      try {
+        unlinkSync(join(folder, oldest));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onError(`inspect: cannot remove the old recording ${join(folder, oldest)}`, error);
+      }
     }
   }
 
   return {
     inspect(event) {
-      if (!recorded.has(event.type)) return;
-      const run = runActorOf(event.actorRef as unknown as Inspected);
-      if (!run) return; // the runtime's own actor, or an actor system that is not a run
-      let runId = runOfSession.get(run.sessionId);
-      if (runId === undefined) runOfSession.set(run.sessionId, (runId = runIdOf(run)!));
-      if (event.type === '@xstate.snapshot' && event.actorRef === (run as unknown) && event.snapshot.status !== 'active') {
-        // The run's last events (its children stopping) follow in the same synchronous step; then forget it.
-        queueMicrotask(() => runOfSession.delete(run.sessionId));
+      if (event.type !== '@xstate.actor' && event.type !== '@xstate.event' && event.type !== '@xstate.snapshot') return;
+      try {
+        record(event);
+      } catch (error) {
+        onError('inspect: an inspection event could not be recorded', error);
       }
-      emitted.push({ timestamp: now(), runId });
-      // Errors in snapshots and events keep their message: the inspector's own serializer would drop it.
-      const forwarded =
-        event.type === '@xstate.snapshot'
-          ? Object.assign({}, event, { snapshot: plain(event.snapshot) })
-          : event.type === '@xstate.event'
-            ? Object.assign({}, event, { event: plain(event.event) })
-            : event;
-      inspector.inspect.next?.(forwarded as InspectionEvent);
     },
     async flush() {
-      // Wait for the inspector's timers to convert what was emitted, then for the writes.
-      const giveUp = Date.now() + 10_000;
-      while (emitted.length > 0) {
-        if (Date.now() > giveUp) {
-          onError(`inspect: ${emitted.length} inspection events were never converted; the recordings may be incomplete`, undefined);
-          emitted.length = 0;
-          break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
-      await writing;
-      if (buffers.size > 0) await (writing = writing.then(write));
+      write();
     },
   };
 }
 
 /** The recordings in `folder`, the one modified longest ago first. */
-async function recordingsByAge(folder: string): Promise<Map<string, true>> {
-  const names = (await readdir(folder).catch(() => [] as string[])).filter((name) => name.endsWith('.jsonl'));
-  const dated = await Promise.all(names.map(async (name) => ({ name, at: await stat(join(folder, name)).then((entry) => entry.mtimeMs, () => 0) })));
+function recordingsByAge(folder: string): Map<string, true> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(folder).filter((name) => name.endsWith('.jsonl'));
+  } catch {
+    // No folder yet: nothing to keep.
+  }
+  const modified = (name: string) => {
+    try {
+      return statSync(join(folder, name)).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const dated = names.map((name) => ({ name, at: modified(name) }));
   dated.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : 1));
   return new Map(dated.map(({ name }) => [name, true]));
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { isRunchartError, type ModelRequest } from '../../src/index.js';
 import { parseRecording, readRecording, type RecordedEvent } from '../../src/inspect/recorder.js';
 import { tempDir } from '../support/temp.js';
-import { allowMath, allowRuns, approvedRun, recordedRuntime, recordingPath } from './recorded-run.js';
+import { allowMath, allowRuns, approvedRun, mathNeedsApproval, recordedRuntime, recordingPath } from './recorded-run.js';
 
 type Line = RecordedEvent & Record<string, any>;
 /** The run actors of a recording: their parent, the runtime's actor, is in no recording. */
@@ -149,6 +149,52 @@ describe('createRunRecorder', () => {
     expect(events.indexOf(approve)).toBeGreaterThan(events.indexOf(roots[1]!));
     const last = rootSnapshots(events, roots[1]!.sessionId).at(-1)!;
     expect(last.snapshot).toMatchObject({ value: 'completed', context: { output: '2+3 is 5' } });
+  });
+});
+
+describe('createRunRecorder as the run goes', () => {
+  it('writes the run machine definition once per recording, and every other actor by name alone', async () => {
+    const dir = await tempDir();
+    const { runtime, recorder } = recordedRuntime(dir, {
+      rules: [allowRuns, allowMath],
+      steps: [{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '2+3 is 5' }],
+    });
+    const result = await runtime.run({ input: 'what is 2+3?', tenantId: 'acme', principalId: 'user-7' });
+    await recorder.flush();
+    await runtime.close();
+    const actors = ((await readRecording(recordingPath(dir, result.runId))) as Line[]).filter((event) => event.type === '@xstate.actor');
+    const machines = actors.filter((event) => typeof event.definition === 'string' && 'states' in JSON.parse(event.definition));
+    expect(machines).toHaveLength(1);
+    for (const actor of actors) if (!machines.includes(actor)) expect(JSON.parse(actor.definition as string)).toEqual({ id: actor.name });
+  });
+
+  it('has a parked run on disk as soon as it parks, with no flush', async () => {
+    const dir = await tempDir();
+    const { runtime } = recordedRuntime(dir, { rules: [allowRuns, mathNeedsApproval], steps: [{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }] });
+    const parked = await runtime.run({ input: 'what is 2+3?', tenantId: 'acme', principalId: 'user-7' });
+    await new Promise((resolve) => setImmediate(resolve));
+    const events = parseRecording(await readFile(recordingPath(dir, parked.runId), 'utf8')) as Line[];
+    const last = rootSnapshots(events, rootOf(events).sessionId).at(-1)!;
+    expect(last.snapshot.value).toEqual({ toolExecution: 'awaitingApproval' });
+    await runtime.close();
+  });
+
+  it('drops lines past maxQueuedBytes with one warning, and still writes what fits', async () => {
+    const { createRuntime } = await import('../../src/index.js');
+    const { createRunRecorder } = await import('../../src/inspect/recorder.js');
+    const { scriptedModel } = await import('../../src/testing/index.js');
+    const dir = await tempDir();
+    const warnings: string[] = [];
+    const recorder = createRunRecorder({ dir, maxQueuedBytes: 2_000, onError: (message) => warnings.push(message) });
+    const runtime = createRuntime({ inspect: recorder.inspect, config: { store: { kind: 'memory' }, policy: { rules: [allowRuns] } }, model: scriptedModel([{ text: 'one' }]) });
+    const result = await runtime.run({ input: 'a', tenantId: 'acme', principalId: 'u' });
+    await recorder.flush();
+    await runtime.close();
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(warnings.every((warning) => /more than 2000 bytes of recording lines wait/.test(warning))).toBe(true);
+    // Each time lines pile up past the bound it warns once; what fits is still written.
+    const lines = parseRecording(await readFile(recordingPath(dir, result.runId), 'utf8'));
+    expect(lines.length).toBeGreaterThan(0);
   });
 });
 

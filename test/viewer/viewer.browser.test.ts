@@ -7,7 +7,9 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeViewerPage } from '../../visualizations/viewer.js';
 import { tempDir } from '../support/temp.js';
-import { approvedRun } from './recorded-run.js';
+import { completeRecording, type StoredRun } from '../../src/inspect/fallback.js';
+import { createInMemoryRunStore } from '../../src/testing/index.js';
+import { allowRuns, approvedRun, recordedRuntime, recordingPath } from './recorded-run.js';
 
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const answer = '2+3 is 5 <b>not bold</b></script><script>window.injected = true</script>';
@@ -134,6 +136,55 @@ describe('the run viewer in Chromium', () => {
     for (const state of onPath) expect(await stateClass(page, state), state).toMatch(/\bvisited\b/);
     for (const state of offPath) expect(await stateClass(page, state), state).not.toMatch(/\bvisited\b/);
     expect(await rowsOf(page, 'decisions')).toHaveLength(5);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('shows an answer the output check denied as withheld, and nowhere as text', async () => {
+    const dir = await tempDir();
+    const secret = 'the model said something it should not';
+    const { runtime, recorder } = recordedRuntime(dir, {
+      rules: [{ id: 'runs', stage: ['precheck', 'memory.write'], effect: 'allow' }, { id: 'no-output', stage: 'output', effect: 'deny' }],
+      steps: [{ text: secret }],
+    });
+    const result = await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' });
+    await recorder.flush();
+    await runtime.close();
+    expect(result.status).toBe('denied');
+    const out = join(dir, 'run.html');
+    const recording = await readFile(recordingPath(dir, result.runId), 'utf8');
+    expect(recording).not.toContain(secret);
+    await writeViewerPage({ recording, out });
+
+    const { page, problems } = await open(pathToFileURL(out).href);
+    await page.waitForSelector('body.loaded');
+    expect(await page.locator('#run-status').innerText()).toBe('denied');
+    expect(await page.locator('p.withheld').innerText()).toMatch(/withheld: the output check has not allowed it/);
+    expect(await page.locator('#summary-output').innerText()).toMatch(/^\(withheld/);
+    expect(await page.locator('body').innerText()).not.toContain(secret);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('draws a run with no recording from its stored snapshot, under a note that says so', async () => {
+    const dir = await tempDir();
+    const runStore = createInMemoryRunStore();
+    const { runtime } = recordedRuntime(join(dir, 'elsewhere'), { rules: [allowRuns], steps: [{ text: 'hello back' }], runStore });
+    const result = await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' });
+    await runtime.close();
+    const stored = (await runStore.load(result.runId))!;
+    const { text, note } = completeRecording('', stored as StoredRun);
+    expect(note).toMatch(/there is no recording of it/);
+    const out = join(dir, 'run.html');
+    await writeViewerPage({ recording: text, out });
+
+    const { page, problems } = await open(pathToFileURL(out).href);
+    await page.waitForSelector('body.loaded');
+    expect(await page.locator('p.incomplete').innerText()).toBe(note);
+    expect(await page.locator('#run-status').innerText()).toBe('completed');
+    expect(await stateClass(page, 'completed')).toMatch(/\bcurrent\b/);
+    expect(await rowsOf(page, 'decisions')).toEqual([expect.stringMatching(/precheck allow allow-runs/), expect.stringMatching(/output allow allow-runs/), expect.stringMatching(/memory\.write allow allow-runs/)]);
+    expect(await page.locator('pre.output').innerText()).toBe('hello back');
     expect(problems).toEqual([]);
     await page.close();
   });

@@ -7,6 +7,8 @@
   'use strict';
 
   var FINALS = ['completed', 'denied', 'failed', 'cancelled'];
+  /** What the recorder writes in place of model text the output check has not allowed (src/inspect/withhold.ts). */
+  var WITHHELD = '[withheld until the output check allows it]';
 
   /** A state value as one dotted name: `toolExecution.awaitingApproval`. */
   function stateKey(value) {
@@ -57,7 +59,9 @@
     var first = events.length ? events[0].timestamp : 0;
     var end = events.length ? events[events.length - 1].timestamp : 0;
     var known = {};
+    var notes = [];
     events.forEach(function (event) {
+      if (typeof event.note === 'string' && notes.indexOf(event.note) < 0) notes.push(event.note);
       if (event.type === '@xstate.actor') {
         // The run is the actor whose parent (the runtime's actor) is not in its recording; a run
         // restored in another process starts a new one, whose events follow in the same file.
@@ -115,7 +119,7 @@
         });
       }
     }
-    return { root: root, sessions: sessions, path: path, decisions: decisions, calls: calls, approvals: approvals, timeline: timeline, context: context, status: status, first: first, end: end, events: events.length };
+    return { notes: notes, root: root, sessions: sessions, path: path, decisions: decisions, calls: calls, approvals: approvals, timeline: timeline, context: context, status: status, first: first, end: end, events: events.length };
   }
 
   // ---- formatting -------------------------------------------------------------------------
@@ -357,8 +361,10 @@
       tenant: tenant || '',
       principal: principal || '',
       status: status,
-      output: context.output || (status === 'awaiting_approval' ? '(waiting for an approval)' : '(no output)'),
+      output: context.output === WITHHELD ? '(withheld: the output check has not allowed the answer)' : context.output || (status === 'awaiting_approval' ? '(waiting for an approval)' : '(no output)'),
     });
+    // A recording completed from the stored run says so above everything else.
+    analysis.notes.forEach(function (note) { root.appendChild(element('p', { class: 'incomplete', text: note })); });
 
     var facts = [
       ['tenant', tenant],
@@ -377,7 +383,8 @@
     }, [])));
 
     var result = [];
-    if (context.output) result.push(element('pre', { class: 'output', text: context.output }));
+    if (context.output === WITHHELD) result.push(element('p', { class: 'withheld', text: 'The answer is withheld: the output check has not allowed it, so the recording does not carry it.' }));
+    else if (context.output) result.push(element('pre', { class: 'output', text: context.output }));
     if (context.error) result.push(element('p', { class: 'error', text: 'error (' + context.error.kind + ', ' + context.error.layer + '): ' + context.error.message }));
     if (context.cancelReason) result.push(element('p', { class: 'error', text: 'cancelled: ' + context.cancelReason }));
     (context.warnings || []).forEach(function (warning) { result.push(element('p', { class: 'warning', text: 'warning: ' + warning })); });

@@ -1,6 +1,9 @@
 import pg from 'pg';
 import { RunchartError } from '../../errors.js';
 import { SCHEMA_NAME } from './schema-name.js';
+import { describeServer } from './where.js';
+
+export { describeServer };
 
 // The one file that imports pg: a pool for queries and transactions, one more connection for
 // LISTEN, and errors that name the server (never its password).
@@ -37,16 +40,6 @@ export interface DatabaseOptions {
   maxConnections?: number;
   applicationName?: string;
   onWarning?: (message: string, error?: unknown) => void;
-}
-
-/** Host, port and database of a connection URL, for messages. */
-export function describeServer(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}${parsed.pathname || '/'}`;
-  } catch {
-    return 'the configured server';
-  }
 }
 
 /**
