@@ -4,6 +4,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { InspectionEvent } from 'xstate';
 import { RunchartError } from '../errors.js';
 import { createProtocolConverter } from '../inspect/protocol.js';
+import { plain, runActorOf, type Inspected } from '../inspect/recorder.js';
+import { isOutputAllowed, withholdModelText } from '../inspect/withhold.js';
 
 /** A live connection to the Stately inspector. */
 export interface InspectorConnection {
@@ -173,10 +175,17 @@ export async function connectInspector(target: string | undefined): Promise<Insp
   };
   // Converted as they are emitted: no timer per event holds an actor (and its run) until it fires.
   const converter = createProtocolConverter();
+  /** Runs whose output the policy has allowed: their model text may be shown. */
+  const allowed = new WeakSet<object>();
   return {
     inspect: (event) => {
+      // As in recordings: no model text reaches the inspector before the run's output allow.
+      const run = runActorOf(event.actorRef as unknown as Inspected);
+      if (run && event.type === '@xstate.snapshot' && event.actorRef === (run as unknown) && isOutputAllowed((event.snapshot as { context?: unknown }).context)) allowed.add(run);
       const converted = converter.convert(event, () => true);
-      if (converted) send({ ...converted, createdAt: String(Date.now()) });
+      if (!converted) return;
+      const line = !run || allowed.has(run) ? converted : withholdModelText(plain(converted));
+      send(Object.assign(line, { createdAt: String(Date.now()) }));
     },
     send,
     pageUrl: bridge ? `http://localhost:${bridge.port}` : null,

@@ -59,9 +59,9 @@ function replacer(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   return value;
 }
-const plain = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value, replacer)) as T));
+export const plain = <T>(value: T): T => (value === undefined ? value : (JSON.parse(JSON.stringify(value, replacer)) as T));
 
-type Inspected = { sessionId: string; _parent?: Inspected; options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } } };
+export type Inspected = { sessionId: string; _parent?: Inspected; options?: { input?: { runId?: unknown }; snapshot?: { context?: { runId?: unknown } } } };
 
 /** The run id of a run actor: from its input when it starts, from its snapshot when it is restored. */
 function runIdOf(actorRef: Inspected): string | undefined {
@@ -73,7 +73,7 @@ function runIdOf(actorRef: Inspected): string | undefined {
  * The run an actor belongs to: the run itself (a child of the runtime's actor, or a root of its own
  * when spawned alone), or the run above a layer call. The runtime's actor belongs to none.
  */
-function runActorOf(actorRef: Inspected): Inspected | undefined {
+export function runActorOf(actorRef: Inspected): Inspected | undefined {
   let run: Inspected | undefined;
   for (let actor: Inspected | undefined = actorRef; actor; actor = actor._parent) if (runIdOf(actor) !== undefined) run = actor;
   return run;

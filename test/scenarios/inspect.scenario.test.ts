@@ -4,6 +4,8 @@ import { createInspectorServer } from '@statelyai/inspect/server';
 import { describe, expect, it } from 'vitest';
 import { connectInspector } from '../../src/cli/inspect.js';
 import { main } from '../../src/cli/main.js';
+import { createRuntime } from '../../src/runtime.js';
+import { scriptedModel } from '../../src/testing/index.js';
 import { tempDir } from '../support/temp.js';
 
 const freePort = () =>
@@ -34,6 +36,35 @@ describe('the Stately inspector', () => {
       await expect.poll(() => received.some((event) => event.type === '@xstate.snapshot' && event.snapshot?.value === 'completed'), { timeout: 5_000 }).toBe(true);
       const types = new Set(received.map((event) => event.type));
       expect(types).toEqual(new Set(['@xstate.actor', '@xstate.event', '@xstate.snapshot']));
+    } finally {
+      subscription.unsubscribe();
+      server.stop();
+    }
+  });
+
+  it('sends no model text before the output allow: a denied answer never reaches the inspector, an allowed one does', async () => {
+    const port = await freePort();
+    const server = createInspectorServer({ port, autoOpen: false });
+    const received: unknown[] = [];
+    const receiver = createWebSocketReceiver({ server: `ws://127.0.0.1:${port}` });
+    const subscription = receiver.subscribe((event) => void received.push(event));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const verdict of ['deny', 'allow'] as const) {
+        const connection = await connectInspector(`ws://127.0.0.1:${port}`);
+        const runtime = createRuntime({
+          config: { store: { kind: 'memory' }, telemetry: { emit_structured_events: false }, policy: { rules: [{ id: 'runs', stage: ['precheck', 'memory.write'], effect: 'allow' }, { id: 'out', stage: 'output', effect: verdict }] } },
+          model: scriptedModel([{ text: `the launch codes are 0000 (${verdict})` }]),
+          inspect: connection.inspect,
+        });
+        const result = await runtime.run({ input: 'tell me', tenantId: 'acme', principalId: 'u' });
+        expect(result.status).toBe(verdict === 'deny' ? 'denied' : 'completed');
+        await runtime.close();
+        await connection.close();
+      }
+      await expect.poll(() => JSON.stringify(received).includes('the launch codes are 0000 (allow)'), { timeout: 5_000 }).toBe(true);
+      expect(JSON.stringify(received)).not.toContain('the launch codes are 0000 (deny)');
+      expect(JSON.stringify(received)).toContain('[withheld until the output check allows it]');
     } finally {
       subscription.unsubscribe();
       server.stop();
