@@ -58,15 +58,14 @@ export function completeRecording(recording: string, stored: StoredRun): Complet
   const sessionId = runs.at(-1)?.sessionId ?? `stored:${stored.runId}`;
   const base = { runId: stored.runId, sessionId, rootId: sessionId, id: null, _version: PROTOCOL_VERSION, timestamp: at, createdAt: String(at) };
   const added: object[] = [];
-  if (runs.length === 0) added.push({ ...base, type: '@xstate.actor', name: stored.runId, snapshot: { status: 'active' } });
+  if (runs.length === 0) added.push(Object.assign({ type: '@xstate.actor', name: stored.runId, snapshot: { status: 'active' } }, base));
   const snapshot = structuredClone(stored.snapshot);
-  added.push({
-    ...base,
-    type: '@xstate.snapshot',
-    event: { type: 'runchart.stored' },
-    snapshot: isOutputAllowed(snapshot.context) ? snapshot : withholdModelText(snapshot),
-    note,
-  });
+  added.push(
+    Object.assign(
+      { type: '@xstate.snapshot', event: { type: 'runchart.stored' }, snapshot: isOutputAllowed(snapshot.context) ? snapshot : withholdModelText(snapshot), note },
+      base,
+    ),
+  );
   const text = [...lines, ...added].map((line) => JSON.stringify(line)).join('\n');
   return { text: `${text}\n`, note };
 }
