@@ -78,6 +78,8 @@ export interface RuntimeOptions {
   eventLog?: boolean;
   /** With store kind postgres: this process's worker id, the owner of the run leases it takes (default host:pid:random). */
   workerId?: string;
+  /** With store kind postgres: runs resumed or cancelled through this runtime go to the workers rather than run here (`runchart serve --no-worker`). */
+  acceptOnly?: boolean;
 }
 
 
@@ -250,6 +252,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       settings,
       owner: workerId,
       leaseMs: config.store.lease_ms,
+      ...(options.acceptOnly ? { acceptOnly: true } : {}),
       redact: (value) => redact(value),
       now,
       warn,

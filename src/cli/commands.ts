@@ -114,7 +114,7 @@ async function holdBridge(io: CliIO, inspector: InspectorConnection | undefined,
 }
 
 /** The runtime that `run`, `approve`, `reject` and `serve` use: the config found, the model, the math and notes capabilities, the store. */
-async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean; service?: boolean; workerId?: string }) {
+async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean; service?: boolean; workerId?: string; acceptOnly?: boolean }) {
   const { config: resolved, source } = await resolveConfig(options);
   const line = (text: string) => io.out(`${text}\n`);
   const { model, demo } = await modelFor(process.env);
@@ -159,6 +159,7 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
     // A service's streams replay a run from its start and resume where a client left off.
     ...(options.service ? { eventLog: true } : {}),
     ...(options.workerId ? { workerId: options.workerId } : {}),
+    ...(options.acceptOnly ? { acceptOnly: true } : {}),
   });
   return { runtime, line, config, inspector };
 }
@@ -283,7 +284,7 @@ export async function serve(io: CliIO, options: CommonOptions & { port?: number;
     throw new RunchartError('invalid-input', 'runtime', `--no-worker: the ${found.store.kind} store runs its runs in the process that serves them; use store.kind: postgres for servers that only accept runs and workers that run them`);
   }
   const workerId = newWorkerId();
-  const { runtime, line, config } = await openRuntime(io, { ...options, quiet: true, service: true, workerId });
+  const { runtime, line, config } = await openRuntime(io, { ...options, quiet: true, service: true, workerId, acceptOnly: options.worker === false });
   if (options.worker !== false) {
     const resumed = await runtime.recover();
     if (resumed.length) line(`resumed ${resumed.length} unfinished run(s) from the store`);

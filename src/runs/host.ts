@@ -20,6 +20,8 @@ export interface RunHostOptions {
   /** How long a lease lasts unless renewed (a third of it between renewals); a dead worker's runs are taken over after it. */
   leaseMs: number;
   redact: <T>(value: T) => T;
+  /** This process runs no runs it does not start itself: a run to resume (an approval, a cancel) goes to the workers through the queue. */
+  acceptOnly?: boolean;
   now: () => number;
   warn: (message: string, error?: unknown) => void;
 }
@@ -186,6 +188,8 @@ export function createRunHost(options: RunHostOptions) {
     /** Takes the run into this process when nobody else holds it (its lease is free or lapsed); true when it is live here now. */
     async claim(scope: RunScope): Promise<boolean> {
       if (runs.handleOf(scope.runId)) return true;
+      // A process that only accepts runs hands every run on to the workers.
+      if (options.acceptOnly) return false;
       const store = await options.store();
       const lease = await store.runStore.leases.acquire(leaseOf(scope));
       return lease.status === 'acquired' && (await host(lease.run)) !== undefined;

@@ -38,8 +38,9 @@ afterEach(async () => {
   for (const runtime of open.splice(0).reverse()) await runtime.close();
 });
 
-function runtimeOn(schema: string, model: Parameters<typeof scriptedModel>[0]) {
+function runtimeOn(schema: string, model: Parameters<typeof scriptedModel>[0], options: { acceptOnly?: boolean } = {}) {
   const runtime = createRuntime({
+    ...options,
     config: { store: { kind: 'postgres', url: postgresUrl!, schema, lease_ms: 1_000 }, policy: { rules }, telemetry: { emit_structured_events: false, record_runs: false } },
     capabilities: [record, pay, slow],
     model: scriptedModel(model),
@@ -117,6 +118,24 @@ describePostgres('runtimes sharing a PostgreSQL store', () => {
     // Keys are per tenant: another tenant's same key is another run.
     const other = await a.submit({ ...request('hi'), tenantId: 'globex' }, { idempotencyKey: 'order-1' });
     expect(other.runId).not.toBe(first.runId);
+  });
+
+  it('hands a parked run nobody holds to a worker when an accept-only server is asked to approve it', async () => {
+    const schema = await testSchema();
+    const server = runtimeOn(schema, [], { acceptOnly: true });
+    const first = runtimeOn(schema, [{ toolCalls: [{ name: 'effects_pay', arguments: { cents: 9 } }] }]);
+    first.work({ concurrency: 2 });
+    const submitted = await server.submit(request('pay 9'));
+    const parked = await submitted.result();
+    expect(parked.status).toBe('awaiting_approval');
+    // The worker shuts down: the parked run is let go, held by nobody.
+    await first.close();
+    open.splice(open.indexOf(first), 1);
+    expect(await sql(`SELECT lease_owner FROM ${schema}.runs`)).toEqual([{ lease_owner: null }]);
+    const second = runtimeOn(schema, [{ text: 'paid 9' }]);
+    second.work({ concurrency: 2 });
+    // The server's own model has no script: the run can only finish on the worker.
+    expect(await server.approve(submitted.runId, parked.toolCalls.at(-1)!.callId, { principalId: 'manager', tenantId: 'acme' })).toMatchObject({ status: 'completed', output: 'paid 9' });
   });
 
   it('takes over, on a second worker, the runs of a worker whose leases lapse', async () => {
