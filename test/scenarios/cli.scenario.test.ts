@@ -4,28 +4,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ExitCode, main } from '../../src/cli/main.js';
+import { ExitCode } from '../../src/cli/main.js';
+import { cli } from '../support/cli-inline.js';
 import { tempDir } from '../support/temp.js';
 
-/** Runs the CLI in-process and captures what it prints and the exit code it sets. */
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const write = process.stdout.write.bind(process.stdout);
-  const writeErr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-  process.exitCode = undefined;
-  try {
-    await main(argv);
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = writeErr;
-  }
-  const code = process.exitCode ?? 0;
-  process.exitCode = undefined;
-  return { out, err, code };
-}
 
 afterEach(() => {
   process.exitCode = undefined;

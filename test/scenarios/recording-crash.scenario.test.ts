@@ -5,30 +5,11 @@ import { existsSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
+import { cli } from '../support/cli-inline.js';
 import { generateApiKey } from '../../src/ingress/http.js';
 import { startRunchart } from '../support/cli-process.js';
 import { tempDir } from '../support/temp.js';
 
-/** Runs the CLI in-process and captures what it prints and the exit code it sets. */
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const write = process.stdout.write.bind(process.stdout);
-  const writeErr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-  process.exitCode = undefined;
-  try {
-    await main(argv);
-  } finally {
-    process.stdout.write = write;
-    process.stderr.write = writeErr;
-  }
-  const code = process.exitCode ?? 0;
-  process.exitCode = undefined;
-  return { out, err, code };
-}
 
 describe('runs show --html after a kill -9', () => {
   it('writes a viewer page for every run with a stored snapshot, noting a recording that is missing or cut short', { timeout: 90_000 }, async () => {
