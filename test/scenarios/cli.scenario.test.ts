@@ -53,6 +53,34 @@ describe('runchart run', () => {
     expect(err).toContain('runtime.max_tool_hop');
   });
 
+  it('refuses a worker, or a server without one, on a store that one process holds, saying what to use', async () => {
+    const store = await tempDir();
+    const worker = await cli('worker');
+    expect(worker.code).toBe(ExitCode.usage);
+    expect(worker.err).toContain('a worker needs store.kind: postgres');
+    const server = await cli('serve', '--no-worker', '--store', store);
+    expect(server.code).toBe(ExitCode.usage);
+    expect(server.err).toContain('--no-worker: the lowdb store runs its runs in the process that serves them; use store.kind: postgres');
+    expect((await cli('worker', '--concurrency', '0')).code).toBe(ExitCode.usage);
+  });
+
+  it('loads the capabilities of execution.capability_modules, and names a module that exports none', async () => {
+    const directory = await tempDir();
+    await writeFile(join(directory, 'tools.mjs'), 'export const capabilities = [];\n');
+    await writeFile(join(directory, 'empty.mjs'), 'export const nothing = 1;\n');
+    const config = (module: string) => `execution:\n  capability_modules: [${module}]\nstore:\n  dir: ${join(directory, 'store')}\n`;
+    await writeFile(join(directory, 'good.yaml'), config('./tools.mjs'));
+    await writeFile(join(directory, 'bad.yaml'), config('./empty.mjs'));
+    await writeFile(join(directory, 'missing.yaml'), config('./nowhere.mjs'));
+    expect((await cli('run', 'what is 2+3?', '--config', join(directory, 'good.yaml'))).code).toBe(ExitCode.ok);
+    const bad = await cli('run', 'hi', '--config', join(directory, 'bad.yaml'));
+    expect(bad.code).toBe(ExitCode.usage);
+    expect(bad.err).toContain('execution.capability_modules: ./empty.mjs exports no capabilities');
+    const missing = await cli('run', 'hi', '--config', join(directory, 'missing.yaml'));
+    expect(missing.code).toBe(ExitCode.usage);
+    expect(missing.err).toMatch(/execution\.capability_modules: \.\/nowhere\.mjs .* could not be loaded/);
+  });
+
   it('keeps telemetry.keep_recordings recordings of its runs for the viewer, the oldest removed', async () => {
     const store = await tempDir();
     const path = join(store, 'runchart.yaml');
