@@ -72,6 +72,13 @@ export function createRunHost(options: RunHostOptions) {
 
   async function renewAll() {
     for (const entry of [...hosted.values()]) if (entry.leased) await renew(entry);
+    // A NOTIFY is a wake-up, never the only copy: mail whose NOTIFY was missed is found here.
+    const store = await options.store();
+    const mailed = await store.inbox.waiting([...hosted.keys()]).catch(() => []);
+    for (const runId of mailed) {
+      const entry = hosted.get(runId);
+      if (entry) takeMail(entry);
+    }
   }
 
   /** Extends the run's lease; false (and the run let go here) when another worker has taken it over. */

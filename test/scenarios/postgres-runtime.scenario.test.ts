@@ -138,6 +138,23 @@ describePostgres('runtimes sharing a PostgreSQL store', () => {
     expect(await server.approve(submitted.runId, parked.toolCalls.at(-1)!.callId, { principalId: 'manager', tenantId: 'acme' })).toMatchObject({ status: 'completed', output: 'paid 9' });
   });
 
+  it('finds inbox mail and run events whose NOTIFY never came (a NOTIFY is a wake-up, never the only copy)', async () => {
+    const schema = await testSchema();
+    const server = runtimeOn(schema, []);
+    const worker = runtimeOn(schema, [{ toolCalls: [{ name: 'effects_pay', arguments: { cents: 3 } }] }, { text: 'paid 3' }]);
+    worker.work({ concurrency: 2 });
+    const submitted = await server.submit(request('pay 3'));
+    const parked = await submitted.result();
+    expect(parked.status).toBe('awaiting_approval');
+    const followed: LoggedRunEvent[] = [];
+    server.follow(submitted.runId, { tenantId: 'acme' }, (event) => followed.push(event));
+    // Written straight into the tables, with no NOTIFY: only the periodic looks can find them.
+    await sql(`INSERT INTO ${schema}.run_events (tenant_id, run_id, kind, data) VALUES ('acme', $1, 'note', '{"quiet": true}')`, [submitted.runId]);
+    await expect.poll(() => followed.some((event) => event.kind === 'note'), { timeout: 10_000 }).toBe(true);
+    await sql(`INSERT INTO ${schema}.run_inbox (tenant_id, run_id, event) VALUES ('acme', $1, $2::jsonb)`, [submitted.runId, JSON.stringify({ type: 'tool.approve', callId: parked.toolCalls.at(-1)!.callId, principalId: 'manager' })]);
+    await expect.poll(async () => (await server.get(submitted.runId, { tenantId: 'acme' }))?.status, { timeout: 10_000 }).toBe('completed');
+  });
+
   it('takes over, on a second worker, the runs of a worker whose leases lapse', async () => {
     const schema = await testSchema();
     const server = runtimeOn(schema, []);

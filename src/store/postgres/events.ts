@@ -11,6 +11,8 @@ import { fromJsonb, toJsonb, type Database } from './db.js';
 export interface PostgresEventLogOptions {
   /** How long appended events wait to be written together. */
   batchMs?: number;
+  /** How often followed runs are read even without a NOTIFY (default 2000). */
+  pollMs?: number;
   onWarning?: (message: string, error?: unknown) => void;
 }
 
@@ -37,6 +39,11 @@ export function createPostgresEventLog(db: Database, options: PostgresEventLogOp
   let writing: Promise<void> = Promise.resolve();
   const followers = new Map<string, Set<Follower>>();
   let listening: Promise<() => Promise<void>> | undefined;
+  // A NOTIFY is a wake-up, never the only copy: followed runs are also read every `pollMs`, so one missed while the LISTEN connection was down is caught up.
+  let polling: NodeJS.Timeout | undefined;
+  const poll = () => {
+    for (const runId of followers.keys()) wake(runId);
+  };
 
   async function write(batch: typeof pending) {
     if (batch.length === 0) return;
@@ -93,6 +100,7 @@ export function createPostgresEventLog(db: Database, options: PostgresEventLogOp
       if (!set) followers.set(scope.runId, (set = new Set()));
       set.add(follower);
       listening ??= db.listen(channel, wake);
+      polling ??= setInterval(poll, options.pollMs ?? 2_000).unref();
       // Listening first, then reading: nothing written between the two is missed.
       follower.reading = listening.then(
         () => undefined,
@@ -114,6 +122,7 @@ export function createPostgresEventLog(db: Database, options: PostgresEventLogOp
     async close() {
       await this.flush();
       followers.clear();
+      clearInterval(polling);
       const stop = await listening?.catch(() => undefined);
       await stop?.();
     },
@@ -148,6 +157,11 @@ export function createPostgresInbox(db: Database) {
     },
     async has(scope: RunScope): Promise<boolean> {
       return (await db.query(`SELECT 1 FROM ${table} WHERE tenant_id = $1 AND run_id = $2 LIMIT 1`, [scope.tenantId, scope.runId])).length > 0;
+    },
+    /** Of these runs, the ones with mail waiting: the look that finds mail whose NOTIFY was missed. */
+    async waiting(runIds: readonly string[]): Promise<string[]> {
+      if (runIds.length === 0) return [];
+      return (await db.query<{ run_id: string }>(`SELECT DISTINCT run_id FROM ${table} WHERE run_id = ANY($1::text[])`, [runIds])).map((row) => row.run_id);
     },
     /** Calls `onMail` with the run id of every event sent from now on, by any process. */
     listen: (onMail: (runId: string) => void) => db.listen(channel, onMail),
