@@ -166,6 +166,10 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       maxArgumentChars: config.limits.max_tool_argument_chars,
       maxResultChars: config.limits.max_tool_result_chars,
       concurrency: config.execution.concurrency,
+      // A call's claim lapses with its run's lease, so the worker that takes over a dead worker's
+      // run can take over its calls too, well inside the call's deadline.
+      owner: workerId,
+      leaseMs: config.store.lease_ms,
       now,
     });
   const model = options.model ?? demoModel();

@@ -11,7 +11,7 @@ import { describePostgres, postgresUrl, sql, testSchema } from '../support/postg
 
 const rules: PolicyRule[] = [
   { id: 'allow-runs', stage: ['precheck', 'output', 'memory.write'], effect: 'allow' },
-  { id: 'record-freely', stage: 'tool', effect: 'allow', capabilities: ['effects.record', 'effects.slow'] },
+  { id: 'record-freely', stage: 'tool', effect: 'allow', capabilities: ['effects.record', 'effects.slow', 'effects.once'] },
   { id: 'pay-needs-approval', stage: 'tool', effect: 'require_approval', capabilities: ['effects.pay'] },
   { id: 'managers-approve', stage: 'approval', effect: 'allow', capabilities: ['effects.pay'], principals: ['manager'] },
 ];
@@ -33,6 +33,14 @@ const slow = defineCapability({
   handler: ({}, { signal }) => new Promise((resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
 });
 
+// The first attempt hangs, ignoring its signal, as a call on a worker that dies mid-call would; the next answers.
+const onceAttempts: number[] = [];
+const once = defineCapability({
+  name: 'effects.once', version: '1.0.0', description: 'Hang on the first attempt', effects: 'write', timeoutMs: 8_000,
+  input: z.object({}), output: z.string(),
+  handler: () => (onceAttempts.push(onceAttempts.length + 1), onceAttempts.length === 1 ? new Promise<string>(() => {}) : Promise.resolve('answered')),
+});
+
 const open: Runtime[] = [];
 afterEach(async () => {
   for (const runtime of open.splice(0).reverse()) await runtime.close();
@@ -42,7 +50,7 @@ function runtimeOn(schema: string, model: Parameters<typeof scriptedModel>[0], o
   const runtime = createRuntime({
     ...options,
     config: { store: { kind: 'postgres', url: postgresUrl!, schema, lease_ms: 1_000 }, policy: { rules }, telemetry: { emit_structured_events: false, record_runs: false } },
-    capabilities: [record, pay, slow],
+    capabilities: [record, pay, slow, once],
     model: scriptedModel(model),
     onWarning: (message, error) => process.env.DEBUG_CLUSTER && console.log('WARN', message, (error as Error)?.message ?? ''),
   });
@@ -171,5 +179,28 @@ describePostgres('runtimes sharing a PostgreSQL store', () => {
     const callId = (await server.get(submitted.runId, { tenantId: 'acme' }))!.toolCalls.at(-1)!.callId;
     const done = await server.approve(submitted.runId, callId, { principalId: 'manager', tenantId: 'acme' });
     expect(done, JSON.stringify(done.error)).toMatchObject({ status: 'completed', output: 'paid 7' });
+  });
+
+  it("takes over a dead worker's unfinished tool call once the store's lease lapses, well inside the call's deadline", async () => {
+    const schema = await testSchema();
+    const server = runtimeOn(schema, []);
+    const doomed = runtimeOn(schema, [{ toolCalls: [{ name: 'effects_once', arguments: {} }] }]);
+    const stopDoomed = doomed.work({ concurrency: 1 });
+    const submitted = await server.submit(request('once'));
+    await expect.poll(() => onceAttempts.length, { timeout: 10_000 }).toBe(1);
+    // The worker "dies" while its call hangs: it takes no more runs and its run's lease is taken
+    // from it; the call's claim stays in the journal, unfinished, in its name.
+    const stopping = stopDoomed();
+    await sql(`UPDATE ${schema}.runs SET lease_owner = 'dead', lease_expires_at = now() - interval '1 second'`);
+    const [claim] = await sql<{ state: string }>(`SELECT state FROM ${schema}.journal`);
+    expect(claim?.state).toBe('started');
+    const heir = runtimeOn(schema, [{ text: 'done' }]);
+    heir.work({ concurrency: 1 });
+    await expect.poll(async () => (await server.get(submitted.runId, { tenantId: 'acme' }))?.status, { timeout: 15_000 }).toBe('completed');
+    const result = (await server.get(submitted.runId, { tenantId: 'acme' }))!;
+    // Before the claim's lease followed the store's, the heir waited out a 30 s claim and the call timed out at its 8 s deadline.
+    expect(result.toolCalls.map((call) => call.outcome)).toMatchObject([{ status: 'ok', output: 'answered' }]);
+    expect(onceAttempts).toEqual([1, 2]);
+    await stopping;
   });
 });
