@@ -84,7 +84,8 @@ export function telemetryActor(
       if (mark.kind === 'state.enter') snapshot.state = mark.state;
       return snapshot;
     },
-    getPersistedSnapshot: (snapshot) => snapshot,
+    // A copy: the live snapshot's `state` changes in place, and a save may be written after the run has moved on.
+    getPersistedSnapshot: (snapshot) => Object.assign({}, snapshot),
     restoreSnapshot: (snapshot) => snapshot as TelemetrySnapshot,
   };
 }

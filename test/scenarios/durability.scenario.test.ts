@@ -196,3 +196,31 @@ describe('deadlines are absolute and survive a restart', () => {
     await second.close();
   });
 });
+
+describe('a saved step is one moment of the run', () => {
+  it("holds, in every line of runs.jsonl, the telemetry child's state as the run's own state at that step", async () => {
+    const dir = await tempDir();
+    const add = defineCapability({
+      name: 'math.add', version: '1.0.0', description: 'Add', effects: 'read',
+      input: z.object({ a: z.number(), b: z.number() }), output: z.number(),
+      handler: async ({ a, b }) => a + b,
+    });
+    const runtime = createRuntime({
+      capabilities: [add],
+      model: scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '5' }, { toolCalls: [{ name: 'math_add', arguments: { a: 1, b: 1 } }] }, { text: '2' }]),
+      config: { store: { kind: 'lowdb', dir }, telemetry: { emit_structured_events: false }, policy: { rules: [...rules, { id: 'adding', stage: 'tool', effect: 'allow', capabilities: ['math.add'] }] } },
+    });
+    // Two runs at once, so that one's saves are written while the other moves on.
+    await Promise.all([runtime.run({ input: 'add', tenantId: 'acme', principalId: 'u' }), runtime.run({ input: 'add', tenantId: 'acme', principalId: 'u' })]);
+    await runtime.drain();
+    await runtime.close();
+    const lines = (await readFile(join(dir, 'runs.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as PersistedRun);
+    const pathOf = (value: unknown): string => (typeof value === 'string' ? value : Object.entries(value as Record<string, unknown>).map(([key, inner]) => `${key}.${pathOf(inner)}`)[0]!);
+    const steps = lines.map((run) => {
+      const snapshot = run.snapshot as { value: unknown; children: { telemetry?: { snapshot: { state: string } } } };
+      return { value: pathOf(snapshot.value), telemetry: snapshot.children.telemetry?.snapshot.state };
+    });
+    expect(steps.length).toBeGreaterThan(6);
+    expect(steps.filter((step) => step.telemetry !== undefined && step.telemetry !== step.value)).toEqual([]);
+  });
+});
