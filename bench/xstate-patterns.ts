@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { commandLine, progress } from './measure.js';
+import { commandLine, progress, quantile } from './measure.js';
 
 const {
   counts: [runs = 3000, pairs = 3],
@@ -84,7 +84,7 @@ export async function resolve(specifier, context, next) {
       rewritten.push(p50(true, workload));
       progress(`${workload}: as installed ${as.at(-1)!.toFixed(0)} µs, rewritten ${rewritten.at(-1)!.toFixed(0)} µs`);
     }
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+    const median = (values: number[]) => quantile([...values].sort((a, b) => a - b), 0.5);
     table.push(`| ${workload} | ${median(as).toFixed(0)} | ${median(rewritten).toFixed(0)} | ${(median(rewritten) / median(as)).toFixed(2)}× |`);
   }
   process.stdout.write(`${rewrites.map((rewrite, index) => `${index + 1}. ${rewrite.what}`).join('\n')}\n\n${table.join('\n')}\n`);

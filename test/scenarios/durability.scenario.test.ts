@@ -5,6 +5,7 @@ import { waitFor } from 'xstate';
 import { z } from 'zod';
 import { type PolicyRule, createInMemoryRunStore, readableRun, createRuntime, defineCapability, isRunchartError, type PersistedRun, type RuntimeOptions } from '../../src/index.js';
 import { recordingTelemetry, scriptedModel } from '../../src/testing/index.js';
+import { spiedAdd } from '../support/scenario.js';
 import { tempDir } from '../support/temp.js';
 
 const rules: PolicyRule[] = [
@@ -200,13 +201,8 @@ describe('deadlines are absolute and survive a restart', () => {
 describe('a saved step is one moment of the run', () => {
   it("holds, in every line of runs.jsonl, the telemetry child's state as the run's own state at that step", async () => {
     const dir = await tempDir();
-    const add = defineCapability({
-      name: 'math.add', version: '1.0.0', description: 'Add', effects: 'read',
-      input: z.object({ a: z.number(), b: z.number() }), output: z.number(),
-      handler: async ({ a, b }) => a + b,
-    });
     const runtime = createRuntime({
-      capabilities: [add],
+      capabilities: [spiedAdd().capability],
       model: scriptedModel([{ toolCalls: [{ name: 'math_add', arguments: { a: 2, b: 3 } }] }, { text: '5' }, { toolCalls: [{ name: 'math_add', arguments: { a: 1, b: 1 } }] }, { text: '2' }]),
       config: { store: { kind: 'lowdb', dir }, telemetry: { emit_structured_events: false }, policy: { rules: [...rules, { id: 'adding', stage: 'tool', effect: 'allow', capabilities: ['math.add'] }] } },
     });
