@@ -7,7 +7,8 @@ import { noopTelemetry } from '../src/telemetry/contract.js';
 import type { AcceptedRequest, ApprovalWaitInput, BackgroundInput, ExecuteResult, ModelResponse, ModelStepInput, PolicyDecision, PolicyRequest, RecallQuery, RecallResult, RunInput, ToolExecutionInput } from '../machines/run/types.js';
 import { runMachine } from '../machines/run/machine.js';
 import { parseConfig, settingsFrom } from '../src/config.js';
-import { forceGc, progress } from './measure.js';
+import { aiSdkWorkload } from './ai-sdk.js';
+import { forceGc, median, progress } from './measure.js';
 
 const steps = 11; // the requests of a one-hop run: ingress, precheck, recall, model, tool decision, tool, model, output, memory.write, queue (+1 spare)
 
@@ -133,12 +134,28 @@ const events = eventChart();
 const invokes = invokeChart();
 const eventsP50 = await p50(() => toPromise(createActor(events).start()));
 const invokesP50 = await p50(() => toPromise(createActor(invokes).start()));
-const bareChartP50 = await p50(bareRunChart());
-progress('measured the two charts');
+// The bare chart and the AI SDK's whole one-hop run (every layer working) in alternating rounds:
+// what XState alone spends on runchart's chart, as a share of the fastest peer's whole run.
+const bare = bareRunChart();
+const aiSdk = aiSdkWorkload();
+let aiSdkIndex = 0;
+const bareRounds: number[] = [];
+const aiSdkRounds: number[] = [];
+for (let round = 0; round < 5; round++) {
+  bareRounds.push(await p50(bare, 500, 3_000));
+  aiSdkRounds.push(await p50(() => aiSdk.run(aiSdkIndex++), 500, 3_000));
+}
+await aiSdk.close();
+const bareChartP50 = median(bareRounds);
+const aiSdkP50 = median(aiSdkRounds);
+const ratios = bareRounds.map((value, round) => value / aiSdkRounds[round]!).sort((a, b) => a - b);
+progress('measured the charts');
 const rows = [
   `| ${steps} steps, one long-lived child answering events | ${eventsP50.toFixed(1)} µs p50 |`,
   `| ${steps} steps, a fresh fromPromise actor per step | ${invokesP50.toFixed(1)} µs p50 |`,
   `| the run chart, one-hop run, every service answering at once, telemetry silent | ${bareChartP50.toFixed(1)} µs p50 |`,
+  `| the AI SDK's whole one-hop run, every layer working (rounds alternating with the row above) | ${aiSdkP50.toFixed(1)} µs p50 |`,
+  `| the bare run chart against the AI SDK's whole run, per round (lowest, median, highest of 5) | ${ratios[0]!.toFixed(2)}×, ${median(ratios).toFixed(2)}×, ${ratios.at(-1)!.toFixed(2)}× |`,
   ...[16, 19, 20, 26].map((keys) => `| XState assign on a ${keys}-key context (Object.assign) | ${assignCost(keys).toFixed(2)} µs |`),
 ];
 for (const children of [0, 1, 2]) rows.push(`| create, start and stop a root actor with ${children === 1 ? '1 long-lived child' : `${children} long-lived children`} | ${(await startCost(children)).toFixed(1)} µs p50 |`);
