@@ -31,9 +31,10 @@ export function createPostgresMemory(db: Database, options: { historyTurns?: num
   return {
     async recall(query) {
       const words = anyOfWords(query.query);
-      const items =
+      // The two questions are independent: asked at once, a recall costs one round trip, not two.
+      const [items, turns] = await Promise.all([
         words && query.limit > 0
-          ? await db.query<{ id: string; text: string; score: number }>(
+          ? db.query<{ id: string; text: string; score: number }>(
               `SELECT m.idempotency_key AS id, m.input || ' → ' || m.output AS text, ts_rank(m.search, q.query)::float8 AS score
                FROM ${memory} AS m, websearch_to_tsquery('english'::regconfig, $3) AS q(query)
                WHERE m.tenant_id = $1 AND m.principal_id = $2 AND m.search @@ q.query
@@ -41,10 +42,9 @@ export function createPostgresMemory(db: Database, options: { historyTurns?: num
                LIMIT $4`,
               [query.tenantId, query.principalId, words, query.limit],
             )
-          : [];
-      const turns =
+          : [],
         query.sessionId && historyTurns > 0
-          ? await db.query<{ input: string; output: string }>(
+          ? db.query<{ input: string; output: string }>(
               `SELECT input, output FROM (
                  SELECT input, output, created_at, idempotency_key FROM ${memory}
                  WHERE tenant_id = $1 AND principal_id = $2 AND session_id = $3
@@ -52,7 +52,8 @@ export function createPostgresMemory(db: Database, options: { historyTurns?: num
                ) AS last ORDER BY created_at, idempotency_key`,
               [query.tenantId, query.principalId, query.sessionId, historyTurns],
             )
-          : [];
+          : [],
+      ]);
       return {
         items: items.map((item) => checked(MemoryItem, item, 'memory')),
         history: turns.flatMap((turn) => [checked(HistoryTurn, { role: 'user', content: turn.input }, 'memory'), checked(HistoryTurn, { role: 'assistant', content: turn.output }, 'memory')]),
