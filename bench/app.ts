@@ -1,6 +1,6 @@
 // The app-shaped workload: one tenant, its users and sessions, varied questions, a long history; measured block by block.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatMessage } from '../src/index.js';
 import { forceGc, nowMicros, summarize, type Workload } from './measure.js';
@@ -9,7 +9,9 @@ import { expectedOutput, runchartWorkload, type RequestShape, type StoreKind } f
 /** A file beside the bench's sources (the compiled bench runs from bench/.build/bench/). */
 export function benchFile(name: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  return join(basename(dirname(here)) === '.build' ? join(here, '..', '..') : here, name);
+  // Compiled to bench/.build/bench/, or a copy of that build under bench/.builds/<name>/bench/: the file stays in bench/.
+  const compiled = /^(.*[\\/]bench)[\\/]\.build(?:s[\\/][^\\/]+)?[\\/]bench$/.exec(here);
+  return join(compiled ? compiled[1]! : here, name);
 }
 
 /** The questions users ask, one a line in `bench/questions.txt`: a fixed list, so every bench run sees the same inputs. */
