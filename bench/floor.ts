@@ -8,6 +8,7 @@ import type { AcceptedRequest, ApprovalWaitInput, BackgroundInput, ExecuteResult
 import { runMachine } from '../machines/run/machine.js';
 import { parseConfig, settingsFrom } from '../src/config.js';
 import { aiSdkWorkload } from './ai-sdk.js';
+import { runchartWorkload } from './workloads.js';
 import { forceGc, median, progress } from './measure.js';
 
 const steps = 11; // the requests of a one-hop run: ingress, precheck, recall, model, tool decision, tool, model, output, memory.write, queue (+1 spare)
@@ -134,28 +135,41 @@ const events = eventChart();
 const invokes = invokeChart();
 const eventsP50 = await p50(() => toPromise(createActor(events).start()));
 const invokesP50 = await p50(() => toPromise(createActor(invokes).start()));
-// The bare chart and the AI SDK's whole one-hop run (every layer working) in alternating rounds:
-// what XState alone spends on runchart's chart, as a share of the fastest peer's whole run.
+// The bare chart, runchart's whole in-memory run and the AI SDK's whole one-hop run, run for run in
+// turn (the order rotating every round, as in bench/side-by-side.ts), so the machine's noise falls
+// on all three alike: what XState alone spends on runchart's chart, and what the layers add to it,
+// as shares of the fastest peer's whole run.
 const bare = bareRunChart();
+const full = runchartWorkload('memory');
 const aiSdk = aiSdkWorkload();
-let aiSdkIndex = 0;
-const bareRounds: number[] = [];
-const aiSdkRounds: number[] = [];
-for (let round = 0; round < 5; round++) {
-  bareRounds.push(await p50(bare, 500, 3_000));
-  aiSdkRounds.push(await p50(() => aiSdk.run(aiSdkIndex++), 500, 3_000));
+let round = 0;
+const turns: (() => Promise<unknown>)[] = [bare, () => full.run(round), () => aiSdk.run(round)];
+const times: number[][] = turns.map(() => []);
+const pairs = { warmup: 500, measured: 5_000 };
+for (; round < pairs.warmup + pairs.measured; round++) {
+  for (let step = 0; step < turns.length; step++) {
+    const which = (round + step) % turns.length;
+    const started = performance.now();
+    await turns[which]!();
+    if (round >= pairs.warmup) times[which]!.push((performance.now() - started) * 1000);
+  }
 }
+await full.close();
 await aiSdk.close();
-const bareChartP50 = median(bareRounds);
-const aiSdkP50 = median(aiSdkRounds);
-const ratios = bareRounds.map((value, round) => value / aiSdkRounds[round]!).sort((a, b) => a - b);
+const [bareTimes, fullTimes, aiSdkTimes] = times as [number[], number[], number[]];
+const fullP50 = median(fullTimes);
+const bareChartP50 = median(bareTimes);
+const aiSdkP50 = median(aiSdkTimes);
 progress('measured the charts');
 const rows = [
   `| ${steps} steps, one long-lived child answering events | ${eventsP50.toFixed(1)} µs p50 |`,
   `| ${steps} steps, a fresh fromPromise actor per step | ${invokesP50.toFixed(1)} µs p50 |`,
   `| the run chart, one-hop run, every service answering at once, telemetry silent | ${bareChartP50.toFixed(1)} µs p50 |`,
-  `| the AI SDK's whole one-hop run, every layer working (rounds alternating with the row above) | ${aiSdkP50.toFixed(1)} µs p50 |`,
-  `| the bare run chart against the AI SDK's whole run, per round (lowest, median, highest of 5) | ${ratios[0]!.toFixed(2)}×, ${median(ratios).toFixed(2)}×, ${ratios.at(-1)!.toFixed(2)}× |`,
+  `| runchart's whole one-hop run, in memory, every layer working | ${fullP50.toFixed(1)} µs p50 |`,
+  `| the AI SDK's whole one-hop run, every layer working | ${aiSdkP50.toFixed(1)} µs p50 |`,
+  `| (the three rows above ran run for run in turn) | |`,
+  `| the bare run chart against the AI SDK's whole run | ${(bareChartP50 / aiSdkP50).toFixed(2)}× |`,
+  `| runchart's layers (whole run less the bare chart) against the AI SDK's whole run | ${((fullP50 - bareChartP50) / aiSdkP50).toFixed(2)}× |`,
   ...[16, 19, 20, 26].map((keys) => `| XState assign on a ${keys}-key context (Object.assign) | ${assignCost(keys).toFixed(2)} µs |`),
 ];
 for (const children of [0, 1, 2]) rows.push(`| create, start and stop a root actor with ${children === 1 ? '1 long-lived child' : `${children} long-lived children`} | ${(await startCost(children)).toFixed(1)} µs p50 |`);
