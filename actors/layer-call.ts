@@ -2,6 +2,7 @@ import type { ActorLogic, ActorRefFrom, ActorSystem, EventObject, PromiseSnapsho
 
 type AnyActorSystem = ActorSystem<any>;
 import { RunchartError } from '../src/errors.js';
+import { LazySignal, SignalOptions } from '../src/lazy-signal.js';
 
 /** What a layer call is given: its input and, when it reads it, a signal that aborts when its state is left. */
 export interface LayerCallArguments<Input> {
@@ -25,8 +26,20 @@ type Settled = { type: 'runchart.call.resolve'; data: unknown } | { type: 'runch
 export type LayerCallLogic<Output, Input> = ActorLogic<PromiseSnapshot<Output, Input>, EventObject, Input, AnyActorSystem, EventObject>;
 export type LayerCallActor<Output, Input> = ActorRefFrom<LayerCallLogic<Output, Input>>;
 
-/** The controller of each running call, made when its signal is first read. */
-const controllers = new WeakMap<object, { controller: AbortController | undefined }>();
+/** What a call is given (`LayerCallArguments`): a class with `signal` on its prototype, for the reason `SignalOptions` gives. */
+class CallArguments<Input> implements LayerCallArguments<Input> {
+  constructor(
+    readonly input: Input,
+    readonly options: SignalOptions,
+    readonly system: AnyActorSystem,
+  ) {}
+  get signal(): AbortSignal {
+    return this.options.signal;
+  }
+}
+
+/** The signal holder of each running call. */
+const controllers = new WeakMap<object, LazySignal>();
 
 /**
  * Actor logic for one request and one answer, invoked by the state that makes the call. It is
@@ -53,28 +66,16 @@ export function fromLayerCall<Output, Input>(
           return { status: 'error', output: undefined, error: (event as Settled).data, input: undefined };
         default:
           if (event.type !== 'xstate.stop') return snapshot;
-          controllers.get(scope.self)?.controller?.abort(new RunchartError('cancelled', 'runtime', 'runtime: the run left the state that made this call'));
+          controllers.get(scope.self)?.abort(new RunchartError('cancelled', 'runtime', 'runtime: the run left the state that made this call'));
           controllers.delete(scope.self);
           return { status: 'stopped', output: snapshot.output, error: snapshot.error, input: undefined };
       }
     },
     start(snapshot, { self, system }) {
       if (snapshot.status !== 'active') return;
-      const holder: { controller: AbortController | undefined } = { controller: undefined };
-      controllers.set(self, holder);
-      const signal = () => (holder.controller ??= new AbortController()).signal;
-      const pending = call({
-        input: snapshot.input as Input,
-        get signal() {
-          return signal();
-        },
-        options: {
-          get signal() {
-            return signal();
-          },
-        },
-        system,
-      });
+      const lazy = new LazySignal();
+      controllers.set(self, lazy);
+      const pending = call(new CallArguments(snapshot.input as Input, new SignalOptions(lazy), system));
       const settled = Promise.resolve(pending);
       track?.(settled);
       settled.then(

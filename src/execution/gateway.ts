@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { describeIssues, isRunchartError, RunchartError, vouch } from '../errors.js';
-import type { CatalogLayer, Capability } from '../catalog/contract.js';
+import type { CatalogLayer, Capability, CapabilityContext } from '../catalog/contract.js';
 import type { ExecuteRequest, ExecuteResult, ExecutionGateway, ExecutionJournal, JournalClaim, JournalLease, ToolError } from './contract.js';
 import { createJournalEntries, type JournalEntries } from './journal-entries.js';
+import { LazySignal, SignalOptions } from '../lazy-signal.js';
 
 /** Options of the default gateway. */
 export interface GatewayOptions {
@@ -140,8 +141,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     // The handler's signal is made when the handler first reads it: most tools never do, and an
     // AbortController with a listener on it cost more than the rest of a call. The timer and the
     // run's abort reject the call directly, whether or not the handler listens.
-    let controller: AbortController | undefined;
-    let stopped: { reason: unknown } | undefined;
+    const lazy = new LazySignal();
     let timedOut = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let onRunAbort: (() => void) | undefined;
@@ -149,8 +149,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     try {
       output = await new Promise<unknown>((resolve, reject) => {
         const stop = (reason: unknown) => {
-          stopped ??= { reason };
-          controller?.abort(reason);
+          lazy.abort(reason);
           reject(reason);
         };
         timer = setTimeout(() => {
@@ -160,20 +159,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
         onRunAbort = () => stop(runSignal.reason);
         runSignal.addEventListener('abort', onRunAbort);
         // A handler that throws at once rejects this promise like one that rejects later.
-        const pending = capability.handler(args, {
-          get signal() {
-            if (!controller) {
-              controller = new AbortController();
-              if (stopped) controller.abort(stopped.reason);
-            }
-            return controller.signal;
-          },
-          idempotencyKey: request.idempotencyKey,
-          runId: request.runId,
-          callId: request.callId,
-          tenantId: request.tenantId,
-          principalId: request.principalId,
-        });
+        const pending = capability.handler(args, new HandlerContext(lazy, request));
         Promise.resolve(pending).then(resolve, reject);
       });
     } catch (error) {
@@ -255,3 +241,20 @@ export function createSemaphore(limit: number) {
   };
 }
 
+/** What a tool's handler is given: the call's identity and a signal made on first read (`SignalOptions`). */
+class HandlerContext extends SignalOptions implements CapabilityContext {
+  readonly idempotencyKey: string;
+  readonly runId: string;
+  readonly callId: string;
+  readonly tenantId: string;
+  readonly principalId: string;
+
+  constructor(lazy: LazySignal, request: ExecuteRequest) {
+    super(lazy);
+    this.idempotencyKey = request.idempotencyKey;
+    this.runId = request.runId;
+    this.callId = request.callId;
+    this.tenantId = request.tenantId;
+    this.principalId = request.principalId;
+  }
+}
