@@ -38,7 +38,7 @@ class CallArguments<Input> implements LayerCallArguments<Input> {
   }
 }
 
-/** The signal holder of each running call. */
+/** Each running call's signal, aborted when its state is left. */
 const controllers = new WeakMap<object, LazySignal>();
 
 /**

@@ -35,7 +35,7 @@ export interface JournalEntries {
 export function createJournalEntries(): JournalEntries {
   const byKey = new Map<string, JournalEntry>();
   const keysByRun = new Map<string, string[]>();
-  // long-lived: one per gateway or journal (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per gateway or journal (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     get size() {
       return byKey.size;

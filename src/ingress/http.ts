@@ -485,7 +485,7 @@ function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string |
 function createStopBell() {
   const waiting = new Set<() => void>();
   let rung = false;
-  // long-lived: one per server (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per server (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     get rung() {
       return rung;

@@ -194,7 +194,7 @@ async function openDocument<Data extends object>(file: string, defaults: () => D
     }
   }
 
-  // long-lived: one per document opened (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per document opened (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     get data() {
       return db.data;
@@ -266,7 +266,7 @@ function openReadOnly(path: string, onWarning: (message: string) => void): Store
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onWarning(`store: ${file} could not be read (${(error as Error).message}); it is left as it is (read-only)`);
       }
-      // long-lived: one per document opened (its getters are no per-run cost; test/unit/object-literals.test.ts)
+      // long-lived: one per document opened (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
       return {
         get data() {
           return data;

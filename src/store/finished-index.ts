@@ -157,7 +157,7 @@ export function openFinishedIndex(dir: string, finishedBytes: number, onWarning:
     place: { offset: entry.at[0], length: entry.at[1] },
   });
 
-  // long-lived: one per open store (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per open store (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     get covered() {
       return heads.readDoubleLE(16);

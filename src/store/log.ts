@@ -270,7 +270,7 @@ export async function openJsonLog<Entry>(
     throw new RunchartError('internal', 'store', `store: the record at byte ${place.offset} of ${path} ${parsed.problem.replace(/ \(a write cut short\?\)/, '')} any more (was the file changed by hand?)`);
   }
 
-  // long-lived: one per open log (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per open log (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     damaged: found.bad.length > 0 || found.tornTail,
     lastLineAtOpen: found.lastLine,

@@ -27,7 +27,7 @@ export interface ScriptedModel extends ModelAdapter {
 export function scriptedModel(steps: ScriptedStep[], options: { name?: string; delayMs?: number } = {}): ScriptedModel {
   const requests: ModelRequest[] = [];
   let index = 0;
-  // long-lived: one per scripted model (its getters are no per-run cost; test/unit/object-literals.test.ts)
+  // long-lived: one per scripted model (made once, so its getters cost no run anything; test/unit/object-literals.test.ts)
   return {
     name: options.name ?? 'scripted',
     requests,
