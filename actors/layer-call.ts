@@ -45,8 +45,8 @@ const controllers = new WeakMap<object, LazySignal>();
  * Actor logic for one request and one answer, invoked by the state that makes the call. It is
  * `fromPromise` in every snapshot, persisted form and event it sends (a contract test holds the
  * two equal), with one difference: the `AbortController` is made only when the call reads its
- * `signal`, and a call aborted because its state was left gets a `cancelled` RunchartError as
- * the reason. Restored from a persisted snapshot while pending, it runs again, as `fromPromise` does.
+ * `signal` (one read after its state was left is already aborted, as `fromPromise`'s is), and a
+ * call aborted because its state was left gets a `cancelled` RunchartError as the reason. Restored from a persisted snapshot while pending, it runs again, as `fromPromise` does.
  * @example
  * const evaluatePolicy = fromLayerCall<PolicyDecision, PolicyRequest>(({ input, signal }) => policy.evaluate(input, { signal }));
  */

@@ -102,6 +102,24 @@ describe('fromLayerCall, held equal to fromPromise', () => {
     expect(heard).toEqual([{ type: 'xstate.done.actor.work', output: 3 }]);
   });
 
+  it.each(kinds)('%s: a call stopped before it reads its signal reads an aborted one', async (_name, make) => {
+    const gate = deferred();
+    let aborted: boolean | undefined;
+    const { parent } = harness(
+      make(async (args) => {
+        await gate.promise; // the run leaves the state meanwhile
+        aborted = args.signal.aborted;
+        return args.input.n;
+      }),
+    );
+    const actor = createActor(parent).start();
+    actor.send({ type: 'cancel' });
+    gate.resolve();
+    await settle();
+    expect(actor.getSnapshot().value).toBe('cancelled');
+    expect(aborted).toBe(true);
+  });
+
   it('makes no AbortController for a call that never reads its signal, and one for a call that does', async () => {
     const Original = globalThis.AbortController;
     let made = 0;
