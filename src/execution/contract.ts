@@ -72,7 +72,14 @@ export type JournalClaimRequest = z.infer<typeof JournalClaimRequest>;
  * that lease by the database's clock).
  */
 export const JournalClaim = z.discriminatedUnion('status', [
-  z.object({ status: z.literal('claimed'), attempts: z.number().int(), deadline: z.number(), until: z.number() }),
+  z.object({
+    status: z.literal('claimed'),
+    attempts: z.number().int(),
+    deadline: z.number(),
+    until: z.number(),
+    /** True when the claim also recorded the start of the attempt it grants (number `attempts + 1`), so the gateway does not put it again. */
+    started: z.boolean().optional(),
+  }),
   z.object({ status: z.literal('completed'), result: ExecuteResult, attempts: z.number().int() }),
   z.object({ status: z.literal('held'), owner: z.string(), until: z.number(), retryInMs: z.number() }),
 ]);

@@ -118,7 +118,7 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     }
   }
 
-  async function attemptAll(capability: Capability, args: unknown, request: ExecuteRequest, journaled: { attempts: number; deadline: number }, signal: AbortSignal): Promise<ExecuteResult> {
+  async function attemptAll(capability: Capability, args: unknown, request: ExecuteRequest, journaled: { attempts: number; deadline: number; started?: boolean }, signal: AbortSignal): Promise<ExecuteResult> {
     let attempts = journaled.attempts;
     const deadline = journaled.deadline;
     request = Object.assign({}, request, { deadline });
@@ -126,7 +126,8 @@ export function createGateway(options: GatewayOptions): ExecutionGateway {
     for (let attempt = 0; attempt <= capability.retries; attempt++) {
       if (attempt > 0) await sleep(capability.retryBackoffMs * 2 ** (attempt - 1), signal);
       attempts++;
-      await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'started', attempts, deadline, updatedAt: now() });
+      // A claim that recorded the first attempt's start saves the journal a write before the call.
+      if (attempt > 0 || !journaled.started) await journal.put({ key: request.idempotencyKey, runId: request.runId, state: 'started', attempts, deadline, updatedAt: now() });
       result = await slots.run(() => attemptCall(capability, args, request, signal));
       if (result.status === 'ok' || !result.error.retryable) break;
     }

@@ -83,6 +83,25 @@ describePostgres('PostgreSQL store', () => {
       await stop();
     });
 
+    it('queues tasks without waiting for the wake-up it sends workers, and closes only once the wake-ups are out', async () => {
+      const db = await migratedDb();
+      let letThrough!: () => void;
+      const gate = new Promise<void>((resolve) => (letThrough = resolve));
+      const sent: string[] = [];
+      const slowWakeUps: Database = { ...db, notify: async (channel, payload) => (await gate, sent.push(payload), db.notify(channel, payload)) };
+      const queue = await openPostgresQueue(slowWakeUps, { handlers: {}, retries: 1, backoffSeconds: 1, pollMs: 200, work: false });
+      await queue.enqueue([{ id: 'run-1:memory', kind: 'memory.write', runId: 'run-1', tenantId: 'acme', principalId: 'u', payload: {} }], { signal: new AbortController().signal });
+      expect(await queue.dispatchRun({ runId: 'r1', tenantId: 'acme' })).toBe(true);
+      expect(sent).toEqual([]);
+      let closed = false;
+      const closing = queue.close().then(() => (closed = true));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(closed).toBe(false);
+      letThrough();
+      await closing;
+      expect(sent).toHaveLength(2);
+    });
+
     it('gives the job of a worker that died to another once it expires, as its next attempt', async () => {
       const schema = await testSchema();
       const [dying, living] = [await migratedDb(schema), await migratedDb(schema)];
@@ -183,6 +202,23 @@ describePostgres('PostgreSQL store', () => {
       expect(await journal.renew({ key: 'run-1:c0.0', tenantId: 'acme', owner: 'crashed', leaseMs: 60_000 })).toBe(false);
       expect(await journal.renew({ key: 'run-1:c0.0', tenantId: 'acme', owner: 'next', leaseMs: 60_000 })).toBe(true);
       expect(await journal.claim(claimOf('crashed'))).toMatchObject({ status: 'held', owner: 'next' });
+    });
+
+    it('records the start of the attempt a granted claim allows, and nothing for a claim it refuses', async () => {
+      const schema = await testSchema();
+      const journal = createPostgresJournal(await migratedDb(schema));
+      expect(await journal.claim(claimOf('a', { deadline: 1_000 }))).toMatchObject({ status: 'claimed', attempts: 0, started: true });
+      expect(await journal.get('run-1:c0.0')).toMatchObject({ key: 'run-1:c0.0', runId: 'run-1', state: 'started', attempts: 1, deadline: 1_000 });
+      expect(await journal.claim(claimOf('b'))).toMatchObject({ status: 'held', owner: 'a' });
+      expect(await journal.get('run-1:c0.0')).toMatchObject({ attempts: 1 });
+      // The owner asking again (a restored run in the same process) starts another attempt.
+      expect(await journal.claim(claimOf('a'))).toMatchObject({ status: 'claimed', attempts: 1, started: true });
+      await expireLeases(schema, 'journal');
+      expect(await journal.claim(claimOf('b', { deadline: 9_000 }))).toMatchObject({ status: 'claimed', attempts: 2, deadline: 1_000, started: true });
+      expect(await journal.get('run-1:c0.0')).toMatchObject({ state: 'started', attempts: 3, deadline: 1_000 });
+      // Released with its run, like an entry the gateway put.
+      await journal.release('run-1');
+      expect(await journal.get('run-1:c0.0')).toBeUndefined();
     });
 
     it('never hands one tenant\'s key, or its result, to another', async () => {

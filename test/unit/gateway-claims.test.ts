@@ -5,6 +5,7 @@ import type { Capability } from '../../src/catalog/contract.js';
 import { createCatalog } from '../../src/catalog/registry.js';
 import type { ExecuteRequest, ExecutionJournal, JournalClaim, JournalClaimRequest, JournalLease } from '../../src/execution/contract.js';
 import { createGateway, createMemoryJournal } from '../../src/execution/gateway.js';
+import { RunchartError } from '../../src/errors.js';
 
 /**
  * A claiming journal in memory, with the claim answers scripted by the test: what a journal
@@ -66,6 +67,31 @@ describe('gateway: a journal that claims keys', () => {
     expect(claims).toEqual([{ key: 'run-1:c0.0', tenantId: 'acme', runId: 'run-1', deadline: call.deadline, owner: 'me', leaseMs: 9_000 }]);
     expect(entries.get('run-1:c0.0')).toMatchObject({ state: 'completed', attempts: 1, result: { status: 'ok', output: 5 } });
     expect(tool.runs()).toBe(1);
+  });
+
+  it('puts no start of its own for an attempt the claim recorded, and does for each retry after it', async () => {
+    let calls = 0;
+    const flaky = defineCapability({
+      name: 'math.add',
+      version: '1.0.0',
+      description: 'Add two numbers',
+      input: z.object({ a: z.number(), b: z.number() }),
+      output: z.number(),
+      effects: 'read',
+      retries: 1,
+      retryBackoffMs: 1,
+      handler: () => {
+        if (calls++ === 0) throw new RunchartError('upstream', 'execution', 'execution: busy', { retryable: true });
+        return 5;
+      },
+    }) as Capability;
+    const { journal, entries } = claimingJournal([(claim) => ({ status: 'claimed', attempts: 0, deadline: claim.deadline, until: Date.now() + 30_000, started: true })]);
+    const puts: string[] = [];
+    const put = journal.put.bind(journal);
+    journal.put = async (entry) => (puts.push(`${entry.state}:${entry.attempts}`), put(entry));
+    expect(await createGateway({ catalog: createCatalog([flaky]), journal }).execute(request(), { signal })).toEqual({ status: 'ok', output: 5 });
+    expect(puts).toEqual(['started:2', 'completed:2']);
+    expect(entries.get('run-1:c0.0')).toMatchObject({ state: 'completed', attempts: 2 });
   });
 
   it('answers a call finished elsewhere from the journal, never running it', async () => {

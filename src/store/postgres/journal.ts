@@ -42,7 +42,9 @@ const toEntry = (row: EntryRow): JournalEntry =>
  * The execution journal in one table, one row per idempotency key, shared by every process on
  * the database. `claim` takes a key in one statement: the row is inserted, or the existing one
  * is updated only when its call is unfinished and its lease free or run out, and the row as it
- * stands afterwards says who owns the call. A completed entry is final: later puts leave it.
+ * stands afterwards says who owns the call. A claim that is granted also records the start of
+ * the attempt it allows (one statement before the call, not two). A completed entry is final:
+ * later puts leave it.
  * @example
  * const journal = createPostgresJournal(db);
  * const claim = await journal.claim({ key: 'run-1:c0.0', tenantId: 'acme', runId: 'run-1', deadline, owner, leaseMs: 30_000 });
@@ -81,10 +83,12 @@ export function createPostgresJournal(db: Database): Required<ExecutionJournal> 
       // the race a moment before: no second statement, and no snapshot that could miss that row.
       const [row] = await db.query<ClaimRow>(
         `INSERT INTO ${journal} AS j (key, tenant_id, run_id, released_with, state, attempts, deadline, updated_at, lease_owner, lease_expires_at)
-         VALUES ($1, $2, $3, $3, 'started', 0, $4, $5, $6, now() + $7 * interval '1 millisecond')
+         VALUES ($1, $2, $3, $3, 'started', 1, $4, $5, $6, now() + $7 * interval '1 millisecond')
          ON CONFLICT (key) DO UPDATE SET
            tenant_id = EXCLUDED.tenant_id,
            deadline = COALESCE(j.deadline, EXCLUDED.deadline),
+           attempts = CASE WHEN ${claimable} THEN j.attempts + 1 ELSE j.attempts END,
+           updated_at = CASE WHEN ${claimable} THEN EXCLUDED.updated_at ELSE j.updated_at END,
            lease_owner = CASE WHEN ${claimable} THEN EXCLUDED.lease_owner ELSE j.lease_owner END,
            lease_expires_at = CASE WHEN ${claimable} THEN EXCLUDED.lease_expires_at ELSE j.lease_expires_at END
          WHERE j.tenant_id IS NULL OR j.tenant_id = EXCLUDED.tenant_id
@@ -98,7 +102,7 @@ export function createPostgresJournal(db: Database): Required<ExecutionJournal> 
         row.state === 'completed'
           ? { status: 'completed', result: fromJsonb(row.result), attempts: row.attempts }
           : row.lease_owner === request.owner
-            ? { status: 'claimed', attempts: row.attempts, deadline: row.deadline ?? request.deadline, until }
+            ? { status: 'claimed', attempts: row.attempts - 1, deadline: row.deadline ?? request.deadline, until, started: true }
             : { status: 'held', owner: row.lease_owner, until, retryInMs: row.retry_in_ms ?? 0 };
       return checked(JournalClaim, claim, 'execution');
     },

@@ -200,8 +200,13 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
     });
   }
 
-  async function notify(name: string) {
-    await db.notify(channel, name).catch((error: unknown) => warn('background: waking workers failed; they find the job when they next look', error));
+  // A wake-up is not waited for: the job is durably queued already, and a worker that misses the
+  // message finds the job when it next looks. Close waits for the ones still on their way.
+  const wakeUps = new Set<Promise<void>>();
+  function notify(name: string): void {
+    const sent = db.notify(channel, name).catch((error: unknown) => warn('background: waking workers failed; they find the job when they next look', error));
+    wakeUps.add(sent);
+    void sent.finally(() => wakeUps.delete(sent));
   }
 
   async function settledJob(jobId: string): Promise<boolean> {
@@ -221,7 +226,7 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
         }
         queued.add(id);
       }
-      await notify(TASKS);
+      notify(TASKS);
     },
     async drain() {
       // Tasks run by this process are seen to finish; the others are asked after, as long as any is left.
@@ -242,7 +247,7 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
         retryBackoff: true,
         expireInSeconds: dispatch.expireSeconds ?? expireSeconds,
       });
-      if (id) await notify(RUNS);
+      if (id) notify(RUNS);
       return id !== null;
     },
     workRuns(handler, work = {}) {
@@ -261,7 +266,7 @@ export async function openPostgresQueue(db: Database, options: PostgresQueueOpti
       (closed ??= (async () => {
         closing = true;
         stopping.abort(new RunchartError('cancelled', 'background', 'background: the queue was closed'));
-        await Promise.allSettled([...loops].map((loop) => loop.done));
+        await Promise.allSettled([...loops].map((loop) => loop.done).concat([...wakeUps]));
         await stopListening();
         await boss.stop({ graceful: false, close: false, wait: true });
       })()),
