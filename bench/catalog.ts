@@ -13,6 +13,9 @@ export const workloadsByName: Record<string, () => Workload> = {
   lowdb: () => runchartWorkload('lowdb'),
   'app-memory': () => runchartWorkload('memory', appShape(appPeople)),
   'app-lowdb': () => runchartWorkload('lowdb', appShape(appPeople)),
+  /** On PostgreSQL (`RUNCHART_BENCH_DATABASE_URL`), each in a fresh schema: for `bench:side-by-side` and `profile.js`, not in `npm run bench`. */
+  postgres: () => runchartWorkload('postgres'),
+  'app-postgres': () => runchartWorkload('postgres', appShape(appPeople)),
   loop: asyncLoopWorkload,
   xstate: plainXStateWorkload,
   'ai-sdk': aiSdkWorkload,

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { z } from 'zod';
 import {
   createRuntime,
@@ -139,7 +140,14 @@ export function outcomeOf(result: RunResult): Outcome {
   };
 }
 
-export type StoreKind = 'memory' | 'lowdb';
+export type StoreKind = 'memory' | 'lowdb' | 'postgres';
+
+/** The database a `postgres` workload runs on, each in a schema of its own that its close drops. */
+function benchDatabaseUrl(): string {
+  const url = process.env.RUNCHART_BENCH_DATABASE_URL ?? process.env.DATABASE_URL;
+  if (!url) throw new Error('bench: the postgres workloads need RUNCHART_BENCH_DATABASE_URL (or DATABASE_URL), e.g. postgres://postgres@127.0.0.1:5432/test');
+  return url;
+}
 
 /** Who asks what: a fresh tenant per run (`requestFor`), or one app's users and sessions (`bench/app.ts`). */
 export interface RequestShape {
@@ -158,15 +166,16 @@ const freshTenants: RequestShape = { label: '', request: requestFor };
  * or the lowdb defaults in a fresh temporary directory (`dir` on the workload, for its size).
  */
 export function runchartWorkload(store: StoreKind, shape: RequestShape = freshTenants): Workload & { stats: FakeStats; runtime: Runtime; dir: string | undefined } {
-  const name = `${store === 'memory' ? 'runchart in-memory' : 'runchart lowdb'}${shape.label}`;
+  const name = `${store === 'memory' ? 'runchart in-memory' : `runchart ${store}`}${shape.label}`;
   const requestOf = shape.request;
   const stats = newStats();
   const dir = store === 'lowdb' ? mkdtempSync(join(tmpdir(), 'runchart-bench-')) : undefined;
+  const database = store === 'postgres' ? { url: benchDatabaseUrl(), schema: `rc_bench_${Math.random().toString(36).slice(2, 10)}` } : undefined;
   const runtime = createRuntime({
     model: instantModel(stats),
     capabilities: [mathAdd(stats)],
     config: {
-      store: dir ? { kind: 'lowdb', dir } : { kind: 'memory' },
+      store: dir ? { kind: 'lowdb', dir } : database ? { kind: 'postgres', ...database } : { kind: 'memory' },
       telemetry: { emit_structured_events: false },
       policy: { rules: structuredClone(benchRules) },
     },
@@ -232,6 +241,12 @@ export function runchartWorkload(store: StoreKind, shape: RequestShape = freshTe
       await runtime.drain();
       await runtime.close();
       if (dir) rmSync(dir, { recursive: true, force: true });
+      if (database) {
+        const admin = new pg.Client({ connectionString: database.url });
+        await admin.connect();
+        await admin.query(`DROP SCHEMA IF EXISTS ${database.schema} CASCADE; DROP SCHEMA IF EXISTS ${database.schema}_queue CASCADE`);
+        await admin.end();
+      }
     },
   };
 }
