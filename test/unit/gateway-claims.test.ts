@@ -41,7 +41,7 @@ const request = (overrides: Partial<ExecuteRequest> = {}): ExecuteRequest => ({
   ...overrides,
 });
 
-function add(handler: () => Promise<number> | number = () => 5): { capability: Capability; runs: () => number } {
+function add(handler: () => Promise<number> | number = () => 5, retries: { retries?: number; retryBackoffMs?: number } = {}): { capability: Capability; runs: () => number } {
   let runs = 0;
   const capability = defineCapability({
     name: 'math.add',
@@ -50,6 +50,7 @@ function add(handler: () => Promise<number> | number = () => 5): { capability: C
     input: z.object({ a: z.number(), b: z.number() }),
     output: z.number(),
     effects: 'read',
+    ...retries,
     handler: () => (runs++, handler()),
   }) as Capability;
   return { capability, runs: () => runs };
@@ -71,25 +72,17 @@ describe('gateway: a journal that claims keys', () => {
 
   it('puts no start of its own for an attempt the claim recorded, and does for each retry after it', async () => {
     let calls = 0;
-    const flaky = defineCapability({
-      name: 'math.add',
-      version: '1.0.0',
-      description: 'Add two numbers',
-      input: z.object({ a: z.number(), b: z.number() }),
-      output: z.number(),
-      effects: 'read',
-      retries: 1,
-      retryBackoffMs: 1,
-      handler: () => {
-        if (calls++ === 0) throw new RunchartError('upstream', 'execution', 'execution: busy', { retryable: true });
-        return 5;
-      },
-    }) as Capability;
+    const busyOnce = () => {
+      if (calls++ === 0) throw new RunchartError('upstream', 'execution', 'execution: busy', { retryable: true });
+      return 5;
+    };
+    const flaky = add(busyOnce, { retries: 1, retryBackoffMs: 1 });
     const { journal, entries } = claimingJournal([(claim) => ({ status: 'claimed', attempts: 0, deadline: claim.deadline, until: Date.now() + 30_000, started: true })]);
     const puts: string[] = [];
     const put = journal.put.bind(journal);
     journal.put = async (entry) => (puts.push(`${entry.state}:${entry.attempts}`), put(entry));
-    expect(await createGateway({ catalog: createCatalog([flaky]), journal }).execute(request(), { signal })).toEqual({ status: 'ok', output: 5 });
+    expect(await createGateway({ catalog: createCatalog([flaky.capability]), journal }).execute(request(), { signal })).toEqual({ status: 'ok', output: 5 });
+    expect(flaky.runs()).toBe(2);
     expect(puts).toEqual(['started:2', 'completed:2']);
     expect(entries.get('run-1:c0.0')).toMatchObject({ state: 'completed', attempts: 2 });
   });
