@@ -163,7 +163,8 @@ const freshTenants: RequestShape = { label: '', request: requestFor };
 /**
  * The one-hop run through `createRuntime`: rules policy, the default telemetry (none given: OTel
  * spans to the global tracer, a no-op without an SDK), structured events off; in-memory stores,
- * or the lowdb defaults in a fresh temporary directory (`dir` on the workload, for its size).
+ * the lowdb defaults in a fresh temporary directory (`dir` on the workload, for its size), or
+ * PostgreSQL in a fresh schema (`RUNCHART_BENCH_DATABASE_URL`), dropped at close.
  */
 export function runchartWorkload(store: StoreKind, shape: RequestShape = freshTenants): Workload & { stats: FakeStats; runtime: Runtime; dir: string | undefined } {
   const name = `${store === 'memory' ? 'runchart in-memory' : `runchart ${store}`}${shape.label}`;

@@ -98,7 +98,8 @@ export interface ExecutionJournal {
   /**
    * Journals shared by several processes claim a key in one step, so at most one attempt of a
    * call runs at a time anywhere and a finished call is answered from the journal. The gateway
-   * uses it when present; the owner records attempts and the result with `put` as usual.
+   * uses it when present; the owner records attempts and the result with `put` as usual, except
+   * the start of an attempt the claim says it recorded (`started` on a claimed answer).
    */
   claim?(request: JournalClaimRequest): Promise<JournalClaim>;
   /** Extends the owner's lease while its call runs; false once the lease was lost to another owner. */
