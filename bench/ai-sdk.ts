@@ -1,10 +1,11 @@
 // The Vercel AI SDK baseline (ai@6): the same one-hop run as a `generateText` tool loop with the SDK's own mock model; the only bench file importing `ai`.
-import { generateText, stepCountIs, tool, type ToolExecutionOptions } from 'ai';
+import { generateText, stepCountIs, tool, type ModelMessage, type ToolExecutionOptions } from 'ai';
 import { MockLanguageModelV3 } from 'ai/test';
 import type { ZodType } from 'zod';
 import type { Workload } from './measure.js';
 import { authorizeCall, baselineRequest, baselineWorkload, maxToolHops, services, startWriteBack, systemMessage, type BaselineRequest, type Services } from './baselines.js';
-import type { Outcome } from './workloads.js';
+import type { ChatMessage } from '../src/index.js';
+import { freshTenants, type Outcome, type RequestShape } from './workloads.js';
 
 type CallOptions = Parameters<MockLanguageModelV3['doGenerate']>[0];
 type GenerateResult = Awaited<ReturnType<MockLanguageModelV3['doGenerate']>>;
@@ -19,7 +20,7 @@ const usage = () => ({
  * question it calls `math_add` {a:2,b:3}; after the tool result it answers with it (held back
  * while `stats.parking`, like the other workloads' second calls).
  */
-function mockModel(deps: Services): MockLanguageModelV3 {
+function mockModel(deps: Services, recordPrompt: boolean): MockLanguageModelV3 {
   const { stats } = deps;
   const model: MockLanguageModelV3 = new MockLanguageModelV3({
     provider: 'bench',
@@ -30,6 +31,7 @@ function mockModel(deps: Services): MockLanguageModelV3 {
       stats.modelCalls++;
       const last = options.prompt[options.prompt.length - 1];
       if (last?.role === 'user') {
+        if (recordPrompt) stats.firstMessages = options.prompt.map(asChatMessage);
         return Promise.resolve({
           content: [{ type: 'tool-call', toolCallId: 'call_1', toolName: 'math_add', input: '{"a":2,"b":3}' }],
           finishReason: { unified: 'tool-calls', raw: 'tool_calls' },
@@ -50,6 +52,15 @@ function mockModel(deps: Services): MockLanguageModelV3 {
   return model;
 }
 
+/** A prompt message in the shape runchart's model is shown, for the app workload's check of the history. */
+function asChatMessage(message: CallOptions['prompt'][number]): ChatMessage {
+  if (message.role === 'system') return { role: 'system', content: message.content };
+  const text = message.content.map((part) => (part.type === 'text' ? part.text : '')).join('');
+  if (message.role === 'user') return { role: 'user', content: text };
+  if (message.role === 'assistant') return { role: 'assistant', content: text };
+  return { role: 'tool', toolCallId: '', content: '' };
+}
+
 /** What each run hands its tool through `experimental_context`: whose run it is, for the tool-stage policy. */
 interface RunContext {
   request: BaselineRequest;
@@ -62,9 +73,9 @@ interface RunContext {
  * handler (the SDK parses the model's arguments with the capability's zod schema); the output and
  * memory.write checks after it, and the write-back started once the result is out.
  */
-export function aiSdkWorkload(): Workload {
+export function aiSdkWorkload(shape: RequestShape = freshTenants): Workload & { deps: Services } {
   const deps = services();
-  const model = mockModel(deps);
+  const model = mockModel(deps, shape.checkPrompt !== undefined);
   const capability = deps.byToolName.get('math_add')!;
   const tools = {
     math_add: tool({
@@ -88,12 +99,18 @@ export function aiSdkWorkload(): Workload {
     const scope = { runId: request.runId, tenantId: request.tenantId, principalId: request.principalId };
     const precheck = await deps.policy.evaluate({ stage: 'precheck', ...scope }, { signal });
     if (precheck.verdict !== 'allow') return { status: 'denied', output: null, modelCalls: 0, toolCalls: 0, toolOutput: undefined };
-    const recalled = await deps.memory.recall({ tenantId: request.tenantId, principalId: request.principalId, query: request.input, limit: 5 }, { signal });
+    const recalled = await deps.memory.recall(
+      { tenantId: request.tenantId, principalId: request.principalId, ...(request.sessionId ? { sessionId: request.sessionId } : {}), query: request.input, limit: 5 },
+      { signal },
+    );
     const context: RunContext = { request, hop: 0 };
+    // The session's turns before the question, as runchart shows them to its model.
+    const messages: ModelMessage[] = recalled.history.map((turn) => ({ role: turn.role, content: turn.content }));
+    messages.push({ role: 'user', content: request.input });
     const result = await generateText({
       model,
       system: systemMessage(recalled).content as string,
-      prompt: request.input,
+      messages,
       tools,
       stopWhen: stepCountIs(maxToolHops + 1),
       abortSignal: signal,
@@ -108,5 +125,14 @@ export function aiSdkWorkload(): Workload {
     return { status: result.finishReason === 'stop' ? 'completed' : `finished with ${result.finishReason}`, output: result.text, ...outcome };
   }
 
-  return baselineWorkload('AI SDK', deps, (index) => ({ outcome: run(baselineRequest(index)) }));
+  const name = `AI SDK${shape.label}`;
+  const workload = baselineWorkload(name, deps, (index) => ({ outcome: run(baselineRequest(index, shape)) }));
+  return {
+    ...workload,
+    deps,
+    async run(index) {
+      await workload.run(index);
+      shape.checkPrompt?.(index, deps.stats.firstMessages);
+    },
+  };
 }

@@ -3,7 +3,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatMessage } from '../src/index.js';
-import { forceGc, nowMicros, summarize, type Workload } from './measure.js';
+import { aiSdkWorkload } from './ai-sdk.js';
+import { forceGc, measureParkedHeap, median, nowMicros, summarize, type Workload } from './measure.js';
 import { expectedOutput, runchartWorkload, type RequestShape, type StoreKind } from './workloads.js';
 
 /** A file beside the bench's sources (the compiled bench runs from bench/.build/bench/). */
@@ -96,6 +97,21 @@ export interface AppPlan {
   runsPerBlock: number;
   /** Runs of the side-by-side check after the blocks (0: none). */
   alternating?: number;
+  /** The AI SDK on the same requests with the same history, after the check (none: not measured). */
+  peer?: { runs: number; inFlight: number; rounds: number; parked: number };
+}
+
+/**
+ * The store after its blocks against the AI SDK given the same history (its in-memory memory
+ * holds a record of every turn the store has remembered): p50 run by run alternately, runs/s of
+ * rounds of `inFlight` runs at once (alternately, after a warm-up round each), heap per parked run.
+ */
+export interface AppPeer {
+  history: number;
+  runs: number;
+  p50: { runchart: number; aiSdk: number; ratio: number };
+  throughput: { inFlight: number; runchart: number[]; aiSdk: number[]; runchartMedian: number; aiSdkMedian: number; ratio: number };
+  heap: { parked: number; runchart: number; aiSdk: number; ratio: number };
 }
 
 /**
@@ -126,10 +142,15 @@ export function bytesUnder(path: string): number {
  * The app workload on one store: `blocks × runsPerBlock` sequential checked runs, timed one by one,
  * with the process's RSS and JS heap (after a forced GC) and the store's size after each block.
  */
-export async function measureApp(store: StoreKind, plan: AppPlan, onBlock: (block: AppBlock) => void): Promise<{ name: string; blocks: AppBlock[]; alternating?: Alternating }> {
+export async function measureApp(
+  store: StoreKind,
+  plan: AppPlan,
+  onBlock: (block: AppBlock) => void,
+): Promise<{ name: string; blocks: AppBlock[]; alternating?: Alternating; peer?: AppPeer }> {
   const workload = runchartWorkload(store, appShape(plan.people));
   const blocks: AppBlock[] = [];
   let alternating: Alternating | undefined;
+  let peer: AppPeer | undefined;
   try {
     let index = 0;
     for (let block = 0; block < plan.blocks; block++) {
@@ -161,11 +182,81 @@ export async function measureApp(store: StoreKind, plan: AppPlan, onBlock: (bloc
       blocks.push(result);
       onBlock(result);
     }
-    if (plan.alternating) alternating = await alternate(store, plan, workload, index);
+    if (plan.alternating) {
+      alternating = await alternate(store, plan, workload, index);
+      index += alternating.runs;
+    }
+    if (plan.peer) peer = await againstAiSdk(plan, workload, index);
   } finally {
     await (workload as Workload).close();
   }
-  return { name: workload.name, blocks, ...(alternating ? { alternating } : {}) };
+  return { name: workload.name, blocks, ...(alternating ? { alternating } : {}), ...(peer ? { peer } : {}) };
+}
+
+/**
+ * The AI SDK's memory as the store's is after `history` runs: every turn remembered in order,
+ * under the same user and session, with the answer every run gives.
+ */
+async function seedHistory(workload: ReturnType<typeof aiSdkWorkload>, people: AppPeople, history: number): Promise<void> {
+  const shape = appShape(people);
+  const signal = new AbortController().signal;
+  const from = Date.parse('2026-01-01T00:00:00.000Z');
+  for (let index = 0; index < history; index++) {
+    const request = shape.request(index);
+    await workload.deps.memory.remember(
+      { tenantId: request.tenantId, principalId: request.principalId, sessionId: request.sessionId!, runId: `run-${index}`, input: request.input, output: expectedOutput, createdAt: new Date(from + index).toISOString() },
+      { idempotencyKey: `run-${index}:memory.write`, signal },
+    );
+  }
+}
+
+async function againstAiSdk(plan: AppPlan, old: Workload, history: number): Promise<AppPeer> {
+  const { runs, inFlight, rounds, parked } = plan.peer!;
+  const peer = aiSdkWorkload(appShape(plan.people));
+  await seedHistory(peer, plan.people, history);
+  let index = history;
+  try {
+    const mine: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 0; i < runs; i++, index++) {
+      let start = nowMicros();
+      await old.run(index);
+      mine.push(nowMicros() - start);
+      start = nowMicros();
+      await peer.run(index);
+      theirs.push(nowMicros() - start);
+    }
+    const round = async (workload: Workload, first: number) => {
+      await forceGc();
+      const start = nowMicros();
+      await workload.runMany(inFlight, first);
+      await workload.settle();
+      return inFlight / ((nowMicros() - start) / 1e6);
+    };
+    const throughput = { runchart: [] as number[], aiSdk: [] as number[] };
+    // The first round of each is a warm-up; the order flips every round.
+    for (let i = 0; i <= rounds; i++, index += inFlight) {
+      const first = i % 2 === 0 ? old : peer;
+      const firstRate = await round(first, index);
+      const secondRate = await round(first === old ? peer : old, index);
+      if (i === 0) continue;
+      throughput.runchart.push(first === old ? firstRate : secondRate);
+      throughput.aiSdk.push(first === old ? secondRate : firstRate);
+    }
+    const heapOld = await measureParkedHeap(old, { count: parked, startIndex: index });
+    const heapPeer = await measureParkedHeap(peer, { count: parked, startIndex: index });
+    const p50 = { runchart: summarize(mine, 0).p50, aiSdk: summarize(theirs, 0).p50 };
+    const medians = { runchart: median(throughput.runchart), aiSdk: median(throughput.aiSdk) };
+    return {
+      history,
+      runs,
+      p50: { ...p50, ratio: p50.runchart / p50.aiSdk },
+      throughput: { inFlight, ...throughput, runchartMedian: medians.runchart, aiSdkMedian: medians.aiSdk, ratio: medians.runchart / medians.aiSdk },
+      heap: { parked, runchart: heapOld.kbPerRun, aiSdk: heapPeer.kbPerRun, ratio: heapOld.kbPerRun / heapPeer.kbPerRun },
+    };
+  } finally {
+    await peer.close();
+  }
 }
 
 async function alternate(store: StoreKind, plan: AppPlan, old: Workload, history: number): Promise<Alternating> {

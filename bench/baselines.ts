@@ -19,7 +19,7 @@ import {
   type ToolSpec,
 } from '../src/index.js';
 import { waitUntil, type ParkedRuns, type Workload } from './measure.js';
-import { benchRules, checkCounts, checkOutcome, instantModel, mathAdd, newStats, requestFor, type FakeStats, type Outcome } from './workloads.js';
+import { benchRules, checkCounts, checkOutcome, freshTenants, instantModel, mathAdd, newStats, type FakeStats, type Outcome, type RequestShape } from './workloads.js';
 
 const systemPrompt = 'You are a helpful assistant. Use the tools you are given when they help.';
 export const maxToolHops = 3;
@@ -57,7 +57,15 @@ export function services(): Services {
 export function startWriteBack(services: Services, request: BaselineRequest, output: string | null): void {
   const done: Promise<void> = services.memory
     .remember(
-      { tenantId: request.tenantId, principalId: request.principalId, runId: request.runId, input: request.input, output: output ?? '', createdAt: new Date().toISOString() },
+      {
+        tenantId: request.tenantId,
+        principalId: request.principalId,
+        ...(request.sessionId ? { sessionId: request.sessionId } : {}),
+        runId: request.runId,
+        input: request.input,
+        output: output ?? '',
+        createdAt: new Date().toISOString(),
+      },
       { idempotencyKey: `${request.runId}:memory.write`, signal: new AbortController().signal },
     )
     .finally(() => services.writeBacks.delete(done));
@@ -74,9 +82,11 @@ export interface BaselineRequest {
   input: string;
   tenantId: string;
   principalId: string;
+  /** Only on the app workload: its turns are the session's history. */
+  sessionId?: string;
 }
 
-export const baselineRequest = (index: number): BaselineRequest => ({ runId: `run-${index}`, ...requestFor(index) });
+export const baselineRequest = (index: number, shape: RequestShape = freshTenants): BaselineRequest => ({ runId: `run-${index}`, ...shape.request(index) });
 
 export function systemMessage(recalled: RecallResult): ChatMessage {
   const memory = recalled.items.length ? `\n\nThings you may know from earlier conversations:\n${recalled.items.map((item) => `- ${item.text}`).join('\n')}` : '';

@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { checkPolicyCoverage } from '../src/index.js';
 import { aiSdkWorkload } from './ai-sdk.js';
-import { benchFile, measureApp, type Alternating, type AppBlock } from './app.js';
+import { benchFile, measureApp, type Alternating, type AppBlock, type AppPeer } from './app.js';
 import { asyncLoopWorkload, maxToolHops, plainXStateWorkload } from './baselines.js';
 import { appPeople } from './catalog.js';
 import {
@@ -54,6 +54,8 @@ const protocol = {
     blocks: 10,
     runsPerBlock: scaled(10_000, 10),
     alternating: scaled(2_000, 10),
+    /** The AI SDK on the same requests with the same history, after the blocks. */
+    peer: { runs: scaled(2_000, 10), inFlight: scaled(1_000, 10), rounds: 4, parked: scaled(1_000, 10) },
   },
 };
 
@@ -152,6 +154,7 @@ async function main() {
 
   const app: Record<'memory' | 'lowdb', AppBlock[]> = { memory: [], lowdb: [] };
   const alternating = {} as Record<'memory' | 'lowdb', Alternating>;
+  const appPeer = {} as Record<'memory' | 'lowdb', AppPeer>;
   for (const store of ['memory', 'lowdb'] as const) {
     const { people, blocks, runsPerBlock } = protocol.app;
     progress(`app workload, ${store === 'memory' ? 'in-memory' : 'file store'}: ${blocks} blocks of ${runsPerBlock.toLocaleString('en-US')} sequential runs, one tenant, ${people.principals} principals, ${people.sessions} sessions`);
@@ -164,6 +167,11 @@ async function main() {
     alternating[store] = measured.alternating!;
     const check = measured.alternating!;
     progress(`  alternately with a new store, ${check.runs.toLocaleString('en-US')} runs each: p50 ${format(check.oldP50)} µs with ${check.history.toLocaleString('en-US')} runs of history, ${format(check.newP50)} µs new (${formatRatio(check.ratio)})`);
+    const peer = (appPeer[store] = measured.peer!);
+    progress(
+      `  against the AI SDK with the same ${peer.history.toLocaleString('en-US')} runs of history: p50 ${format(peer.p50.runchart)} / ${format(peer.p50.aiSdk)} µs (${formatRatio(peer.p50.ratio)}), ` +
+        `${format(peer.throughput.runchartMedian)} / ${format(peer.throughput.aiSdkMedian)} runs/s (${formatRatio(peer.throughput.ratio)}), ${format(peer.heap.runchart)} / ${format(peer.heap.aiSdk)} KB per parked run (${formatRatio(peer.heap.ratio)})`,
+    );
     await forceGc();
   }
 
@@ -206,6 +214,10 @@ async function main() {
       value: formatRatio(alternating.lowdb.ratio),
       pass: alternating.lowdb.ratio <= 1.25,
     },
+    { goal: 'app workload, in-memory: p50 ≤ 1.0× the AI SDK with the same history', value: formatRatio(appPeer.memory.p50.ratio), pass: appPeer.memory.p50.ratio <= 1 },
+    { goal: 'app workload, in-memory: throughput ≥ 1.0× the AI SDK', value: formatRatio(appPeer.memory.throughput.ratio), pass: appPeer.memory.throughput.ratio >= 1 },
+    { goal: 'app workload, in-memory: heap per parked run ≤ 1.0× the AI SDK', value: formatRatio(appPeer.memory.heap.ratio), pass: appPeer.memory.heap.ratio <= 1 },
+    { goal: 'app workload, file store: p50 ≤ 2.0× the AI SDK with the same history', value: formatRatio(appPeer.lowdb.p50.ratio), pass: appPeer.lowdb.p50.ratio <= 2 },
     { goal: `app workload, file store: RSS after block ${app.lowdb.length} ≤ after block 1 + 64 MB`, value: `${appFigures.lowdbRssGrowthMB >= 0 ? '+' : ''}${format(appFigures.lowdbRssGrowthMB)} MB`, pass: appFigures.lowdbRssGrowthMB <= 64 },
     { goal: 'paths + check < 1 s (max_tool_hops 3)', value: `${format(coverage.medianMs)} ms`, pass: coverage.medianMs < 1_000 },
   ];
@@ -245,6 +257,25 @@ async function main() {
     ];
   });
   const appTable = markdown([appHeader, appHeader.map((_, index) => (index < 2 ? '---' : '---:')), ...appRows]);
+  const peerHeader = ['after the blocks, the same requests and history', 'runchart in-memory', 'AI SDK', 'ratio', 'runchart file store', 'AI SDK', 'ratio'];
+  const peerRow = (figure: string, pick: (peer: AppPeer) => { runchart: number; aiSdk: number; ratio: number }) => [
+    figure,
+    ...(['memory', 'lowdb'] as const).flatMap((store) => {
+      const { runchart, aiSdk, ratio } = pick(appPeer[store]);
+      return [format(runchart), format(aiSdk), formatRatio(ratio)];
+    }),
+  ];
+  const peerTable = markdown([
+    peerHeader,
+    peerHeader.map((_, index) => (index === 0 ? '---' : '---:')),
+    peerRow(`p50 latency, run by run alternately (µs, ${protocol.app.peer.runs.toLocaleString('en-US')} runs each)`, (peer) => peer.p50),
+    peerRow(`throughput, ${protocol.app.peer.inFlight.toLocaleString('en-US')} in flight (runs/s, median of ${protocol.app.peer.rounds} rounds each, alternately)`, (peer) => ({
+      runchart: peer.throughput.runchartMedian,
+      aiSdk: peer.throughput.aiSdkMedian,
+      ratio: peer.throughput.ratio,
+    })),
+    peerRow(`heap per parked in-flight run (KB, ${protocol.app.peer.parked.toLocaleString('en-US')} parked)`, (peer) => peer.heap),
+  ]);
   const goalTable = markdown([['goal', 'measured', ''], ['---', '---:', ':---:'], ...goals.map((goal) => [goal.goal, goal.value, goal.pass ? '✓' : '✗'])]);
 
   const notes = [
@@ -256,6 +287,7 @@ async function main() {
     `Heap: forced GC before and after parking ${protocol.heap.parked.toLocaleString('en-US')} runs at their second model call (lowdb: only ${protocol.heapLowdb.parked.toLocaleString('en-US')}, each run leaving a memory file and lines behind), heapUsed difference / runs; then released and checked.`,
     `Baselines make the same calls as a runchart run: the same model decisions and tool (the arguments JSON- and zod-parsed), the rules policy at precheck, tool, output and memory.write, in-memory recall, and the memory write-back started once the result is out (awaited before a throughput round ends, as runchart's background queue is drained); the async loop makes one AbortController per run; plain XState invokes one fresh fromPromise per step (9 per one-hop run); the AI SDK (ai@6) runs \`generateText\` with its \`MockLanguageModelV3\`, one \`tool()\` whose \`execute\` takes the tool-stage decision and calls the handler, and \`stopWhen: stepCountIs(${maxToolHops + 1})\`, the policy and memory calls around it.`,
     `App workload: one tenant, ${protocol.app.people.principals} principals (\`u<i % ${protocol.app.people.principals}>\`), ${protocol.app.people.sessions} sessions (\`s<i % ${protocol.app.people.sessions}>\`), the input drawn from the ${'`bench/questions.txt`'} list by a fixed scramble of the run number; ${protocol.app.blocks} blocks of ${protocol.app.runsPerBlock.toLocaleString('en-US')} sequential runs in one runtime and store; RSS and JS heap after a forced GC at the end of each block; on disk: every file of the store directory. Each run is checked as above, and once its session has had two turns, the history in its prompt must be the session's turns in order. Then, alternately run by run, ${protocol.app.alternating.toLocaleString('en-US')} more runs of the old store and the last ${protocol.app.alternating.toLocaleString('en-US')} of a new store's first block (in-memory: ${format(alternating.memory.oldP50)} against ${format(alternating.memory.newP50)} µs; file store: ${format(alternating.lowdb.oldP50)} against ${format(alternating.lowdb.newP50)} µs): the machine's noise falls on both alike, where blocks minutes apart can meet different loads. Share of runs shown recalled items, block 1 / last: in-memory ${format(100 * app.memory[0]!.recalledShare)}% / ${format(100 * app.memory.at(-1)!.recalledShare)}%, file store ${format(100 * app.lowdb[0]!.recalledShare)}% / ${format(100 * app.lowdb.at(-1)!.recalledShare)}%.`,
+    `Against the AI SDK on the app workload: after the blocks and that check, the AI SDK baseline is given the same requests and the same history (its in-memory memory is first given every turn the store remembered, under the same user and session, so its recall ranks as many items and its prompt carries the session's turns, checked as runchart's is); then, with the store's runtime, p50 over ${protocol.app.peer.runs.toLocaleString('en-US')} runs each run by run alternately, ${protocol.app.peer.rounds} rounds each of ${protocol.app.peer.inFlight.toLocaleString('en-US')} runs at once alternately after a warm-up round (timed until drained, as above), and heap per parked run over ${protocol.app.peer.parked.toLocaleString('en-US')} runs each.`,
   ];
 
   const output = [
@@ -270,6 +302,8 @@ async function main() {
     '### App workload (one tenant, per block of sequential runs)',
     '',
     appTable,
+    '',
+    peerTable,
     '',
     goalTable,
     '',
@@ -287,6 +321,7 @@ async function main() {
     workloads: Object.fromEntries(columns.map((column) => [column.title, figures[column.key]])),
     app,
     alternating,
+    appPeer,
     coverage,
     ratios,
     appFigures,

@@ -158,7 +158,8 @@ export interface RequestShape {
   checkPrompt?(index: number, messages: readonly ChatMessage[]): void;
 }
 
-const freshTenants: RequestShape = { label: '', request: requestFor };
+/** A tenant of its own for every run: recall always meets an empty memory. */
+export const freshTenants: RequestShape = { label: '', request: requestFor };
 
 /**
  * The one-hop run through `createRuntime`: rules policy, the default telemetry (none given: OTel
