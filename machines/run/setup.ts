@@ -65,8 +65,13 @@ export const runSetup = setup({
     isIncompleteAnswer: (_, params: { response: ModelResponse }) => params.response.finishReason === 'length' || params.response.finishReason === 'content_filter',
     hasNoMoreCalls: ({ context }) => context.cursor >= context.calls.length,
     isCurrentCallInvalid: ({ context }) => context.calls[context.cursor]?.problem != null,
-    /** An approval is bound to the call id and, when the approver names it, the hash of the exact arguments. */
-    isForCurrentCall: ({ context }, params: { callId: string; argsHash?: string }) =>
+    /**
+     * A review names its reviewer (the approval stage asks about them, the decision is theirs) and is
+     * bound to the call id and, when the approver names it, the hash of the exact arguments.
+     */
+    isForCurrentCall: ({ context }, params: { callId: string; principalId: unknown; argsHash?: string }) =>
+      typeof params.principalId === 'string' &&
+      params.principalId !== '' &&
       context.calls[context.cursor]?.callId === params.callId &&
       (params.argsHash === undefined || context.calls[context.cursor]?.argsHash === params.argsHash),
     isApproval: ({ context }) => context.review?.kind === 'approve',

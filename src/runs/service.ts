@@ -26,6 +26,21 @@ export interface RunServiceOptions {
 }
 
 /**
+ * A review names its reviewer: the approval stage is asked about them and the decision is recorded
+ * in their name, so a review without one (a misspelt option, say) is refused before it reaches the run.
+ */
+function checkReview(verb: 'approve' | 'reject', review: ReviewOptions | undefined): void {
+  const principalId: unknown = review?.principalId;
+  if (typeof principalId !== 'string' || principalId.trim() === '') {
+    throw new RunchartError(
+      'invalid-input',
+      'runtime',
+      `runtime: ${verb} needs options.principalId, the reviewer (e.g. runtime.${verb}(runId, callId, { principalId: 'manager-1' }))`,
+    );
+  }
+}
+
+/**
  * The calls a service makes on runs, whichever process holds them: start (leased on a shared
  * store), submit once per idempotency key (dispatched to a worker on a shared store), approve and
  * reject (through the run's inbox when another process holds it), cancel, and follow its events.
@@ -103,14 +118,18 @@ export function createRunService(options: RunServiceOptions) {
 
   return {
     start: (request: unknown) => start(request),
-    approve: (runId: string, callId: string, review: ReviewOptions): Promise<RunResult> =>
-      host && !runs.handleOf(runId)
+    async approve(runId: string, callId: string, review: ReviewOptions): Promise<RunResult> {
+      checkReview('approve', review);
+      return host && !runs.handleOf(runId)
         ? reviewElsewhere(runId, review.tenantId, { type: 'tool.approve', callId, principalId: review.principalId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) })
-        : runs.approve(runId, callId, review),
-    reject: (runId: string, callId: string, review: ReviewOptions & { reason?: string }): Promise<RunResult> =>
-      host && !runs.handleOf(runId)
+        : runs.approve(runId, callId, review);
+    },
+    async reject(runId: string, callId: string, review: ReviewOptions & { reason?: string }): Promise<RunResult> {
+      checkReview('reject', review);
+      return host && !runs.handleOf(runId)
         ? reviewElsewhere(runId, review.tenantId, { type: 'tool.reject', callId, principalId: review.principalId, ...(review.reason ? { reason: review.reason } : {}) })
-        : runs.reject(runId, callId, review),
+        : runs.reject(runId, callId, review);
+    },
     async submit(request: unknown, { idempotencyKey }: { idempotencyKey?: string } = {}): Promise<SubmittedRun> {
       const { tenantId, principalId } = (request ?? {}) as { tenantId?: unknown; principalId?: unknown };
       if (typeof tenantId !== 'string' || typeof principalId !== 'string') {

@@ -264,6 +264,7 @@ function checkExecution(
   if (!review || review.kind !== 'approve' || approval?.verdict !== 'allow') {
     return broken('tool-allow-before-execute', `call ${callId} needs approval but executes after ${review ? `a ${review.kind}` : 'no review'}${approval ? ` and an approval ${approval.verdict}` : ' and no approval allow'}`);
   }
+  if (review.principalId === '') broken('approval-bound-to-call', `call ${callId} executes on an approval that names no reviewer`);
   if (review.callId !== callId || (review.argsHash !== undefined && review.argsHash !== input?.argsHash)) {
     broken('approval-bound-to-call', `call ${callId} executes on an approval of ${review.callId !== callId ? `call ${review.callId}` : 'other arguments'}`);
   }

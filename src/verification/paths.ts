@@ -62,7 +62,7 @@ export interface PathStep {
   /** The decisions the chart recorded in this step. */
   decisions: DecisionRecord[];
   /** For `tool.approve` / `tool.reject`: whom the event names, and whether it named the parked call's arguments. */
-  review?: { kind: 'approve' | 'reject'; callId: string; argsHash?: string };
+  review?: { kind: 'approve' | 'reject'; callId: string; principalId: string; argsHash?: string };
   /** True when the step reached `completed`: the run's output is released. */
   released: boolean;
   /** Whether the telemetry actor was running in the snapshot the step reached. */
@@ -171,7 +171,7 @@ const sampleOutputs: Record<string, (snapshot: RunSnapshot, variety: boolean) =>
   enqueueBackground: () => [undefined],
 };
 
-/** The reviews offered to a parked call: bound to it (with and without its argsHash), and the ones a chart must ignore. */
+/** The reviews offered to a parked call: bound to it (with and without its argsHash), and the ones a chart must ignore (another call's, other arguments', nobody's). */
 function sampleReviews(snapshot: RunSnapshot): AnyEventObject[] {
   const call = snapshot.context.calls?.[snapshot.context.cursor];
   const callId = call?.callId ?? 'c0.0';
@@ -181,6 +181,7 @@ function sampleReviews(snapshot: RunSnapshot): AnyEventObject[] {
     { type: 'tool.approve', callId, principalId: 'approver' },
     { type: 'tool.approve', callId, principalId: 'approver', argsHash: hashArguments('{"other":"arguments"}') },
     { type: 'tool.approve', callId: `${callId}.other`, principalId: 'approver' },
+    { type: 'tool.approve', callId, principalId: '', argsHash },
     { type: 'tool.reject', callId, principalId: 'approver', reason: 'sample' },
     { type: 'tool.reject', callId: `${callId}.other`, principalId: 'approver', reason: 'sample' },
   ];
@@ -287,10 +288,11 @@ function eventLabel(event: AnyEventObject, verdict: PolicyVerdict | undefined): 
   return verdict ? `${event.type}:${verdict}` : event.type;
 }
 
-/** Reviews a chart must ignore (another call's, or other arguments'): marked so the walk never merges them with the bound ones. */
+/** Reviews a chart must ignore (another call's, other arguments', or one naming no reviewer): marked so the walk never merges them with the bound ones. */
 function reviewTaint(event: AnyEventObject): string | undefined {
-  const review = event as unknown as { callId: string; argsHash?: string };
+  const review = event as unknown as { callId: string; principalId: string; argsHash?: string };
   if (review.callId.endsWith('.other')) return '(another call)';
+  if (review.principalId === '') return '(no reviewer)';
   if (review.argsHash === hashArguments('{"other":"arguments"}')) return '(other arguments)';
   return undefined;
 }
@@ -504,7 +506,7 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
       kept.add(move);
       const after = effectsOf(next);
       const started = [...after.values()].filter((effect) => before.get(effect.id)?.ref !== effect.ref).map(({ id, src, input: effectInput }) => ({ id, src, input: effectInput }));
-      const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
+      const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; principalId: string; argsHash?: string }) : undefined;
       moves.push({
         nextKey,
         modelCalls: started.filter((effect) => effect.src === 'callModel').length,
@@ -519,7 +521,9 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
           ...(answered ? { answered: { id: answered.id, src: answered.src, input: answered.input, outcome: done ? ('done' as const) : ('error' as const), ...(done ? { output } : {}) } } : {}),
           started,
           decisions,
-          ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
+          ...(review
+            ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, principalId: review.principalId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } }
+            : {}),
           released: next.status === 'done' && stateKey(next.value) === 'completed',
           telemetry: next.status === 'done' || after.has('telemetry'),
           transitions,

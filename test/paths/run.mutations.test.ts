@@ -94,6 +94,17 @@ const mutations: Mutation[] = [
       }),
   },
   {
+    name: 'an approval need not name its reviewer (isForCurrentCall ignores principalId)',
+    rule: 'approval-bound-to-call',
+    machine: () =>
+      runMachine.provide({
+        guards: {
+          isForCurrentCall: ({ context }, params: { callId: string; argsHash?: string }) =>
+            context.calls[context.cursor]?.callId === params.callId && (params.argsHash === undefined || context.calls[context.cursor]?.argsHash === params.argsHash),
+        },
+      }),
+  },
+  {
     name: 'a rejected call executes (isApproval inverted)',
     rule: 'tool-allow-before-execute',
     machine: () => mutated((chart) => void (stateAt(chart, 'toolExecution.reviewed').always![0]!.guard = not('isApproval'))),

@@ -100,15 +100,23 @@ describe('the sample event variants', () => {
   const answers = (event: AnyEventObject) => event.type === 'xstate.done.actor.callModel';
   const output = (event: AnyEventObject) => (event as unknown as { output: unknown }).output;
 
-  it('offer a parked call every review: bound with its argsHash and without one, with other arguments, for another call, and rejects', () => {
+  it('offer a parked call every review: bound with its argsHash and without one, with other arguments, for another call, in nobody’s name, and rejects', () => {
     const parked = walkSamples({}, [accepted, verdict('allow'), recalled, (event) => output(event) === sampleModelResponses.tool, verdict('require_approval')]);
     expect(stateKey(parked.value)).toBe('toolExecution.awaitingApproval');
     const call = parked.context.calls[parked.context.cursor]!;
-    const reviews = sampleEventsFor(parked).filter((event) => event.type === 'tool.approve' || event.type === 'tool.reject') as unknown as { type: string; callId: string; argsHash?: string }[];
+    const reviews = sampleEventsFor(parked).filter((event) => event.type === 'tool.approve' || event.type === 'tool.reject') as unknown as { type: string; callId: string; principalId: string; argsHash?: string }[];
     const kind = (review: (typeof reviews)[number]) =>
-      `${review.type} ${review.callId === call.callId ? 'this call' : 'another call'} ${review.argsHash === undefined ? 'no hash' : review.argsHash === call.argsHash ? 'its hash' : 'other arguments'}`;
+      `${review.type} ${review.callId === call.callId ? 'this call' : 'another call'} ${review.argsHash === undefined ? 'no hash' : review.argsHash === call.argsHash ? 'its hash' : 'other arguments'}${review.principalId === '' ? ' no reviewer' : ''}`;
     expect(reviews.map(kind).sort()).toEqual(
-      ['tool.approve this call its hash', 'tool.approve this call no hash', 'tool.approve this call other arguments', 'tool.approve another call no hash', 'tool.reject this call no hash', 'tool.reject another call no hash'].sort(),
+      [
+        'tool.approve this call its hash',
+        'tool.approve this call no hash',
+        'tool.approve this call other arguments',
+        'tool.approve another call no hash',
+        'tool.approve this call its hash no reviewer',
+        'tool.reject this call no hash',
+        'tool.reject another call no hash',
+      ].sort(),
     );
     // The chart takes the bound ones and ignores the others.
     const moves = reviews.filter((review) => getNextSnapshot(runMachine, parked, review as never) !== parked).map(kind);

@@ -160,6 +160,33 @@ describe('approval', () => {
     expect((await runtime.get(parked.runId))?.status).toBe('awaiting_approval');
   });
 
+  it('refuses a review that names no reviewer before it reaches the run, even where any approver may approve, and keeps the run parked', async () => {
+    const refund = spiedRefund();
+    const model = scriptedModel([{ toolCalls: [{ name: 'payments_refund', arguments: refundArguments, id: 'refund-1' }] }, { text: 'the refund is done' }]);
+    const anyoneApproves: PolicyRule = { id: 'anyone-approves', stage: 'approval', effect: 'allow', capabilities: ['payments.*'] };
+    const runtime = runtimeWith({ model, capabilities: [refund.capability], rules: [allowRuns, refundsNeedApproval, anyoneApproves] });
+    const parked = await runtime.run(request({ input: 'refund order o-1' }));
+    expect(parked.status).toBe('awaiting_approval');
+    const slips = [undefined, {}, { principal: 'boss' }, { principalId: '' }, { principalId: '  ' }, { principalId: 7 }] as never[];
+    for (const slip of slips) {
+      for (const verb of ['approve', 'reject'] as const) {
+        const error = await refused(runtime[verb](parked.runId, 'c0.0', slip));
+        expect(error.message, `${verb} ${JSON.stringify(slip)}`).toBe(
+          `runtime: ${verb} needs options.principalId, the reviewer (e.g. runtime.${verb}(runId, callId, { principalId: 'manager-1' }))`,
+        );
+        expect((error as unknown as { kind: string }).kind).toBe('invalid-input');
+      }
+    }
+    expect((await runtime.get(parked.runId))?.status).toBe('awaiting_approval');
+    expect(refund.calls).toHaveLength(0);
+    const done = await runtime.approve(parked.runId, 'c0.0', { principalId: 'boss' });
+    expect(done.status).toBe('completed');
+    expect(refund.calls).toHaveLength(1);
+    // The approval is recorded in the reviewer's name, never the requester's.
+    expect(done.decisions.filter((decision) => decision.stage === 'approval')).toEqual([expect.objectContaining({ verdict: 'allow', ruleId: 'anyone-approves', principalId: 'boss' })]);
+    await runtime.close();
+  });
+
   it('refuses an approval for another call id and keeps the run parked', async () => {
     const { refund, runtime, parked } = await parkedRun();
 

@@ -99,7 +99,7 @@ export function observedPath(observed: readonly ObservedStep[]): RunPath {
     const answer = /^xstate\.(done|error)\.actor\.(.+)$/.exec(event.type);
     const call = answer ? was.get(answer[2]!) : undefined;
     const outcome = answer?.[1] === 'done' ? ('done' as const) : ('error' as const);
-    const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; argsHash?: string }) : undefined;
+    const review = event.type === 'tool.approve' || event.type === 'tool.reject' ? (event as unknown as { callId: string; principalId: string; argsHash?: string }) : undefined;
     steps.push({
       from,
       event: call ? `${call.id}:${verdict ?? (outcome === 'done' ? 'done' : 'error')}` : event.type,
@@ -110,7 +110,7 @@ export function observedPath(observed: readonly ObservedStep[]): RunPath {
       ...(call ? { answered: { id: call.id, src: call.src, input: call.input, outcome, ...(outcome === 'done' ? { output: (event as { output?: unknown }).output } : {}) } } : {}),
       started,
       decisions,
-      ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
+      ...(review ? { review: { kind: event.type === 'tool.approve' ? ('approve' as const) : ('reject' as const), callId: review.callId, principalId: review.principalId, ...(review.argsHash ? { argsHash: review.argsHash } : {}) } } : {}),
       released: after.status === 'done' && to === 'completed',
       telemetry: after.status === 'done' || now.has('telemetry'),
       transitions,

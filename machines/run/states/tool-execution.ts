@@ -121,14 +121,14 @@ export const toolExecution = runSetup.createStateConfig({
       },
       on: {
         'tool.approve': {
-          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, argsHash: event.argsHash }) },
+          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, principalId: event.principalId, argsHash: event.argsHash }) },
           target: 'reviewing',
           actions: assign({
             review: ({ event }) => ({ kind: 'approve' as const, callId: event.callId, principalId: event.principalId, reason: '', refusal: null }),
           }),
         },
         'tool.reject': {
-          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId }) },
+          guard: { type: 'isForCurrentCall', params: ({ event }) => ({ callId: event.callId, principalId: event.principalId }) },
           target: 'reviewing',
           actions: assign({
             review: ({ event }) => ({
