@@ -14,7 +14,7 @@ import type { RunResult } from '../machines/run/result.js';
 import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
 import type { Capability } from './catalog/contract.js';
 import { createCatalog } from './catalog/registry.js';
-import { parseConfig, settingsFrom, type RunchartConfig, type RunchartConfigInput } from './config.js';
+import { nearest, parseConfig, settingsFrom, type RunchartConfig, type RunchartConfigInput } from './config.js';
 import type { ExecutionGateway, ExecutionJournal } from './execution/contract.js';
 import { createGateway } from './execution/gateway.js';
 import { newTraceId } from './ingress/request.js';
@@ -82,6 +82,42 @@ export interface RuntimeOptions {
   acceptOnly?: boolean;
 }
 
+/** Every option `createRuntime` takes: a key outside it is a slip, reported rather than ignored. */
+const runtimeOptionNames: Record<keyof RuntimeOptions, true> = {
+  config: true,
+  model: true,
+  capabilities: true,
+  policy: true,
+  memory: true,
+  runStore: true,
+  gateway: true,
+  journal: true,
+  background: true,
+  hooks: true,
+  storeDirectory: true,
+  telemetry: true,
+  inspect: true,
+  clock: true,
+  idFor: true,
+  resources: true,
+  onWarning: true,
+  eventLog: true,
+  workerId: true,
+  acceptOnly: true,
+};
+
+function checkOptionNames(options: object): void {
+  const known = Object.keys(runtimeOptionNames);
+  for (const name of Object.keys(options)) {
+    if (Object.hasOwn(runtimeOptionNames, name)) continue;
+    const guess = nearest(name, known);
+    throw new RunchartError(
+      'invalid-input',
+      'runtime',
+      `createRuntime: unknown option "${name}"${guess ? `; did you mean "${guess}"?` : `; the options are ${known.join(', ')}`}`,
+    );
+  }
+}
 
 /** The runtime: starts runs, approves parked calls, resumes runs after a restart. */
 export interface Runtime {
@@ -130,6 +166,7 @@ const contentMarks = new Set<TelemetryMark['kind']>(['run.accepted', 'model.step
  * const result = await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' });
  */
 export function createRuntime(options: RuntimeOptions = {}): Runtime {
+  checkOptionNames(options);
   const config = parseConfig(options.config ?? {});
   const now = () => (options.clock ?? Date).now();
   const idFor = options.idFor ?? ((kind: 'run' | 'trace') => (kind === 'run' ? randomUUID() : newTraceId()));
@@ -265,20 +302,26 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const stopWork = new Set<() => Promise<void>>();
   // What a service needs beyond a run: submit once per key, cancel, approve and follow from any process.
   const service = createRunService({ runs, host, events, runStore: layers.runStore, idempotencyKeys: layers.idempotencyKeys, idFor });
+  let closing: Promise<void> | undefined;
+  const closed = () => new RunchartError('invalid-input', 'runtime', 'runtime: this runtime is closed; create a new one with createRuntime to start or review runs');
 
   return {
     config,
     logsEvents: events !== undefined,
-    start: (request) => service.start(request),
-    run: (request) => service.start(request).result,
-    approve: service.approve,
-    reject: service.reject,
+    start(request) {
+      if (closing) throw closed();
+      return service.start(request);
+    },
+    run: (request) => (closing ? Promise.reject(closed()) : service.start(request).result),
+    approve: (runId, callId, review) => (closing ? Promise.reject(closed()) : service.approve(runId, callId, review)),
+    reject: (runId, callId, review) => (closing ? Promise.reject(closed()) : service.reject(runId, callId, review)),
     get: runs.get,
     list: runs.list,
-    submit: service.submit,
+    submit: (request, submitOptions) => (closing ? Promise.reject(closed()) : service.submit(request, submitOptions)),
     cancel: service.cancel,
     follow: service.follow,
     work({ concurrency }) {
+      if (closing) throw closed();
       if (!host) throw new RunchartError('invalid-input', 'runtime', 'runtime: only a runtime on store kind postgres works dispatched runs; set store.kind: postgres');
       const stop = host.work({ concurrency });
       stopWork.add(stop);
@@ -288,6 +331,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       };
     },
     async recover() {
+      if (closing) throw closed();
       await layers.ready();
       await layers.queue.resume?.();
       // On a shared store: the runs nobody holds (their holders died or let them go).
@@ -298,21 +342,27 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       await layers.queue.drain();
       await runs.saves();
     },
-    async close() {
-      const grace = () => new Promise((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref());
-      // Background work gets the grace period; then its signals are aborted (the tasks stay queued on disk).
-      await Promise.race([layers.queue.drain(), grace()]);
-      for (const stop of [...stopWork]) await stop();
-      await runs.stopAll();
-      // Runs held here are handed back: released and dispatched, so another worker takes them at once.
-      await host?.close();
-      // The stopped runs' calls are aborted; what they were writing (an approval deadline, a journal entry) lands first.
-      await Promise.race([Promise.allSettled([...calling]), grace()]);
-      layers.queue.close?.();
-      // A compaction still running would rewrite a file the next owner of the store may already be writing.
-      await layers.settled();
-      await layers.close();
-      for (const resource of options.resources ?? []) await resource.close();
+    close() {
+      // A second close waits for the first.
+      closing ??= closeAll();
+      return closing;
     },
   };
+
+  async function closeAll() {
+    const grace = () => new Promise((resolve) => setTimeout(resolve, config.http.shutdown_grace_ms).unref());
+    // Background work gets the grace period; then its signals are aborted (the tasks stay queued on disk).
+    await Promise.race([layers.queue.drain(), grace()]);
+    for (const stop of [...stopWork]) await stop();
+    await runs.stopAll();
+    // Runs held here are handed back: released and dispatched, so another worker takes them at once.
+    await host?.close();
+    // The stopped runs' calls are aborted; what they were writing (an approval deadline, a journal entry) lands first.
+    await Promise.race([Promise.allSettled([...calling]), grace()]);
+    layers.queue.close?.();
+    // A compaction still running would rewrite a file the next owner of the store may already be writing.
+    await layers.settled();
+    await layers.close();
+    for (const resource of options.resources ?? []) await resource.close();
+  }
 }

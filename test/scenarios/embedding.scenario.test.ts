@@ -15,6 +15,7 @@ import {
   defineCapability,
   createMemoryJournal,
   executionActor,
+  isRunchartError,
   ingressActor,
   memoryActor,
   modelActor,
@@ -126,5 +127,46 @@ describe('the run machine in your own XState system', () => {
     expect(finished.value).toBe('failed');
     expect(finished.context.error).toMatchObject({ kind: 'not-provided', layer: 'runtime' });
     expect(finished.context.error?.message).toMatch(/nothing answers "acceptRequest".*provide\(\{ actors: \{ acceptRequest/);
+  });
+});
+
+describe('a runtime used by mistake', () => {
+  it('refuses an option createRuntime does not take, naming it and the nearest one it does', () => {
+    const attempt = (options: object) => {
+      try {
+        createRuntime(options as never);
+      } catch (error) {
+        return error as Error;
+      }
+      throw new Error('createRuntime accepted the options');
+    };
+    expect(attempt({ modell: scriptedModel([]) }).message).toBe('createRuntime: unknown option "modell"; did you mean "model"?');
+    expect(attempt({ confg: {} }).message).toBe('createRuntime: unknown option "confg"; did you mean "config"?');
+    const unrelated = attempt({ store: { kind: 'memory' } });
+    expect(isRunchartError(unrelated) && unrelated.kind).toBe('invalid-input');
+    expect(unrelated.message).toMatch(/^createRuntime: unknown option "store"; the options are config, model, capabilities, .*acceptOnly$/);
+  });
+
+  it('refuses to start or review runs once closed, with an error that says so, and closes once however often asked', async () => {
+    const runtime = createRuntime({ model: scriptedModel([{ text: 'hi' }]), config: { store: { kind: 'memory' } } });
+    expect((await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' })).status).toBe('completed');
+    await Promise.all([runtime.close(), runtime.close()]);
+    await runtime.close();
+    const message = 'runtime: this runtime is closed; create a new one with createRuntime to start or review runs';
+    expect(() => runtime.start({ input: 'hello', tenantId: 'acme', principalId: 'user-7' })).toThrow(message);
+    for (const attempt of [
+      () => runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' }),
+      () => runtime.approve('run-1', 'c0.0', { principalId: 'manager' }),
+      () => runtime.reject('run-1', 'c0.0', { principalId: 'manager' }),
+      () => runtime.submit({ input: 'hello', tenantId: 'acme', principalId: 'user-7' }),
+      () => runtime.recover(),
+    ]) {
+      const error = await attempt().then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(isRunchartError(error) && error.kind).toBe('invalid-input');
+      expect((error as Error).message).toBe(message);
+    }
   });
 });
