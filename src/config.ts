@@ -195,6 +195,16 @@ export function parseConfig(value: unknown, source = 'config'): RunchartConfig {
   throw new RunchartError('invalid-input', 'config', `config: ${source} is invalid: ${describeConfigIssues(result.error, value)}`, { cause: result.error });
 }
 
+/**
+ * Policy rules given in code, checked as a config's are (unknown keys, stages, effects, unique ids):
+ * each issue names the rule by its place in the list and the field.
+ * @example
+ * const rules = parseRules([{ id: 'math', stage: 'tool', effect: 'allow', capabilities: ['math.*'] }]);
+ */
+export function parseRules(rules: unknown, source = 'the rules given to createRulesPolicy'): PolicyRule[] {
+  return parseConfig({ policy: { rules } }, source).policy.rules;
+}
+
 type Path = readonly PropertyKey[];
 
 /** The value at `path` of what was parsed, for messages that quote it. */

@@ -1,4 +1,4 @@
-import type { PolicyRule } from '../config.js';
+import { parseRules, type PolicyRule } from '../config.js';
 import { vouch } from '../errors.js';
 import type { PolicyDecision, PolicyLayer, PolicyRequest, PolicyVerdict } from './contract.js';
 
@@ -20,12 +20,13 @@ interface CompiledRule {
 
 /**
  * The rule engine: of the rules that match, deny beats require_approval beats allow; when none
- * matches the verdict is deny by `default-deny`.
+ * matches the verdict is deny by `default-deny`. The rules are checked as a config's are: a rule
+ * that could never match (a misspelt stage, say) is an error naming it, not a silent deny.
  * @example
  * const policy = createRulesPolicy([{ id: 'math', stage: 'tool', effect: 'allow', capabilities: ['math.*'] }]);
  */
 export function createRulesPolicy(rules: readonly PolicyRule[]): PolicyLayer {
-  const compiled: CompiledRule[] = rules.map((rule) => ({
+  const compiled: CompiledRule[] = parseRules(rules).map((rule) => ({
     rule,
     stages: new Set(Array.isArray(rule.stage) ? rule.stage : [rule.stage]),
     capabilities: rule.capabilities?.map(globToRegExp),

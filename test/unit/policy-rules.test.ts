@@ -198,6 +198,23 @@ describe('createRulesPolicy: reasons', () => {
     expect((await decide([withoutReason], { stage: 'output' })).reason).toContain('r2');
   });
 
+  it('refuses a rule that could never match or decide, naming the rule and the field, as a config would', () => {
+    const refusal = (rules: unknown) => {
+      try {
+        createRulesPolicy(rules as PolicyRule[]);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const prefix = 'config: the rules given to createRulesPolicy is invalid: ';
+    expect(refusal([{ id: 'm', stage: 'tools', effect: 'allow' }])).toBe(`${prefix}policy.rules.0.stage: "tools" is not one of "precheck", "tool", "approval", "output", "memory.write"; did you mean "tool"?`);
+    expect(refusal([allowPayments, { id: 'm', stage: 'tool', effect: 'permit' }])).toBe(`${prefix}policy.rules.1.effect: "permit" is not one of "allow", "deny", "require_approval"`);
+    expect(refusal([{ id: 'm', stage: 'tool', effect: 'allow', capabilitys: ['math.*'] }])).toMatch(`${prefix}policy.rules.0.capabilitys: unknown key; did you mean "capabilities"?`);
+    expect(refusal([allowPayments, allowPayments])).toBe(`${prefix}policy.rules.1.id: rule id "allow-payments" is used twice; ids must be unique`);
+    expect(refusal([allowPayments, ...defaultRules])).toBe('accepted');
+  });
+
   it('returns a promise even for a synchronous rule set', () => {
     const result = createRulesPolicy([]).evaluate(request(), { signal });
     expect(result).toBeInstanceOf(Promise);
