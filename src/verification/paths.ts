@@ -7,7 +7,7 @@ import { hashArguments } from '../execution/contract.js';
 import type { ModelResponse } from '../models/contract.js';
 import type { DecisionRecord, PolicyDecision, PolicyVerdict } from '../policy/contract.js';
 import type { TelemetryMark } from '../telemetry/contract.js';
-import { parseConfig, settingsFrom } from '../config.js';
+import { nearest, parseConfig, settingsFrom } from '../config.js';
 
 type RunSnapshot = SnapshotFrom<typeof runMachine>;
 type AnyTransition = ReturnType<typeof transitionsOf>[number];
@@ -367,9 +367,10 @@ function effectsOf(snapshot: RunSnapshot): Map<string, PathEffect & { ref: unkno
  * in `error`; one that goes on to tool work past `max_tool_hops` is cut there, ending in
  * `over-budget`. Each is a coverage violation.
  * @example
- * const paths = enumerateRunPaths({ maxToolHops: 2 }); // [{ states: ['ingress', 'policy', …], final: 'completed' }, …]
+ * const paths = enumerateRunPaths({ maxToolHops: 2 }); // each { states: ['ingress', 'policy', …], final: 'completed' | 'denied' | 'failed' | 'cancelled', … }
  */
 export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
+  checkPathOptions(options);
   const hops = options.maxToolHops ?? 3;
   const loops = walkPaths(options, false);
   if (hops === 0 || options.variety === false) return loops;
@@ -377,6 +378,31 @@ export function enumerateRunPaths(options: PathOptions = {}): RunPath[] {
   // at one hop, the plain way to its first model step, where it costs little; the loop is walked
   // to the full budget with one kind. The loop's paths come first.
   return [...loops, ...walkPaths(Object.assign({}, options, { maxToolHops: 1, maxToolCallsPerStep: Math.max(2, options.maxToolCallsPerStep ?? 1) }), true)];
+}
+
+/** What each option may be: a slip (a misspelt name, a negative budget) is refused, not walked as the defaults. */
+const pathOptionChecks: Record<keyof PathOptions, { ok: (value: unknown) => boolean; expected: string }> = {
+  maxToolHops: { ok: (value) => Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 50, expected: 'a whole number from 0 to 50' },
+  maxToolCallsPerStep: { ok: (value) => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 64, expected: 'a whole number from 1 to 64' },
+  backgroundUpdates: { ok: (value) => typeof value === 'boolean', expected: 'true or false' },
+  precheckRequired: { ok: (value) => typeof value === 'boolean', expected: 'true or false' },
+  machine: { ok: (value) => typeof value === 'object' && value !== null && 'config' in value, expected: 'a state machine (createMachine, or runMachine extended)' },
+  samples: { ok: (value) => Array.isArray(value) && value.every((event) => typeof (event as { type?: unknown } | null)?.type === 'string'), expected: 'a list of events, each with a type' },
+  variety: { ok: (value) => typeof value === 'boolean', expected: 'true or false' },
+};
+
+function checkPathOptions(options: PathOptions): void {
+  const names = Object.keys(pathOptionChecks);
+  for (const [name, value] of Object.entries(options)) {
+    const check = pathOptionChecks[name as keyof PathOptions] as (typeof pathOptionChecks)[keyof PathOptions] | undefined;
+    if (!check) {
+      const guess = nearest(name, names);
+      throw new RunchartError('invalid-input', 'runtime', `paths: unknown option "${name}"${guess ? `; did you mean "${guess}"?` : `; the options are ${names.join(', ')}`}`);
+    }
+    if (value !== undefined && !check.ok(value)) {
+      throw new RunchartError('invalid-input', 'runtime', `paths: ${name} must be ${check.expected} (got ${JSON.stringify(value) ?? String(value)})`);
+    }
+  }
 }
 
 type Adjacency = Record<string, { state: unknown; transitions: Record<string, { event: AnyEventObject; state: unknown }> }>;

@@ -332,4 +332,14 @@ describe('too many hops to walk', () => {
   it('stops with an error that says to check at fewer hops, rather than running out of memory', () => {
     expect(() => enumerateRunPaths({ maxToolHops: 8 })).toThrow(/more than 200,000 paths at max_tool_hops 8.*smaller --max-tool-hops/);
   });
+
+  it('refuses options it does not know or cannot walk, rather than walking the defaults', () => {
+    expect(() => enumerateRunPaths({ maxToolHop: 2 } as never)).toThrow('paths: unknown option "maxToolHop"; did you mean "maxToolHops"?');
+    expect(() => checkPolicyCoverage({ maxToolHops: -1 })).toThrow('paths: maxToolHops must be a whole number from 0 to 50 (got -1)');
+    expect(() => enumerateRunPaths({ maxToolHops: 1.5 })).toThrow('paths: maxToolHops must be a whole number from 0 to 50 (got 1.5)');
+    expect(() => enumerateRunPaths({ maxToolCallsPerStep: 0 })).toThrow('paths: maxToolCallsPerStep must be a whole number from 1 to 64 (got 0)');
+    expect(() => enumerateRunPaths({ variety: 'no' } as never)).toThrow('paths: variety must be true or false (got "no")');
+    expect(() => enumerateRunPaths({ machine: {} } as never)).toThrow('paths: machine must be a state machine');
+    expect(() => enumerateRunPaths({ samples: [{}] } as never)).toThrow('paths: samples must be a list of events, each with a type');
+  });
 });
