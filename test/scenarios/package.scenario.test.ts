@@ -67,6 +67,13 @@ describe('the npm package', () => {
     expect(embedded.code).toBe(0);
     expect(embedded.out).toBe('');
 
+    // docs/own-system.md: the run chart invoked by a workflow of the user's own.
+    const own = `${readmeExample('# The run chart in an XState system of your own', 'docs/own-system.md')}\nprocess.stderr.write('RESULT ' + JSON.stringify({ status: result.status, output: result.output, tool: result.toolCalls[0]?.outcome }) + '\\n');\n`;
+    await writeFile(join(app, 'own-system.mjs'), own);
+    const inOwnSystem = await exec(process.execPath, ['own-system.mjs'], app);
+    expect(inOwnSystem.err).toContain('RESULT {"status":"completed","output":"42","tool":{"status":"ok","output":42}}');
+    expect(inOwnSystem.code).toBe(0);
+
     const shown = await exec('npx', ['runchart', '--version'], app);
     expect(shown).toMatchObject({ code: 0, out: `${version}\n` });
 
