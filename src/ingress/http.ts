@@ -66,7 +66,8 @@ export interface HttpIngress {
   listen(options?: { port?: number; host?: string }): Promise<HttpListener>;
 }
 
-const example = '{"input": "what is 2+3?"}';
+/** What each route's body looks like, for the hint of a refusal that cannot parse it. */
+const examples = { run: '{"input": "what is 2+3?"}', cancel: '{"reason": "…"} (or no body)', approval: '{"decision": "approve"} or {"decision": "reject", "reason": "…"}' } as const;
 const routes = 'GET /healthz, POST /v1/runs, GET /v1/runs, GET /v1/runs/:id, GET /v1/runs/:id/events, POST /v1/runs/:id/cancel, POST /v1/runs/:id/approvals/:callId';
 /** How often an idle event stream sends a comment, so proxies keep it open. */
 const HEARTBEAT_MS = 15_000;
@@ -180,7 +181,7 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
   });
 
   app.post('/v1/runs', async (c) => {
-    const body = await readJson(c, http.max_body_bytes);
+    const body = await readJson(c, http.max_body_bytes, examples.run);
     const background = takeBackground(body);
     const request = runRequestFrom(body, c.get('caller'), c.req.header('traceparent'), runtime.config);
     const idempotencyKey = idempotencyKeyOf(c.req.header('idempotency-key'));
@@ -238,8 +239,8 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
     const runId = c.req.param('id');
     const { tenantId } = c.get('caller');
     const hasBody = (c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined;
-    const body = hasBody ? await readJson(c, http.max_body_bytes) : {};
-    rejectIdentityFields(body);
+    const body = hasBody ? await readJson(c, http.max_body_bytes, examples.cancel) : {};
+    rejectIdentityFields(body, examples.cancel);
     const parsed = CancelBody.safeParse(body);
     if (!parsed.success) refuse(400, 'invalid-input', `the cancel is invalid: ${describeIssues(parsed.error)}; send no body, or {"reason": "…"}`);
     const current = await runtime.get(runId, { tenantId });
@@ -266,8 +267,8 @@ export function createHttpIngress(options: HttpIngressOptions): HttpIngress {
     const runId = c.req.param('id');
     const callId = c.req.param('callId');
     const { tenantId, principalId } = c.get('caller');
-    const body = await readJson(c, http.max_body_bytes);
-    rejectIdentityFields(body);
+    const body = await readJson(c, http.max_body_bytes, examples.approval);
+    rejectIdentityFields(body, examples.approval);
     const parsed = ApprovalBody.safeParse(body);
     if (!parsed.success) refuse(400, 'invalid-input', `the approval is invalid: ${describeIssues(parsed.error)}; send {"decision": "approve"} or {"decision": "reject", "reason": "…"}`);
     const { decision, reason, argsHash } = parsed.data;
@@ -402,7 +403,7 @@ function presentedKey(c: Context): string {
 }
 
 /** Reads the body as JSON within `limit` bytes, checking the declared length and the bytes actually read. */
-async function readJson(c: Context, limit: number): Promise<unknown> {
+async function readJson(c: Context, limit: number, example: string): Promise<unknown> {
   const type = c.req.header('content-type');
   if (!type || !/^application\/json[ \t]*(;|$)/i.test(type)) {
     refuse(415, 'unsupported-media-type', `the body must be JSON: send "Content-Type: application/json" (got ${type ? JSON.stringify(type) : 'no Content-Type'})`);
@@ -442,7 +443,7 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, limit: numbe
 }
 
 /** A body naming its own tenant or principal is refused: both come from the key. */
-function rejectIdentityFields(body: unknown): asserts body is Record<string, unknown> {
+function rejectIdentityFields(body: unknown, example: string): asserts body is Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) refuse(400, 'invalid-input', `the body must be a JSON object such as ${example}`);
   for (const field of ['tenantId', 'principalId']) {
     if (field in body) refuse(400, 'invalid-input', `${field}: not accepted in the body; tenant and principal come from the API key (use a key issued for the tenant and principal you need)`);
@@ -451,7 +452,7 @@ function rejectIdentityFields(body: unknown): asserts body is Record<string, unk
 
 /** The run request: the body's fields, the key's identity, and the caller's trace context. */
 function runRequestFrom(body: unknown, caller: HttpCaller, traceparent: string | undefined, config: RunchartConfig): RunRequest {
-  rejectIdentityFields(body);
+  rejectIdentityFields(body, examples.run);
   const accepted = new Set(['input', 'sessionId', 'traceId']);
   for (const field of Object.keys(body)) {
     if (!accepted.has(field)) {

@@ -6,22 +6,26 @@ const TraceId = z
   .string()
   .regex(/^[0-9a-f]{32}$/, 'a trace id is 32 lower-case hex characters')
   .refine((value) => !/^0+$/.test(value), 'the all-zero trace id is invalid');
-const Traceparent = z
-  .string()
-  .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"')
-  .refine((value) => parseTraceparent(value) !== undefined, 'version ff and all-zero trace or span ids are invalid');
-const Identity = z
-  .string()
-  .min(1)
-  .max(256)
-  .regex(/^[^\s*?]+$/, 'use no spaces and no "*" or "?" (rules match identities with globs)');
+const traceparentForm = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+// One message per value: the form first, then what the form allows but W3C forbids.
+const Traceparent = z.string().superRefine((value, context) => {
+  if (!traceparentForm.test(value)) context.addIssue({ code: 'custom', message: 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"' });
+  else if (parseTraceparent(value) === undefined) context.addIssue({ code: 'custom', message: 'version ff and all-zero trace or span ids are invalid' });
+});
+/** An identity field; `what` says, when it is missing, what it names. */
+const identity = (what: string) =>
+  z
+    .string({ error: (issue) => (issue.input === undefined ? `required: ${what}` : `a string naming ${what}`) })
+    .min(1, `empty: name ${what}`)
+    .max(256)
+    .regex(/^[^\s*?]*$/, 'use no spaces and no "*" or "?" (rules match identities with globs)');
 
 /** What a caller sends to start a run. Tenant and principal are required; the trace is continued or started. */
 export const RunRequest = z.strictObject({
-  input: z.string().min(1, 'the input is empty; send the question or task as "input"'),
-  tenantId: Identity,
-  principalId: Identity,
-  sessionId: Identity.optional(),
+  input: z.string({ error: 'required: the question or task, as a string' }).min(1, 'the input is empty; send the question or task as "input"'),
+  tenantId: identity('the tenant the run acts for'),
+  principalId: identity('who asks: the user or service the run acts for'),
+  sessionId: identity('the conversation the run belongs to').optional(),
   traceId: TraceId.optional(),
   traceparent: Traceparent.optional(),
 });

@@ -179,6 +179,12 @@ describe('http ingress', () => {
     const badBody = await call(approvals(callId), { key: keys.manager.key, json: { decision: 'maybe' } });
     expect(badBody.status).toBe(400);
     expect((await errorOf(badBody)).message).toContain('decision');
+    // A body that is not JSON, or not an object, is told what an approval's body looks like.
+    for (const body of ['nope', '[]']) {
+      const unparsed = await call(approvals(callId), { key: keys.manager.key, method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(unparsed.status, body).toBe(400);
+      expect((await errorOf(unparsed)).message, body).toMatch(/ such as \{"decision": "approve"\} or \{"decision": "reject", "reason": "…"\}$/);
+    }
 
     const approved = await call(approvals(callId), { key: keys.manager.key, json: { decision: 'approve', argsHash: parked.toolCalls.at(-1)!.argsHash } });
     expect(approved.status).toBe(200);

@@ -27,6 +27,25 @@ describe('parseRunRequest', () => {
     expect(parseRunRequest(base, options)).toEqual(base);
   });
 
+  it('says of a missing, empty or mistyped identity what it names, once per field', () => {
+    const { tenantId: _tenant, ...noTenant } = base;
+    expect(ingressErrorOf(noTenant).message).toBe('ingress: the request is invalid: tenantId: required: the tenant the run acts for');
+    expect(ingressErrorOf({ ...base, tenantId: '', principalId: 7 }).message).toBe(
+      'ingress: the request is invalid: tenantId: empty: name the tenant the run acts for; principalId: a string naming who asks: the user or service the run acts for',
+    );
+    const { input: _input, ...noInput } = base;
+    expect(ingressErrorOf(noInput).message).toBe('ingress: the request is invalid: input: required: the question or task, as a string');
+  });
+
+  it('gives a malformed traceparent one reason: the form, or what W3C forbids in it', () => {
+    expect(ingressErrorOf({ ...base, traceparent: 'bogus' }).message).toBe(
+      'ingress: the request is invalid: traceparent: use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"',
+    );
+    expect(ingressErrorOf({ ...base, traceparent: `ff-${traceId}-${spanId}-01` }).message).toBe(
+      'ingress: the request is invalid: traceparent: version ff and all-zero trace or span ids are invalid',
+    );
+  });
+
   it('accepts a session, a trace id and a traceparent', () => {
     const request = { ...base, sessionId: 'session-1', traceId, traceparent };
     expect(parseRunRequest(request, options)).toEqual(request);
