@@ -21,7 +21,7 @@ import { createRunRedactor } from '../redaction.js';
 import { createRuntime } from '../runtime.js';
 import type { RunStore } from '../store/contract.js';
 import { describeServer } from '../store/postgres/where.js';
-import { openStoreDirectory } from '../store/directory.js';
+import { openStoreDirectory, type StoreDirectory } from '../store/directory.js';
 import { createFileRunStore } from '../store/files.js';
 import { readableRun } from '../store/migrate.js';
 import { combineTelemetry } from '../telemetry/contract.js';
@@ -74,7 +74,7 @@ async function modelFor(env: NodeJS.ProcessEnv): Promise<{ model: ModelAdapter; 
 function report(result: RunResult, options: { json?: boolean }, line: (text: string) => void) {
   if (options.json) line(JSON.stringify(result, null, 2));
   else {
-    line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId}`);
+    line(`status: ${result.status}   run ${result.runId}   trace ${result.traceId || '(none: the request was refused before one was given)'}`);
     const parked = result.status === 'awaiting_approval' ? result.toolCalls.at(-1) : undefined;
     if (parked) {
       line(`\nwaiting for approval: ${parked.capability} ${parked.args} [${parked.callId}]`);
@@ -84,7 +84,9 @@ function report(result: RunResult, options: { json?: boolean }, line: (text: str
     if (result.output !== null) line(`\n${result.output}`);
     if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
   }
-  process.exitCode = statusExit[result.status] ?? ExitCode.failed;
+  // A request ingress refuses (an empty input, a malformed --traceparent) is bad usage, not a run that failed.
+  const refusedAtIngress = result.status === 'failed' && result.error?.kind === 'invalid-input' && result.error.layer === 'ingress';
+  process.exitCode = refusedAtIngress ? ExitCode.usage : (statusExit[result.status] ?? ExitCode.failed);
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */
@@ -129,6 +131,36 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
   const storeName =
     config.store.kind === 'lowdb' ? config.store.dir : config.store.kind === 'postgres' ? `PostgreSQL schema ${config.store.schema} at ${describeServer(config.store.url)}` : 'in memory';
   if (!options.json) line(`runchart: config from ${source}; store ${storeName}; model: ${modelName}`);
+  // The store is opened, its lock taken, before anything runs: a store another process holds, or one
+  // this process cannot write, is refused as bad usage instead of becoming a failed run.
+  const storeDirectory = config.store.kind === 'lowdb' ? await openWritableStore(config.store.dir, io) : undefined;
+  try {
+    return await openRuntimeOn(io, options, { config, resolved, source, line, model, storeDirectory });
+  } catch (error) {
+    storeDirectory?.close();
+    throw error;
+  }
+}
+
+/** The store directory `dir`, opened for writing; a directory this process may not write is a usage error naming it. */
+async function openWritableStore(dir: string, io: CliIO): Promise<StoreDirectory> {
+  try {
+    return await openStoreDirectory(resolve(dir), { onWarning: (message) => io.err(`runchart: warning: ${message}\n`) });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOTDIR' || code === 'EEXIST') {
+      throw new RunchartError('invalid-input', 'store', `store: ${resolve(dir)} cannot be written (${code}); give this command a --store directory it may write`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+async function openRuntimeOn(
+  io: CliIO,
+  options: CommonOptions & { quiet?: boolean; service?: boolean; workerId?: string; acceptOnly?: boolean },
+  opened: { config: RunchartConfig; resolved: RunchartConfig; source: string; line: (text: string) => void; model: ModelAdapter; storeDirectory: StoreDirectory | undefined },
+) {
+  const { config, resolved, source, line, model, storeDirectory } = opened;
   const inspector = options.inspect ? await connectInspector(typeof options.inspect === 'string' ? options.inspect : undefined) : undefined;
   if (inspector?.pageUrl) line(`watch runs in the Stately inspector: open ${inspector.pageUrl} (it needs the internet; offline: runchart runs show <runId> --html run.html)`);
   const capabilities = [...mathCapabilities, notesCapability(join(config.store.dir, 'notes.jsonl')), ...(await capabilitiesFrom(resolved.execution.capability_modules, source))];
@@ -146,6 +178,7 @@ async function openRuntime(io: CliIO, options: CommonOptions & { quiet?: boolean
   const runtime = createRuntime({
     config,
     model,
+    ...(storeDirectory ? { storeDirectory } : {}),
     ...(observers.length ? { inspect: (event: InspectionEvent) => observers.forEach((observe) => observe(event)) } : {}),
     // Closed after the runtime, so the recording keeps the runs' last snapshots.
     resources: [...(recorder ? [{ close: () => recorder.flush() }] : []), ...(inspector ? [inspector] : [])],

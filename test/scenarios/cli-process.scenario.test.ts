@@ -66,6 +66,46 @@ describe('runchart: usage, version and help', { timeout: 120_000 }, () => {
   });
 });
 
+describe('runchart on a store it cannot have', { timeout: 120_000 }, () => {
+  it('refuses to run on a store another live process holds, as bad usage, before any run starts', async () => {
+    const dir = await tempDir();
+    const { writeFile } = await import('node:fs/promises');
+    const { hostname } = await import('node:os');
+    // This test's own process is the live holder.
+    await writeFile(`${dir}/lock`, JSON.stringify({ pid: process.pid, host: hostname(), since: '2026-12-04T00:00:00.000Z' }));
+    const { code, out, err } = await runchart(['run', 'what is 2+3?', '--store', dir]);
+    expect(code).toBe(ExitCode.usage);
+    expect(err).toContain(`is held by process ${process.pid} on ${hostname()}`);
+    expect(out).not.toContain('status:');
+    expect(out).not.toContain('→ ingress');
+    expect(err).not.toContain('warning');
+    expect(readFileSync(`${dir}/lock`, 'utf8')).toContain(String(process.pid));
+  });
+
+  it('refuses a --store that is a file, or under one, naming it', async () => {
+    const dir = await tempDir();
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(`${dir}/plain`, 'not a directory');
+    for (const store of [`${dir}/plain`, `${dir}/plain/sub`]) {
+      const { code, out, err } = await runchart(['run', 'what is 2+3?', '--store', store]);
+      expect(code, store).toBe(ExitCode.usage);
+      expect(err, store).toMatch(new RegExp(`store: ${store.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} cannot be written \\((EEXIST|ENOTDIR)\\); give this command a --store directory it may write`));
+      expect(out, store).not.toContain('status:');
+    }
+  });
+
+  it('exits with the usage code for a request ingress refuses (an empty input, a malformed --traceparent), saying why', async () => {
+    const dir = await tempDir();
+    const empty = await runchart(['run', '', '--store', dir]);
+    expect(empty.code).toBe(ExitCode.usage);
+    expect(empty.out).toContain('the input is empty');
+    const traced = await runchart(['run', 'what is 2+3?', '--traceparent', 'bogus', '--store', dir]);
+    expect(traced.code).toBe(ExitCode.usage);
+    expect(traced.out).toContain('trace (none: the request was refused before one was given)');
+    expect(traced.out).toContain('traceparent: use the W3C form');
+  });
+});
+
 describe('runchart in a pipe', { timeout: 120_000 }, () => {
   it('ends quietly when the reader goes away (runchart paths | head -1)', async () => {
     const started = startRunchart(['paths', '--check', '--verbose']);
