@@ -76,6 +76,17 @@ interface LiveRun {
 
 type ReviewEvent = Extract<RunEvent, { type: 'tool.approve' | 'tool.reject' }>;
 
+/** Why a review finds nothing to review: the run is not there (for this tenant), or it is, in a state with no call waiting. */
+export async function notAwaiting(runStore: RunStore, runId: string, tenantId: string | undefined): Promise<RunchartError> {
+  const stored = await runStore.load(runId).catch(() => undefined);
+  const status = stored && (tenantId === undefined || stored.tenantId === tenantId) ? stored.status : undefined;
+  return new RunchartError(
+    'invalid-input',
+    'runtime',
+    status && status !== 'awaiting_approval' ? `runtime: run "${runId}" is ${status}; no call of it is awaiting approval` : `runtime: no run "${runId}" is waiting for approval`,
+  );
+}
+
 /**
  * The runs a runtime holds: each is spawned by one supervisor actor, saved after every step
  * (latest wins), settled for its callers when it finishes or parks, retired when it ends, and
@@ -248,9 +259,7 @@ export function createRunRegistry(options: RunRegistryOptions) {
       entry = await restoring;
     }
     const context = entry?.handle.actor.getSnapshot().context;
-    if (!entry || !context || (tenantId !== undefined && context.accepted.tenantId !== tenantId)) {
-      throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" is waiting for approval`);
-    }
+    if (!entry || !context || (tenantId !== undefined && context.accepted.tenantId !== tenantId)) throw await notAwaiting(runStore, runId, tenantId);
     return entry;
   }
 

@@ -4,7 +4,7 @@ import { isFinalStatus, type RunStore } from '../store/contract.js';
 import { endsRun, type LoggedRunEvent, type RunEventLog, type RunScope } from './events.js';
 import { reviewError, type RunHost } from './host.js';
 import type { IdempotencyKeys } from './idempotency.js';
-import type { ReviewOptions, RunHandle, RunRegistry } from './registry.js';
+import { notAwaiting, type ReviewOptions, type RunHandle, type RunRegistry } from './registry.js';
 
 /** A run `submit` started, or the one an earlier submit with the same idempotency key started. */
 export interface SubmittedRun {
@@ -64,7 +64,7 @@ export function createRunService(options: RunServiceOptions) {
   /** A review of a run held by another process: sent through its inbox; the worker's `review` event answers it. */
   async function reviewElsewhere(runId: string, tenantId: string | undefined, event: Record<string, unknown>): Promise<RunResult> {
     const run = await stored(runId, tenantId);
-    if (run?.status !== 'awaiting_approval') throw new RunchartError('invalid-input', 'runtime', `runtime: no run "${runId}" is waiting for approval`);
+    if (run?.status !== 'awaiting_approval') throw await notAwaiting(runStore, runId, tenantId);
     const scope = { tenantId: run.tenantId, runId };
     // Nobody holds it: it is taken here and reviewed here.
     if (await host!.claim(scope)) return event.type === 'tool.approve' ? runs.approve(runId, event.callId as string, review(event, tenantId)) : runs.reject(runId, event.callId as string, review(event, tenantId));

@@ -96,7 +96,7 @@ describe('approval', () => {
     model.verify();
 
     const again = await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' }));
-    expect(again.message).toContain(parked.runId);
+    expect(again.message).toBe(`runtime: run "${parked.runId}" is completed; no call of it is awaiting approval`);
     expect(refund.calls).toHaveLength(1);
   });
 
@@ -252,7 +252,8 @@ describe('approval', () => {
     const after: RunResult | undefined = await runtime.get(parked.runId);
     expect(after?.status).toBe('cancelled');
     expect(refund.calls).toHaveLength(0);
-    await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' }));
+    expect((await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' }))).message).toBe(`runtime: run "${parked.runId}" is cancelled; no call of it is awaiting approval`);
+    expect((await refused(runtime.approve('no-such-run', 'c0.0', { principalId: 'manager' }))).message).toBe('runtime: no run "no-such-run" is waiting for approval');
     expect(refund.calls).toHaveLength(0);
     expect(model.remaining).toBe(1);
   });
