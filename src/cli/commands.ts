@@ -494,6 +494,10 @@ export async function paths(io: CliIO, options: { check?: boolean; verbose?: boo
 
 export async function viz(io: CliIO, options: { out: string; readme?: string }) {
   const { updateReadme, writeAll } = await import('../../visualizations/generate.js');
+  // Checked first: nothing is written when half the command cannot be done.
+  if (options.readme && !existsSync(options.readme)) {
+    throw new RunchartError('invalid-input', 'runtime', `viz: there is no file at ${options.readme} for --readme; name the README whose marked diagram block to update, or leave out --readme`);
+  }
   for (const name of await writeAll(options.out)) io.out(`wrote ${join(options.out, name)}\n`);
   if (options.readme) io.out((await updateReadme(options.readme)) ? `updated the diagram in ${options.readme}\n` : `the diagram in ${options.readme} is current\n`);
 }

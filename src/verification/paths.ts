@@ -581,7 +581,7 @@ function walkPaths(options: PathOptions, variety: boolean): RunPath[] {
         throw new RunchartError(
           'invalid-input',
           'runtime',
-          `paths: more than ${MAX_PATHS.toLocaleString('en')} paths at max_tool_hops ${input.settings.maxToolHops}; each tool round multiplies them, so check at a smaller --max-tool-hops (3 to 5), which proves every shorter loop too`,
+          `paths: more than ${MAX_PATHS.toLocaleString('en')} paths at max_tool_hops ${input.settings.maxToolHops}; each tool round multiplies them, so check at a smaller --max-tool-hops than ${input.settings.maxToolHops}, which proves every shorter loop too`,
         );
       }
     }

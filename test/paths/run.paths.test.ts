@@ -330,7 +330,7 @@ describe('the enumeration', () => {
 
 describe('too many hops to walk', () => {
   it('stops with an error that says to check at fewer hops, rather than running out of memory', () => {
-    expect(() => enumerateRunPaths({ maxToolHops: 8 })).toThrow(/more than 200,000 paths at max_tool_hops 8.*smaller --max-tool-hops/);
+    expect(() => enumerateRunPaths({ maxToolHops: 8 })).toThrow(/more than 200,000 paths at max_tool_hops 8.*smaller --max-tool-hops than 8, which/);
   });
 
   it('refuses options it does not know or cannot walk, rather than walking the defaults', () => {

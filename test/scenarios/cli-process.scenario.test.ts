@@ -265,5 +265,12 @@ describe('runchart viz', { timeout: 120_000 }, () => {
     expect(updated.code, updated.err).toBe(0);
     expect(updated.out).toContain('updated the diagram in README.md');
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toBe(marked.replace('old diagram\n', `\`\`\`mermaid\n${renderMermaid()}\`\`\`\n`));
+
+    // A README that is not there: refused before anything is written.
+    const missing = await runchart(['viz', '--out', 'elsewhere', '--readme', 'MISSING.md'], { cwd: dir });
+    expect(missing.code).toBe(ExitCode.usage);
+    expect(missing.err).toContain('viz: there is no file at MISSING.md for --readme; name the README whose marked diagram block to update, or leave out --readme');
+    expect(missing.err).not.toContain('    at ');
+    expect((await readdir(dir)).sort()).toEqual(['README.md', 'out']);
   });
 });
