@@ -1,5 +1,6 @@
-// Where a parked run's heap goes: `npm run bench:heap -- [runs] [depth]`. Parks the in-memory
-// workload's runs at their second model call between two heap snapshots and charges every object
+// Where a parked run's heap goes: `npm run bench:heap -- [workload] [runs] [depth] [warmup]`. Parks a
+// runchart workload's runs (in-memory unless named) at their second model call, after `warmup` runs
+// (an app workload's history), between two heap snapshots and charges every object
 // that is new in the second to the path by which it is first reached from a run's handle
 // (`actor._snapshot.children.telemetry`, `actor.system`, …), breadth first; what no handle reaches
 // (store entries, the runtime's maps, promise chains) is listed by kind.
@@ -7,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
+import { workloadsByName } from './catalog.js';
 import { commandLine, forceGc, progress } from './measure.js';
-import { runchartWorkload } from './workloads.js';
 
 interface HeapSnapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[]]; edge_fields: string[]; edge_types: [string[]] } };
@@ -17,21 +18,25 @@ interface HeapSnapshot {
   strings: string[];
 }
 
+// runchart's own workloads only: the analysis starts from runchart's run handles.
+const runchartWorkloads = Object.fromEntries(Object.entries(workloadsByName).filter(([name]) => ['memory', 'lowdb', 'app-memory', 'app-lowdb'].includes(name)));
 const {
-  counts: [runs = 2000, depth = 4],
-} = commandLine('parked-heap.ts', { runs: 2000, depth: 4 });
+  chosen: make,
+  counts: [runs = 2000, depth = 4, warmup = 300],
+} = commandLine('parked-heap.ts', { runs: 2000, depth: 4, warmup: 300 }, { options: runchartWorkloads, fallback: 'memory' });
 
 const dir = mkdtempSync(join(tmpdir(), 'runchart-heap-'));
-const workload = runchartWorkload('memory');
+const workload = make();
 let files: [string, string];
 let heapKbPerRun: number;
 try {
-  for (let index = 0; index < 300; index++) await workload.run(1_000_000 + index);
+  // Warm-up runs come first in index order, so an app workload's parked runs find their sessions' history.
+  for (let index = 0; index < warmup; index++) await workload.run(index);
   await workload.settle();
   await forceGc();
   const before = process.memoryUsage().heapUsed;
   const first = writeHeapSnapshot(join(dir, 'before.heapsnapshot'));
-  const parked = await workload.park(runs, 0);
+  const parked = await workload.park(runs, warmup);
   await forceGc();
   heapKbPerRun = (process.memoryUsage().heapUsed - before) / runs / 1024;
   const second = writeHeapSnapshot(join(dir, 'parked.heapsnapshot'));
@@ -41,7 +46,7 @@ try {
 } finally {
   await workload.close();
 }
-progress(`${runs} runs parked, ${heapKbPerRun.toFixed(2)} KB per run by heapUsed; reading the snapshots`);
+progress(`${workload.name}: ${runs} runs parked after ${warmup} runs, ${heapKbPerRun.toFixed(2)} KB per run by heapUsed; reading the snapshots`);
 
 const earlier = JSON.parse(readFileSync(files[0], 'utf8')) as HeapSnapshot;
 const { meta } = earlier.snapshot;
