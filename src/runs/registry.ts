@@ -3,7 +3,7 @@ import { runSupervisor } from '../../actors/supervisor.actor.js';
 import type { RunMachine } from '../../machines/run/machine.js';
 import { statusOf, toRunResult, type RunResult } from '../../machines/run/result.js';
 import type { RunContext, RunEvent, RunInput, RunSettings } from '../../machines/run/types.js';
-import { RunchartError } from '../errors.js';
+import { isRunchartError, RunchartError } from '../errors.js';
 import type { ExecutionJournal } from '../execution/contract.js';
 import type { Redaction } from '../redaction.js';
 import { SCHEMA_VERSION, summaryOf, type PersistedRun, type RunListFilter, type RunStore, type RunSummary } from '../store/contract.js';
@@ -133,8 +133,12 @@ export function createRunRegistry(options: RunRegistryOptions) {
           // The newest state is stored: an earlier failed save no longer leaves the store behind.
           entry.saveError = undefined;
         } catch (error) {
-          entry.saveError ??= new RunchartError('internal', 'store', `store: run ${entry.handle.runId} could not be saved: ${(error as Error).message}`, { cause: error });
-          warn(`store: saving run ${entry.handle.runId} failed`, error);
+          // Told once per stretch of failures; a store the caller cannot have (held by another process) keeps the cause's kind.
+          if (!entry.saveError) {
+            const kind = isRunchartError(error) && error.kind === 'invalid-input' ? 'invalid-input' : 'internal';
+            entry.saveError = new RunchartError(kind, 'store', `store: run ${entry.handle.runId} could not be saved: ${(error as Error).message}`, { cause: error });
+            warn(`store: saving run ${entry.handle.runId} failed`, error);
+          }
         }
       }
       entry.flushing = false;
@@ -343,6 +347,10 @@ export function createRunRegistry(options: RunRegistryOptions) {
     },
     /** The tenant's runs, newest first (ties by run id, descending): those in `status`, after the cursor `after`, at most `limit`. */
     async list(filter: RunListFilter): Promise<RunSummary[]> {
+      // Every listing is of one tenant: a filter without one is a slip, not a request for nothing (or for all).
+      if (typeof filter?.tenantId !== 'string' || filter.tenantId === '') {
+        throw new RunchartError('invalid-input', 'runtime', "runtime: list needs the tenant whose runs to list, as { tenantId: 'acme' }");
+      }
       await allSaves();
       // A store that filters (PostgreSQL) is asked to; a store of the caller's own written to the earlier contract may still hand back whole runs.
       const listed = (await runStore.list(filter)).map(summaryOf);

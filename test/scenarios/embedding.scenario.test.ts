@@ -170,3 +170,32 @@ describe('a runtime used by mistake', () => {
     }
   });
 });
+
+describe('a store another runtime holds', () => {
+  it('fails the second runtime’s run as the caller’s mistake, naming the holder, with one warning, and lists nothing without a tenant', async () => {
+    const dir = await tempDir();
+    const config = { store: { kind: 'lowdb' as const, dir } };
+    const first = createRuntime({ config, model: scriptedModel([{ text: 'first' }]) });
+    expect((await first.run({ input: 'hi', tenantId: 'acme', principalId: 'user-7' })).status).toBe('completed');
+    const warnings: string[] = [];
+    const second = createRuntime({ config, model: scriptedModel([]), onWarning: (message) => warnings.push(message) });
+    try {
+      const error = await second.run({ input: 'hi', tenantId: 'acme', principalId: 'user-7' }).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(isRunchartError(error) && { kind: error.kind, layer: error.layer }).toEqual({ kind: 'invalid-input', layer: 'store' });
+      expect((error as Error).message).toMatch(new RegExp(`could not be saved: store: .*lock is held by process ${process.pid} .*a store has one writer`));
+      expect(warnings.filter((warning) => warning.startsWith('store: saving run'))).toHaveLength(1);
+      const unlisted = await first.list({} as never).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect((unlisted as Error).message).toBe("runtime: list needs the tenant whose runs to list, as { tenantId: 'acme' }");
+      expect((await first.list({ tenantId: 'acme' })).map((run) => run.status)).toEqual(['completed']);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  });
+});
