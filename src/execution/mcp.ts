@@ -76,9 +76,12 @@ const STDERR_TAIL_CHARS = 2_000;
  * // … await runtime.close(); await everything.close();
  */
 export async function mcpCapabilities(source: McpSource, options: McpCapabilitiesOptions = {}): Promise<McpCapabilities> {
-  const parsedSource = McpSource.safeParse(source);
+  // Checked against the kind it names (a `url` means HTTP, else a command), so the issues name fields, not the union.
+  const byUrl = typeof source === 'object' && source !== null && 'url' in source;
+  const parsedSource = (byUrl ? McpHttpSource : McpStdioSource).safeParse(source);
   if (!parsedSource.success) {
-    throw new RunchartError('invalid-input', 'execution', `execution: the MCP source is invalid: ${describeIssues(parsedSource.error)}`, { cause: parsedSource.error });
+    const kind = byUrl ? 'an HTTP source ({ server, url, headers? })' : 'a stdio source ({ server, command, args?, env?, cwd? })';
+    throw new RunchartError('invalid-input', 'execution', `execution: the MCP source is invalid as ${kind}: ${describeIssues(parsedSource.error)}`, { cause: parsedSource.error });
   }
   const parsedOptions = McpCapabilitiesOptions.safeParse(options);
   if (!parsedOptions.success) {

@@ -238,6 +238,16 @@ describe('mcpCapabilities over stdio (server-everything)', () => {
     expect(error).toMatchObject({ kind: 'upstream', layer: 'execution' });
     expect(error.message).toContain('cannot connect to MCP server "broken"');
   });
+
+  it('refuses a malformed source before starting anything, naming its fields against the kind it names', async () => {
+    const stdio = await rejectionOf(mcpCapabilities({ server: 'files', cmd: 'npx' } as never));
+    expect(stdio).toMatchObject({ kind: 'invalid-input', layer: 'execution' });
+    expect(stdio.message).toBe(
+      'execution: the MCP source is invalid as a stdio source ({ server, command, args?, env?, cwd? }): command: Invalid input: expected string, received undefined; cmd: unknown key; remove it or check its spelling',
+    );
+    const http = await rejectionOf(mcpCapabilities({ server: 'files', url: 'ftp://example.com/mcp' }));
+    expect(http.message).toBe('execution: the MCP source is invalid as an HTTP source ({ server, url, headers? }): url: Invalid URL');
+  });
 });
 
 describe('mcpCapabilities over Streamable HTTP', () => {
