@@ -174,6 +174,14 @@ export function createProgram(io: CliIO, env: NodeJS.ProcessEnv = process.env) {
     .option('--readme <file>', "also update the diagram in this README, between its '<!-- runchart viz: diagram -->' and '<!-- /runchart viz -->' lines")
     .action(async (options) => (await commands()).viz(io, options));
 
+  // A usage error points at the help of the command that was misused (`runchart runs show --help`).
+  const pointAtOwnHelp = (command: Command, path: string) => {
+    for (const child of command.commands) {
+      child.showHelpAfterError(`(run "${path} ${child.name()} --help" for usage)`);
+      pointAtOwnHelp(child, `${path} ${child.name()}`);
+    }
+  };
+  pointAtOwnHelp(program, 'runchart');
   return program;
 }
 

@@ -95,6 +95,11 @@ describe('runchart run', () => {
     const { err, code } = await cli('run');
     expect(code).toBe(ExitCode.usage);
     expect(err).toContain("missing required argument 'input'");
+    expect(err).toContain('(run "runchart run --help" for usage)');
+    const nested = await cli('runs', 'show');
+    expect(nested.code).toBe(ExitCode.usage);
+    expect(nested.err).toContain('(run "runchart runs show --help" for usage)');
+    expect((await cli('bogus')).err).toContain('(run "runchart --help" for usage)');
   });
 });
 
