@@ -332,7 +332,14 @@ export async function serve(io: CliIO, options: CommonOptions & { port?: number;
     ...(config.store.kind === 'lowdb' ? { operatorToken } : {}),
     onWarning: (message, error) => io.err(`runchart: ${message}${error ? `: ${(error as Error).message}` : ''}\n`),
   });
-  const server = await ingress.listen({ ...(options.port !== undefined ? { port: options.port } : {}), ...(options.host ? { host: options.host } : {}) });
+  let server: Awaited<ReturnType<typeof ingress.listen>>;
+  try {
+    server = await ingress.listen({ ...(options.port !== undefined ? { port: options.port } : {}), ...(options.host ? { host: options.host } : {}) });
+  } catch (error) {
+    // Nothing was served: the store is let go (its lock removed) before the error is told.
+    await runtime.close();
+    throw error;
+  }
   // `runchart approve` / `reject` find the server (and its operator token) beside the store it holds.
   const record = config.store.kind === 'lowdb' ? recordServer(config.store.dir, server.url, operatorToken) : undefined;
   // Listening before saying so: a signal sent on reading the line must find the handler.

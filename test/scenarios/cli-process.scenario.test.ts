@@ -94,6 +94,23 @@ describe('runchart on a store it cannot have', { timeout: 120_000 }, () => {
     }
   });
 
+  it('lets the store go when serve cannot listen on its port, saying which and what to do', async () => {
+    const dir = await tempDir();
+    const taken = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => taken.once('listening', resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const { code, err } = await runchart(['serve', '--port', String(port), '--store', dir]);
+      expect(code).toBe(ExitCode.usage);
+      expect(err).toContain(`http: cannot listen on 127.0.0.1:${port} (EADDRINUSE); free the port or pick another with --port or http.port`);
+      const { existsSync } = await import('node:fs');
+      expect(existsSync(`${dir}/lock`)).toBe(false);
+      expect(existsSync(`${dir}/server.json`)).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
+
   it('exits with the usage code for a request ingress refuses (an empty input, a malformed --traceparent), saying why', async () => {
     const dir = await tempDir();
     const empty = await runchart(['run', '', '--store', dir]);
