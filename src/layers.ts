@@ -104,7 +104,8 @@ export function composeStatefulLayers(config: RunchartConfig, options: StatefulO
     },
     isReady: () => !needsDirectory || opened !== undefined,
     settled: async () => void (await opened?.settled()),
-    close: () => opened?.close(),
+    // A directory the caller handed over is closed too, even when no layer came to use it.
+    close: () => (opened ?? options.storeDirectory)?.close(),
   };
 }
 

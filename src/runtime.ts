@@ -124,9 +124,18 @@ export interface Runtime {
   readonly config: RunchartConfig;
   /** True when every run's events are logged with ids (`eventLog`, or a shared store): `follow` then replays a run from its start. */
   readonly logsEvents: boolean;
+  /** Runs one request to its next settled result (completed, denied, failed, cancelled or awaiting approval). */
   run(request: unknown): Promise<RunResult>;
+  /** Starts one request and returns its handle at once: the run's actor, its result, `cancel()` and `subscribe()`. */
   start(request: unknown): RunHandle;
+  /**
+   * Approves a parked call in the name of `options.principalId` (required: the approval stage is
+   * asked about that reviewer and records them) and resolves with the run's next settled result;
+   * rejects with a RunchartError when the reviewer is refused, the call is not the parked one or the
+   * run has ended.
+   */
   approve(runId: string, callId: string, options: ReviewOptions): Promise<RunResult>;
+  /** Rejects a parked call in the name of `options.principalId` (required); the model is told why and the run goes on. */
   reject(runId: string, callId: string, options: ReviewOptions & { reason?: string }): Promise<RunResult>;
   /** The run's latest result, live or from the run store. */
   get(runId: string, options?: { tenantId?: string }): Promise<RunResult | undefined>;
@@ -151,6 +160,11 @@ export interface Runtime {
   recover(): Promise<RunHandle[]>;
   /** Resolves when background tasks and store writes are done. */
   drain(): Promise<void>;
+  /**
+   * Stops the runs held here (each stays resumable in the store), lets background work finish
+   * within `http.shutdown_grace_ms` and closes the stores and `resources`. Asked again, it waits for
+   * the first close; afterwards the runtime refuses to start or review runs.
+   */
   close(): Promise<void>;
 }
 

@@ -84,9 +84,7 @@ function report(result: RunResult, options: { json?: boolean }, line: (text: str
     if (result.output !== null) line(`\n${result.output}`);
     if (result.error) line(`\nerror (${result.error.kind}, ${result.error.layer}): ${result.error.message}`);
   }
-  // A request ingress refuses (an empty input, a malformed --traceparent) is bad usage, not a run that failed.
-  const refusedAtIngress = result.status === 'failed' && result.error?.kind === 'invalid-input' && result.error.layer === 'ingress';
-  process.exitCode = refusedAtIngress ? ExitCode.usage : (statusExit[result.status] ?? ExitCode.failed);
+  process.exitCode = statusExit[result.status] ?? ExitCode.failed;
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */
@@ -262,6 +260,8 @@ export async function run(io: CliIO, input: string, options: CommonOptions & { t
     await runtime.close();
   }
   report(result, options, line);
+  // The request this command made was refused at ingress (an empty input, a malformed --traceparent): bad usage, not a run that failed.
+  if (result.status === 'failed' && result.error?.kind === 'invalid-input' && result.error.layer === 'ingress') process.exitCode = ExitCode.usage;
 }
 
 export async function init(io: CliIO, options: { force?: boolean }) {

@@ -15,14 +15,16 @@ const Traceparent = z.string().superRefine((value, context) => {
 /** An identity field; `what` says, when it is missing, what it names. */
 const identity = (what: string) =>
   z
-    .string({ error: (issue) => (issue.input === undefined ? `required: ${what}` : `a string naming ${what}`) })
+    .string({ error: (issue) => (issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? `required: ${what}` : `a string naming ${what}`) })
     .min(1, `empty: name ${what}`)
-    .max(256)
+    .max(256, 'at most 256 characters')
     .regex(/^[^\s*?]*$/, 'use no spaces and no "*" or "?" (rules match identities with globs)');
 
 /** What a caller sends to start a run. Tenant and principal are required; the trace is continued or started. */
 export const RunRequest = z.strictObject({
-  input: z.string({ error: 'required: the question or task, as a string' }).min(1, 'the input is empty; send the question or task as "input"'),
+  input: z
+    .string({ error: (issue) => (issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? 'required: the question or task, as a string' : 'the question or task, as a string') })
+    .min(1, 'the input is empty; send the question or task as "input"'),
   tenantId: identity('the tenant the run acts for'),
   principalId: identity('who asks: the user or service the run acts for'),
   sessionId: identity('the conversation the run belongs to').optional(),

@@ -76,6 +76,22 @@ interface LiveRun {
 
 type ReviewEvent = Extract<RunEvent, { type: 'tool.approve' | 'tool.reject' }>;
 
+/**
+ * A review names its reviewer: the approval stage is asked about them and the decision is recorded
+ * in their name, so a review without one (a misspelt option, an inbox event from an older process) is
+ * refused before it reaches the run.
+ */
+export function checkReview(verb: 'approve' | 'reject', review: { principalId?: unknown } | undefined): void {
+  const principalId: unknown = review?.principalId;
+  if (typeof principalId !== 'string' || principalId.trim() === '') {
+    throw new RunchartError(
+      'invalid-input',
+      'runtime',
+      `runtime: ${verb} needs options.principalId, the reviewer (e.g. runtime.${verb}(runId, callId, { principalId: 'manager-1' }))`,
+    );
+  }
+}
+
 /** Why a review finds nothing to review: the run is not there (for this tenant), or it is, in a state with no call waiting. */
 export async function notAwaiting(runStore: RunStore, runId: string, tenantId: string | undefined): Promise<RunchartError> {
   const stored = await runStore.load(runId).catch(() => undefined);
@@ -269,6 +285,8 @@ export function createRunRegistry(options: RunRegistryOptions) {
 
   /** One review of a parked call; reviews of one run take turns, so each finds the call as the last one left it. */
   async function review(runId: string, callId: string, event: ReviewEvent, tenantId?: string): Promise<RunResult> {
+    // Also here, not only at the runtime's door: reviews arrive from other processes through the inbox.
+    checkReview(event.type === 'tool.approve' ? 'approve' : 'reject', event);
     const entry = await parked(runId, tenantId);
     const turn = entry.reviews.then(() => reviewNow(entry, runId, callId, event));
     entry.reviews = turn.catch(() => {});

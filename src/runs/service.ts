@@ -4,7 +4,7 @@ import { isFinalStatus, type RunStore } from '../store/contract.js';
 import { endsRun, type LoggedRunEvent, type RunEventLog, type RunScope } from './events.js';
 import { reviewError, type RunHost } from './host.js';
 import type { IdempotencyKeys } from './idempotency.js';
-import { notAwaiting, type ReviewOptions, type RunHandle, type RunRegistry } from './registry.js';
+import { checkReview, notAwaiting, type ReviewOptions, type RunHandle, type RunRegistry } from './registry.js';
 
 /** A run `submit` started, or the one an earlier submit with the same idempotency key started. */
 export interface SubmittedRun {
@@ -23,21 +23,6 @@ export interface RunServiceOptions {
   runStore: RunStore;
   idempotencyKeys: IdempotencyKeys;
   idFor: (kind: 'run') => string;
-}
-
-/**
- * A review names its reviewer: the approval stage is asked about them and the decision is recorded
- * in their name, so a review without one (a misspelt option, say) is refused before it reaches the run.
- */
-function checkReview(verb: 'approve' | 'reject', review: ReviewOptions | undefined): void {
-  const principalId: unknown = review?.principalId;
-  if (typeof principalId !== 'string' || principalId.trim() === '') {
-    throw new RunchartError(
-      'invalid-input',
-      'runtime',
-      `runtime: ${verb} needs options.principalId, the reviewer (e.g. runtime.${verb}(runId, callId, { principalId: 'manager-1' }))`,
-    );
-  }
 }
 
 /**

@@ -97,6 +97,9 @@ describe('approval', () => {
 
     const again = await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager' }));
     expect(again.message).toBe(`runtime: run "${parked.runId}" is completed; no call of it is awaiting approval`);
+    // Another tenant learns nothing of how the run ended.
+    const elsewhere = await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager', tenantId: 'globex' }));
+    expect(elsewhere.message).toBe(`runtime: no run "${parked.runId}" is waiting for approval`);
     expect(refund.calls).toHaveLength(1);
   });
 
@@ -234,7 +237,7 @@ describe('approval', () => {
 
     const error = await refused(runtime.approve(parked.runId, 'c0.0', { principalId: 'manager', tenantId: 'globex' }));
 
-    expect(error.message).toMatch(/no run .* is waiting for approval/);
+    expect(error.message).toBe(`runtime: no run "${parked.runId}" is waiting for approval`);
     expect(refund.calls).toHaveLength(0);
     expect((await runtime.get(parked.runId))?.status).toBe('awaiting_approval');
     const done = await runtime.approve(parked.runId, 'c0.0', { principalId: 'manager', tenantId: 'acme' });

@@ -27,6 +27,7 @@ import {
   type RunContext,
 } from '../../src/index.js';
 import { scriptedModel } from '../../src/testing/index.js';
+import { openStoreDirectory } from '../../src/store/directory.js';
 import { tempDir } from '../support/temp.js';
 
 const add = defineCapability({
@@ -148,10 +149,12 @@ describe('a runtime used by mistake', () => {
   });
 
   it('refuses to start or review runs once closed, with an error that says so, and closes once however often asked', async () => {
-    const runtime = createRuntime({ model: scriptedModel([{ text: 'hi' }]), config: { store: { kind: 'memory' } } });
+    let closes = 0;
+    const runtime = createRuntime({ model: scriptedModel([{ text: 'hi' }]), config: { store: { kind: 'memory' } }, resources: [{ close: () => void closes++ }] });
     expect((await runtime.run({ input: 'hello', tenantId: 'acme', principalId: 'user-7' })).status).toBe('completed');
     await Promise.all([runtime.close(), runtime.close()]);
     await runtime.close();
+    expect(closes).toBe(1);
     const message = 'runtime: this runtime is closed; create a new one with createRuntime to start or review runs';
     expect(() => runtime.start({ input: 'hello', tenantId: 'acme', principalId: 'user-7' })).toThrow(message);
     for (const attempt of [
@@ -168,6 +171,17 @@ describe('a runtime used by mistake', () => {
       expect(isRunchartError(error) && error.kind).toBe('invalid-input');
       expect((error as Error).message).toBe(message);
     }
+  });
+});
+
+describe('a store directory handed to the runtime', () => {
+  it('is closed with the runtime, its lock removed, even when no run came to use it', async () => {
+    const dir = await tempDir();
+    const storeDirectory = await openStoreDirectory(dir);
+    const runtime = createRuntime({ config: { store: { kind: 'lowdb', dir } }, storeDirectory });
+    await runtime.close();
+    expect(existsSync(join(dir, 'lock'))).toBe(false);
+    (await openStoreDirectory(dir)).close();
   });
 });
 

@@ -159,6 +159,10 @@ describePostgres('runtimes sharing a PostgreSQL store', () => {
     // Written straight into the tables, with no NOTIFY: only the periodic looks can find them.
     await sql(`INSERT INTO ${schema}.run_events (tenant_id, run_id, kind, data) VALUES ('acme', $1, 'note', '{"quiet": true}')`, [submitted.runId]);
     await expect.poll(() => followed.some((event) => event.kind === 'note'), { timeout: 10_000 }).toBe(true);
+    // Mail that names no reviewer (from an older process, say) is answered with the refusal; the call stays parked.
+    await sql(`INSERT INTO ${schema}.run_inbox (tenant_id, run_id, event) VALUES ('acme', $1, $2::jsonb)`, [submitted.runId, JSON.stringify({ type: 'tool.approve', callId: parked.toolCalls.at(-1)!.callId })]);
+    await expect.poll(() => followed.some((event) => event.kind === 'review' && JSON.stringify(event.data).includes('approve needs options.principalId')), { timeout: 10_000 }).toBe(true);
+    expect((await server.get(submitted.runId, { tenantId: 'acme' }))?.status).toBe('awaiting_approval');
     await sql(`INSERT INTO ${schema}.run_inbox (tenant_id, run_id, event) VALUES ('acme', $1, $2::jsonb)`, [submitted.runId, JSON.stringify({ type: 'tool.approve', callId: parked.toolCalls.at(-1)!.callId, principalId: 'manager' })]);
     await expect.poll(async () => (await server.get(submitted.runId, { tenantId: 'acme' }))?.status, { timeout: 10_000 }).toBe('completed');
   });

@@ -35,6 +35,8 @@ describe('parseRunRequest', () => {
     );
     const { input: _input, ...noInput } = base;
     expect(ingressErrorOf(noInput).message).toBe('ingress: the request is invalid: input: required: the question or task, as a string');
+    expect(ingressErrorOf({ ...base, input: 5 }).message).toBe('ingress: the request is invalid: input: the question or task, as a string');
+    expect(ingressErrorOf({ ...base, tenantId: 'a'.repeat(300) }).message).toBe('ingress: the request is invalid: tenantId: at most 256 characters');
   });
 
   it('gives a malformed traceparent one reason: the form, or what W3C forbids in it', () => {
