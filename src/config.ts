@@ -260,6 +260,12 @@ export function nearest(word: string, candidates: readonly string[]): string | u
   return best && best.score <= Math.max(2, Math.floor(word.length / 3)) ? best.candidate : undefined;
 }
 
+/** An option name a function does not take: the nearest one it does, or the list of them all. */
+export function unknownOption(name: string, known: readonly string[]): string {
+  const guess = nearest(name, known);
+  return `unknown option "${name}"${guess ? `; did you mean "${guess}"?` : `; the options are ${known.join(', ')}`}`;
+}
+
 const quoted = (values: readonly unknown[]) => values.map((value) => JSON.stringify(value)).join(', ');
 
 /**

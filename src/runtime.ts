@@ -14,7 +14,7 @@ import type { RunResult } from '../machines/run/result.js';
 import type { BackgroundHandler, BackgroundQueue } from './background/contract.js';
 import type { Capability } from './catalog/contract.js';
 import { createCatalog } from './catalog/registry.js';
-import { nearest, parseConfig, settingsFrom, type RunchartConfig, type RunchartConfigInput } from './config.js';
+import { parseConfig, settingsFrom, unknownOption, type RunchartConfig, type RunchartConfigInput } from './config.js';
 import type { ExecutionGateway, ExecutionJournal } from './execution/contract.js';
 import { createGateway } from './execution/gateway.js';
 import { newTraceId } from './ingress/request.js';
@@ -107,15 +107,8 @@ const runtimeOptionNames: Record<keyof RuntimeOptions, true> = {
 };
 
 function checkOptionNames(options: object): void {
-  const known = Object.keys(runtimeOptionNames);
   for (const name of Object.keys(options)) {
-    if (Object.hasOwn(runtimeOptionNames, name)) continue;
-    const guess = nearest(name, known);
-    throw new RunchartError(
-      'invalid-input',
-      'runtime',
-      `createRuntime: unknown option "${name}"${guess ? `; did you mean "${guess}"?` : `; the options are ${known.join(', ')}`}`,
-    );
+    if (!Object.hasOwn(runtimeOptionNames, name)) throw new RunchartError('invalid-input', 'runtime', `createRuntime: ${unknownOption(name, Object.keys(runtimeOptionNames))}`);
   }
 }
 
@@ -318,6 +311,7 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
   const service = createRunService({ runs, host, events, runStore: layers.runStore, idempotencyKeys: layers.idempotencyKeys, idFor });
   let closing: Promise<void> | undefined;
   const closed = () => new RunchartError('invalid-input', 'runtime', 'runtime: this runtime is closed; create a new one with createRuntime to start or review runs');
+  const whileOpen = <T>(call: () => Promise<T>): Promise<T> => (closing ? Promise.reject(closed()) : call());
 
   return {
     config,
@@ -326,12 +320,12 @@ export function createRuntime(options: RuntimeOptions = {}): Runtime {
       if (closing) throw closed();
       return service.start(request);
     },
-    run: (request) => (closing ? Promise.reject(closed()) : service.start(request).result),
-    approve: (runId, callId, review) => (closing ? Promise.reject(closed()) : service.approve(runId, callId, review)),
-    reject: (runId, callId, review) => (closing ? Promise.reject(closed()) : service.reject(runId, callId, review)),
+    run: (request) => whileOpen(() => service.start(request).result),
+    approve: (runId, callId, review) => whileOpen(() => service.approve(runId, callId, review)),
+    reject: (runId, callId, review) => whileOpen(() => service.reject(runId, callId, review)),
     get: runs.get,
     list: runs.list,
-    submit: (request, submitOptions) => (closing ? Promise.reject(closed()) : service.submit(request, submitOptions)),
+    submit: (request, submitOptions) => whileOpen(() => service.submit(request, submitOptions)),
     cancel: service.cancel,
     follow: service.follow,
     work({ concurrency }) {

@@ -12,10 +12,15 @@ const Traceparent = z.string().superRefine((value, context) => {
   if (!traceparentForm.test(value)) context.addIssue({ code: 'custom', message: 'use the W3C form "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"' });
   else if (parseTraceparent(value) === undefined) context.addIssue({ code: 'custom', message: 'version ff and all-zero trace or span ids are invalid' });
 });
+/** The message of a field that is missing or not a string; other issues keep their own. */
+const typeMessage =
+  (missing: string, mistyped: string) =>
+  (issue: { code: string; input?: unknown }): string | undefined =>
+    issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? missing : mistyped;
 /** An identity field; `what` says, when it is missing, what it names. */
 const identity = (what: string) =>
   z
-    .string({ error: (issue) => (issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? `required: ${what}` : `a string naming ${what}`) })
+    .string({ error: typeMessage(`required: ${what}`, `a string naming ${what}`) })
     .min(1, `empty: name ${what}`)
     .max(256, 'at most 256 characters')
     .regex(/^[^\s*?]*$/, 'use no spaces and no "*" or "?" (rules match identities with globs)');
@@ -23,7 +28,7 @@ const identity = (what: string) =>
 /** What a caller sends to start a run. Tenant and principal are required; the trace is continued or started. */
 export const RunRequest = z.strictObject({
   input: z
-    .string({ error: (issue) => (issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? 'required: the question or task, as a string' : 'the question or task, as a string') })
+    .string({ error: typeMessage('required: the question or task, as a string', 'the question or task, as a string') })
     .min(1, 'the input is empty; send the question or task as "input"'),
   tenantId: identity('the tenant the run acts for'),
   principalId: identity('who asks: the user or service the run acts for'),

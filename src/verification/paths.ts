@@ -7,7 +7,7 @@ import { hashArguments } from '../execution/contract.js';
 import type { ModelResponse } from '../models/contract.js';
 import type { DecisionRecord, PolicyDecision, PolicyVerdict } from '../policy/contract.js';
 import type { TelemetryMark } from '../telemetry/contract.js';
-import { nearest, parseConfig, settingsFrom } from '../config.js';
+import { parseConfig, settingsFrom, unknownOption } from '../config.js';
 
 type RunSnapshot = SnapshotFrom<typeof runMachine>;
 type AnyTransition = ReturnType<typeof transitionsOf>[number];
@@ -395,10 +395,7 @@ function checkPathOptions(options: PathOptions): void {
   const names = Object.keys(pathOptionChecks);
   for (const [name, value] of Object.entries(options)) {
     const check = pathOptionChecks[name as keyof PathOptions] as (typeof pathOptionChecks)[keyof PathOptions] | undefined;
-    if (!check) {
-      const guess = nearest(name, names);
-      throw new RunchartError('invalid-input', 'runtime', `paths: unknown option "${name}"${guess ? `; did you mean "${guess}"?` : `; the options are ${names.join(', ')}`}`);
-    }
+    if (!check) throw new RunchartError('invalid-input', 'runtime', `paths: ${unknownOption(name, names)}`);
     if (value !== undefined && !check.ok(value)) {
       throw new RunchartError('invalid-input', 'runtime', `paths: ${name} must be ${check.expected} (got ${JSON.stringify(value) ?? String(value)})`);
     }
